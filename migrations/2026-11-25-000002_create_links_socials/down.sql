@@ -1,0 +1,2 @@
+DROP TABLE socials;
+DROP TABLE links;

@@ -1,0 +1,2 @@
+DROP TABLE cache_outbox;
+DROP TABLE auth_tokens;

@@ -1,0 +1,115 @@
+//! Whether the cache may be used right now: a circuit breaker over Redis, and
+//! the namespaces whose version bump is still owed.
+//!
+//! The breaker starts open: nothing is served from Redis until the recovery
+//! task has replayed the outbox (bumps owed by writes of any instance, or of
+//! this one before a restart). Any Redis error opens it again; the request
+//! that saw the error paid one timeout, every later one bypasses at once
+//! until recovery closes it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::keys::Namespace;
+
+#[derive(Default)]
+pub struct Health {
+    /// `true` once recovery succeeded and no error was seen since.
+    closed: AtomicBool,
+    /// Bumps the outbox still owes, with the sequence number of the write that
+    /// added them (so a recovery clears only what it covered).
+    owed: Mutex<HashMap<Namespace, u64>>,
+    /// Cheap "nothing owed" check for the read path.
+    owed_count: AtomicU64,
+    sequence: AtomicU64,
+}
+
+/// What a recovery may clear: the owed namespaces as they were before it read the outbox.
+pub struct OwedSnapshot(HashMap<Namespace, u64>);
+
+impl Health {
+    /// `true` when reads may use Redis at all.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Opens the breaker; returns `true` for the call that opened it.
+    pub fn trip(&self) -> bool {
+        self.closed.swap(false, Ordering::AcqRel)
+    }
+
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// `true` when `ns` has a bump owed: its cached entries must not be trusted.
+    pub fn is_owed(&self, ns: &Namespace) -> bool {
+        self.owed_count.load(Ordering::Acquire) > 0 && self.lock_owed().contains_key(ns)
+    }
+
+    /// Records namespaces whose bump failed.
+    pub fn owe(&self, namespaces: &[Namespace]) {
+        let seq = self.sequence.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut owed = self.lock_owed();
+        for ns in namespaces {
+            owed.insert(ns.clone(), seq);
+        }
+        self.owed_count.store(owed.len() as u64, Ordering::Release);
+    }
+
+    /// Taken before a recovery reads the outbox.
+    pub fn snapshot_owed(&self) -> OwedSnapshot {
+        OwedSnapshot(self.lock_owed().clone())
+    }
+
+    /// Forgets what `snapshot` held and no later failure re-added: the
+    /// outbox rows of those writes were committed before the snapshot, so the
+    /// recovery that followed it has bumped them.
+    pub fn settle(&self, snapshot: OwedSnapshot) {
+        let mut owed = self.lock_owed();
+        for (ns, seq) in snapshot.0 {
+            if owed.get(&ns) == Some(&seq) {
+                owed.remove(&ns);
+            }
+        }
+        self.owed_count.store(owed.len() as u64, Ordering::Release);
+    }
+
+    fn lock_owed(&self) -> std::sync::MutexGuard<'_, HashMap<Namespace, u64>> {
+        // A panic while holding this lock cannot leave the map inconsistent
+        // (single inserts and removes), so a poisoned lock is still usable.
+        self.owed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_starts_open_until_recovery() {
+        let health = Health::default();
+        assert!(!health.is_closed());
+        health.close();
+        assert!(health.is_closed());
+        assert!(health.trip());
+        assert!(
+            !health.trip(),
+            "only the first failure reports the transition"
+        );
+    }
+
+    #[test]
+    fn settle_keeps_namespaces_owed_again_after_the_snapshot() {
+        let health = Health::default();
+        health.owe(&[Namespace::User(1), Namespace::User(2)]);
+        let snapshot = health.snapshot_owed();
+        health.owe(&[Namespace::User(2)]);
+        health.settle(snapshot);
+        assert!(!health.is_owed(&Namespace::User(1)));
+        assert!(health.is_owed(&Namespace::User(2)));
+    }
+}

@@ -1,0 +1,387 @@
+//! The cache: cache-aside reads from Redis with versioned namespaces, and
+//! invalidation that keeps read-your-writes under races and faults. This is
+//! the reference implementation of the protocol; everything Redis lives below
+//! this module, and handlers only call [`Cache::read`] and [`Cache::invalidate`].
+//!
+//! # The rules
+//! 1. **Versions are taken before the database read.** A lookup returns the
+//!    namespace's version together with the entry (one round trip, a script);
+//!    on a miss the row is loaded afterwards and stored under *that* version.
+//!    A reader that raced a write stores its old row under a version nobody
+//!    asks for again (the stale-set race of cache-aside).
+//! 2. **Bump strictly after commit, before answering.** A write records the
+//!    namespaces it changed in `cache_outbox` inside its transaction, commits,
+//!    then bumps each counter. Bumping earlier would let a reader pair the new
+//!    version with the old row.
+//! 3. **Counters never reset.** A missing counter (evicted, deleted, Redis
+//!    restarted) is re-created from the Redis clock in microseconds, above any
+//!    value it held, never 0 or 1, so old entries can never become reachable.
+//!    Counters live outside every SCAN-deleted pattern and have no TTL.
+//! 4. **A bump that failed is owed.** Its outbox rows stay; its namespaces
+//!    are read with BYPASS here; the breaker opens; recovery replays the whole
+//!    outbox (every instance's owed bumps) before the cache is trusted again —
+//!    also after a restart, since the breaker starts open.
+//! 5. **SCAN off the request path.** After a bump, a background task removes
+//!    the stale entries with `SCAN MATCH` + `UNLINK` (never `KEYS`); a failure
+//!    there is logged and left to the TTL.
+//! 6. **TTL on every entry** (`SET .. EX`, at most `CACHE_TTL_SECS`, jittered down).
+//! 7. **One load per key** in a process (single-flight on the versioned key).
+
+pub mod health;
+pub mod keys;
+mod purge;
+mod recovery;
+pub mod single_flight;
+pub mod store;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rand::RngExt;
+use sha2::{Digest, Sha256};
+
+use self::health::Health;
+pub use self::keys::Namespace;
+use self::purge::Purger;
+use self::single_flight::SingleFlight;
+use self::store::{Store, StoreError};
+use crate::db::{DbPool, outbox};
+use crate::error::ApiError;
+use crate::metrics::{CacheResult, Metrics};
+
+/// A rendered response as stored in Redis: status, strong ETag and JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub status: u16,
+    pub etag: String,
+    pub body: Bytes,
+}
+
+impl Entry {
+    /// `200` with `body`, or the JSON error of a `404` (which may be cached: a
+    /// create bumps the namespace it appears in).
+    fn render(loaded: Result<Vec<u8>, ApiError>) -> Result<Self, ApiError> {
+        let (status, body) = match loaded {
+            Ok(body) => (200, body),
+            Err(err @ ApiError::NotFound(_)) => {
+                let body = serde_json::to_vec(&err.body())
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                (404, body)
+            }
+            Err(other) => return Err(other),
+        };
+        let digest = Sha256::digest(&body);
+        Ok(Self {
+            status,
+            etag: format!("\"{}\"", hex::encode(&digest[..16])),
+            body: Bytes::from(body),
+        })
+    }
+
+    /// `<status> <etag>\n<body>`: a HIT can answer a `304` without parsing JSON.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = format!("{} {}\n", self.status, self.etag).into_bytes();
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    fn decode(raw: Vec<u8>) -> Option<Self> {
+        let newline = raw.iter().position(|&b| b == b'\n')?;
+        let head = std::str::from_utf8(&raw[..newline]).ok()?;
+        let (status, etag) = head.split_once(' ')?;
+        let status = status.parse().ok()?;
+        let etag = etag.to_owned();
+        let mut body = Bytes::from(raw);
+        Some(Self {
+            status,
+            etag,
+            body: body.split_off(newline + 1),
+        })
+    }
+}
+
+/// A read's answer and how it was served.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub entry: Arc<Entry>,
+    pub result: CacheResult,
+}
+
+/// What a shared load hands to every reader waiting on it.
+type LoadOutcome = Result<Arc<Entry>, ApiError>;
+
+pub struct Cache {
+    store: Arc<Store>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    flights: SingleFlight<LoadOutcome>,
+    purger: Purger,
+    db: DbPool,
+    enabled: bool,
+    ttl_secs: u64,
+}
+
+/// How the cache is set up; see [`crate::config::Settings`].
+pub struct CacheConfig {
+    pub redis_url: String,
+    pub prefix: String,
+    pub pool_size: usize,
+    pub timeout: std::time::Duration,
+    pub ttl_secs: u64,
+    pub enabled: bool,
+}
+
+impl Cache {
+    /// Builds the pool (no connection is made yet) and starts the background
+    /// tasks: recovery (closes the breaker once the outbox is replayed) and
+    /// the purger.
+    pub fn start(config: CacheConfig, db: DbPool, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let store = Arc::new(Store::new(
+            &config.redis_url,
+            &config.prefix,
+            config.pool_size,
+            config.timeout,
+        )?);
+        let health = Arc::new(Health::default());
+        metrics.set_breaker_open(true);
+        let purger = Purger::start(Arc::clone(&store), Arc::clone(&metrics));
+        if config.enabled {
+            recovery::start(
+                Arc::clone(&store),
+                Arc::clone(&health),
+                db.clone(),
+                purger.clone(),
+                Arc::clone(&metrics),
+            );
+        }
+        Ok(Self {
+            store,
+            health,
+            metrics,
+            flights: SingleFlight::default(),
+            purger,
+            db,
+            enabled: config.enabled,
+            ttl_secs: config.ttl_secs,
+        })
+    }
+
+    /// `"ok"` when reads are served from Redis, `"degraded"` while they bypass it.
+    pub fn status(&self) -> &'static str {
+        if self.enabled && self.health.is_closed() {
+            "ok"
+        } else {
+            "degraded"
+        }
+    }
+
+    /// Asks Redis for a `PONG` (start-up diagnostics).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+
+    pub fn redis_pool_status(&self) -> deadpool_redis::Status {
+        self.store.pool_status()
+    }
+
+    /// Serves the read `query` of namespace `ns` cache-aside; `load` runs
+    /// only on a miss or a bypass and answers the JSON body of a `200`, or an
+    /// error (`NotFound` is cached as a `404`, anything else is not cached).
+    pub async fn read<F, Fut>(
+        &self,
+        ns: Namespace,
+        query: &str,
+        load: F,
+    ) -> Result<Served, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
+    {
+        let kind = ns.kind();
+        if !self.enabled || !self.health.is_closed() || self.health.is_owed(&ns) {
+            return self.bypass(kind, load).await;
+        }
+        let lookup = match self.store.lookup(&ns, query).await {
+            Ok(lookup) => lookup,
+            Err(e) => {
+                self.redis_failed("lookup", &e);
+                return self.bypass(kind, load).await;
+            }
+        };
+        if let Some(entry) = lookup.entry.and_then(Entry::decode) {
+            self.metrics.cache_request(kind, CacheResult::Hit);
+            return Ok(Served {
+                entry: Arc::new(entry),
+                result: CacheResult::Hit,
+            });
+        }
+        let key = keys::entry_key(self.store.prefix(), &ns, &lookup.version, query);
+        let ttl = self.jittered_ttl();
+        let store = Arc::clone(&self.store);
+        let health = Arc::clone(&self.health);
+        let metrics = Arc::clone(&self.metrics);
+        let load = load();
+        let task_key = key.clone();
+        let (outcome, _leader) = self
+            .flights
+            .run(
+                &key,
+                move || async move {
+                    metrics.cache_load(kind);
+                    let entry = Arc::new(Entry::render(load.await)?);
+                    if let Err(e) = store.put(&task_key, &entry.encode(), ttl).await {
+                        log::warn!("cache: storing {task_key} failed: {e}");
+                        if health.trip() {
+                            metrics.set_breaker_open(true);
+                        }
+                    }
+                    Ok(entry)
+                },
+                || Err(ApiError::internal("a cache load panicked")),
+            )
+            .await;
+        self.metrics.cache_request(kind, CacheResult::Miss);
+        Ok(Served {
+            entry: outcome?,
+            result: CacheResult::Miss,
+        })
+    }
+
+    async fn bypass<Fut>(
+        &self,
+        kind: &'static str,
+        load: impl FnOnce() -> Fut,
+    ) -> Result<Served, ApiError>
+    where
+        Fut: Future<Output = Result<Vec<u8>, ApiError>>,
+    {
+        self.metrics.cache_request(kind, CacheResult::Bypass);
+        let entry = Entry::render(load().await)?;
+        Ok(Served {
+            entry: Arc::new(entry),
+            result: CacheResult::Bypass,
+        })
+    }
+
+    /// Makes the entries of a committed write's namespaces unreachable, before
+    /// the write answers. When Redis cannot take the bump it is owed: the
+    /// outbox rows stay for recovery, and those namespaces bypass meanwhile.
+    pub async fn invalidate(&self, pending: outbox::Pending) {
+        if pending.namespaces.is_empty() {
+            return;
+        }
+        if !self.enabled {
+            // Nothing is cached; the rows only need to go.
+            self.forget_outbox_rows(pending.ids);
+            return;
+        }
+        if !self.health.is_closed() {
+            self.owe(&pending.namespaces);
+            return;
+        }
+        match self.store.bump(&pending.namespaces).await {
+            Ok(()) => {
+                for ns in &pending.namespaces {
+                    self.metrics.cache_bump(ns.kind());
+                }
+                self.forget_outbox_rows(pending.ids);
+                self.purger.enqueue(pending.namespaces);
+            }
+            Err(e) => {
+                self.owe(&pending.namespaces);
+                self.redis_failed("version bump", &e);
+            }
+        }
+    }
+
+    fn owe(&self, namespaces: &[Namespace]) {
+        self.health.owe(namespaces);
+        for ns in namespaces {
+            self.metrics.cache_bump_failure(ns.kind());
+        }
+    }
+
+    /// Deletes delivered outbox rows off the request path; rows that survive a
+    /// failure here are only bumped once more by a later replay.
+    fn forget_outbox_rows(&self, ids: Vec<i64>) {
+        if ids.is_empty() {
+            return;
+        }
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            let deleted = match db.get().await {
+                Ok(mut conn) => outbox::delete(&mut conn, &ids)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = deleted {
+                log::warn!("cache: outbox rows {ids:?} stay for the next replay: {e}");
+            }
+        });
+    }
+
+    fn redis_failed(&self, what: &str, err: &StoreError) {
+        if self.health.trip() {
+            self.metrics.set_breaker_open(true);
+            log::warn!("cache: {what} failed ({err}); reads bypass Redis until it recovers");
+        }
+    }
+
+    fn jittered_ttl(&self) -> u64 {
+        // Up to 10 % shorter, so entries written together do not expire together.
+        let jitter = self.ttl_secs / 10;
+        if jitter == 0 {
+            return self.ttl_secs;
+        }
+        self.ttl_secs - rand::rng().random_range(0..=jitter)
+    }
+}
+
+/// Bumps the namespaces of a write made outside the server (the CLI), with
+/// no breaker: the caller decides what to do when Redis does not answer.
+pub async fn deliver(
+    settings: &crate::config::Settings,
+    pending: &outbox::Pending,
+) -> Result<(), StoreError> {
+    let store = Store::new(
+        &settings.redis_url,
+        &settings.cache_prefix,
+        1,
+        settings.redis_timeout(),
+    )
+    .map_err(StoreError::Protocol)?;
+    store.bump(&pending.namespaces).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_through_their_encoding() {
+        let entry = Entry::render(Ok(b"{\"data\":1}\n".to_vec())).expect("renders");
+        assert_eq!(entry.status, 200);
+        assert!(entry.etag.starts_with('"') && entry.etag.ends_with('"'));
+        assert_eq!(Entry::decode(entry.encode()), Some(entry));
+    }
+
+    #[test]
+    fn not_found_is_rendered_as_a_cacheable_404() {
+        let entry = Entry::render(Err(ApiError::not_found("user"))).expect("renders");
+        assert_eq!(entry.status, 404);
+        assert!(
+            std::str::from_utf8(&entry.body)
+                .expect("utf-8")
+                .contains("not_found")
+        );
+        assert!(Entry::render(Err(ApiError::internal("x"))).is_err());
+    }
+
+    #[test]
+    fn etags_follow_the_body() {
+        let a = Entry::render(Ok(b"a".to_vec())).expect("renders");
+        let b = Entry::render(Ok(b"b".to_vec())).expect("renders");
+        assert_ne!(a.etag, b.etag);
+    }
+}

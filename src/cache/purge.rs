@@ -1,0 +1,115 @@
+//! SCAN invalidation, off the request path. Bumped namespaces queue here; one
+//! task drains the queue, and each pass removes every entry of the queued
+//! namespaces whose version is older than the namespace's current one. Many
+//! namespaces queued together share one pass over the keyspace, so a burst of
+//! writes costs Redis one SCAN, not one per write.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::keys::{self, Namespace};
+use super::store::{Store, StoreResult};
+use crate::metrics::Metrics;
+
+/// Keys SCAN is asked to look at per step.
+const SCAN_COUNT: usize = 1000;
+
+#[derive(Clone)]
+pub struct Purger {
+    queue: mpsc::UnboundedSender<Vec<Namespace>>,
+}
+
+impl Purger {
+    pub fn start(store: Arc<Store>, metrics: Arc<Metrics>) -> Self {
+        let (queue, mut rx) = mpsc::unbounded_channel::<Vec<Namespace>>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch: HashSet<Namespace> = first.into_iter().collect();
+                while let Ok(more) = rx.try_recv() {
+                    batch.extend(more);
+                }
+                if let Err(e) = purge(&store, &metrics, batch).await {
+                    log::warn!(
+                        "cache: SCAN invalidation failed, stale entries left to their TTL: {e}"
+                    );
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    pub fn enqueue(&self, namespaces: Vec<Namespace>) {
+        // The receiver lives as long as the runtime; a send can only fail at shutdown.
+        let _ = self.queue.send(namespaces);
+    }
+}
+
+async fn purge(store: &Store, metrics: &Metrics, batch: HashSet<Namespace>) -> StoreResult<()> {
+    let namespaces: Vec<Namespace> = batch.into_iter().collect();
+    let current: HashMap<Namespace, u64> = namespaces
+        .iter()
+        .cloned()
+        .zip(store.versions(&namespaces).await?)
+        .filter_map(|(ns, v)| v.map(|v| (ns, v)))
+        .collect();
+    let pattern = match namespaces.as_slice() {
+        [only] => keys::entry_pattern(store.prefix(), only),
+        _ => format!("{}:{{*", store.prefix()),
+    };
+    let mut deleted: HashMap<&'static str, u64> = HashMap::new();
+    let mut cursor = 0;
+    loop {
+        let (next, found) = store.scan_step(cursor, &pattern, SCAN_COUNT).await?;
+        let stale: Vec<String> = found
+            .into_iter()
+            .filter(|key| is_stale(store.prefix(), key, &current))
+            .collect();
+        let removed = store.unlink(&stale).await?;
+        if removed > 0 {
+            for key in &stale {
+                if let Some((ns, _)) = keys::parse_entry_key(store.prefix(), key) {
+                    *deleted.entry(ns.kind()).or_default() += 1;
+                }
+            }
+        }
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    for (kind, n) in deleted {
+        metrics.cache_scan_deleted(kind, n);
+    }
+    Ok(())
+}
+
+/// An entry is stale when its namespace is in the batch and its version is
+/// older than the current one. Newer entries (readers that came after the
+/// bump) are kept; a namespace whose counter is gone is left to the TTL (its
+/// entries are unreachable already: the counter comes back above them).
+fn is_stale(prefix: &str, key: &str, current: &HashMap<Namespace, u64>) -> bool {
+    let Some((ns, version)) = keys::parse_entry_key(prefix, key) else {
+        return false;
+    };
+    match (current.get(&ns), version.parse::<u64>()) {
+        (Some(now), Ok(v)) => v < *now,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_older_versions_of_batched_namespaces_are_stale() {
+        let current = HashMap::from([(Namespace::User(1), 10)]);
+        assert!(is_stale("lh", "lh:{user:1}:9:user", &current));
+        assert!(!is_stale("lh", "lh:{user:1}:10:user", &current));
+        assert!(!is_stale("lh", "lh:{user:1}:11:user", &current));
+        assert!(!is_stale("lh", "lh:{user:2}:1:user", &current));
+        assert!(!is_stale("lh", "lh:ver:{user:1}", &current));
+    }
+}

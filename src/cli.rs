@@ -1,0 +1,110 @@
+//! The command line: `linkhub [serve]`, `linkhub migrate`, `linkhub promote <username>`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::cache;
+use crate::config::Settings;
+use crate::db;
+use crate::startup::Application;
+
+#[derive(Parser)]
+#[command(
+    name = "linkhub",
+    version,
+    about = "Link-in-bio profiles served cache-aside from Redis"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Create the database when missing and run pending migrations, then exit.
+    Migrate,
+    /// Give a user the admin role.
+    Promote {
+        /// The user to promote.
+        username: String,
+    },
+}
+
+/// Runs the command; configuration and start-up errors are one line on stderr
+/// and a non-zero exit, never a panic.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,actix_server=warn"),
+    )
+    .init();
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("linkhub: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = actix_web::rt::System::new().block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(settings).await,
+            Command::Migrate => db::prepare_database(&settings.database_url)
+                .await
+                .map(|()| println!("linkhub: migrations are up to date"))
+                .map_err(|e| e.to_string()),
+            Command::Promote { username } => promote(&settings, &username).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("linkhub: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let bind = settings.bind_addr.clone();
+    let app = Application::build(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    log::info!("linkhub listening on {bind} (port {})", app.port());
+    app.run_until_stopped()
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}
+
+async fn promote(settings: &Settings, username: &str) -> Result<(), String> {
+    db::create_database_if_missing(&settings.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let pool = db::build_pool(&settings.database_url, 1, settings.db_timeout())
+        .map_err(|e| e.to_string())?;
+    let mut conn = pool.get().await.map_err(|e| format!("DATABASE_URL: {e}"))?;
+    let written = db::users::promote(&mut conn, username)
+        .await
+        .map_err(|e| format!("promoting {username}: {e}"))?
+        .ok_or_else(|| format!("no user named {username:?}"))?;
+    // The role change touches the user's row (updated_at), so cached copies
+    // must go. When Redis does not answer, the outbox rows stay and every
+    // running instance replays them.
+    if settings.cache_enabled {
+        match cache::deliver(settings, &written.changes).await {
+            Ok(()) => {
+                db::outbox::delete(&mut conn, &written.changes.ids)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Err(e) => log::warn!("cache invalidation left to the running instances: {e}"),
+        }
+    }
+    println!(
+        "linkhub: {} is now an admin (id {})",
+        written.value.username, written.value.id
+    );
+    Ok(())
+}

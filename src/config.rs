@@ -1,0 +1,221 @@
+//! Configuration: one typed struct, read once at start-up from the environment
+//! (and `.env` when present). A bad value stops the start with a message that
+//! names the variable, so an operator knows exactly what to fix.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Everything linkhub can be configured with. See README.md for the table.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `DATABASE_URL`: the PostgreSQL database; created at start-up when missing.
+    pub database_url: String,
+    /// `REDIS_URL`: the Redis node used as cache.
+    pub redis_url: String,
+    /// `BIND_ADDR`: where the HTTP server listens (`127.0.0.1:0` picks a free port).
+    pub bind_addr: String,
+    /// `CACHE_TTL_SECS`: upper bound of every cache entry's lifetime.
+    pub cache_ttl_secs: u64,
+    /// `CACHE_ENABLED`: `false` serves every read from PostgreSQL (`X-Cache: BYPASS`).
+    pub cache_enabled: bool,
+    /// `CACHE_PREFIX`: every Redis key linkhub writes starts with `<prefix>:`.
+    pub cache_prefix: String,
+    /// `MIGRATE_ON_START`: run pending migrations before serving.
+    pub migrate_on_start: bool,
+    /// `WORKERS`: actix worker threads.
+    pub workers: usize,
+    /// `DB_POOL_SIZE`: PostgreSQL connections at most.
+    pub db_pool_size: usize,
+    /// `REDIS_POOL_SIZE`: Redis connections at most (each one multiplexes many requests).
+    pub redis_pool_size: usize,
+    /// `REDIS_TIMEOUT_MS`: connect and command timeout towards Redis.
+    pub redis_timeout_ms: u64,
+    /// `DB_TIMEOUT_MS`: how long a request waits for a PostgreSQL connection.
+    pub db_timeout_ms: u64,
+    /// `LOGIN_MAX_FAILURES`: failed logins per login name before `429`.
+    pub login_max_failures: u32,
+    /// `LOGIN_WINDOW_SECS`: the window those failures are counted in.
+    pub login_window_secs: u64,
+    /// `TOKEN_TTL_SECS`: lifetime of a bearer token.
+    pub token_ttl_secs: u64,
+}
+
+/// A configuration variable that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {name}={value:?}: {expected}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl Settings {
+    /// Reads the process environment, after loading `.env` when one exists.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is the normal case in production; a broken one is not
+        // worth refusing to start over, the variables it sets are checked below.
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Parses settings from any lookup; names it does not know take their defaults.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let settings = Settings {
+            database_url: string(
+                &lookup,
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/linkhub",
+            ),
+            redis_url: string(&lookup, "REDIS_URL", "redis://127.0.0.1:6379"),
+            bind_addr: string(&lookup, "BIND_ADDR", "127.0.0.1:8080"),
+            cache_ttl_secs: parse(&lookup, "CACHE_TTL_SECS", 3600, "a whole number of seconds")?,
+            cache_enabled: boolean(&lookup, "CACHE_ENABLED", true)?,
+            cache_prefix: string(&lookup, "CACHE_PREFIX", "lh"),
+            migrate_on_start: boolean(&lookup, "MIGRATE_ON_START", true)?,
+            workers: parse(&lookup, "WORKERS", cores, "a positive whole number")?,
+            db_pool_size: parse(&lookup, "DB_POOL_SIZE", 16, "a positive whole number")?,
+            redis_pool_size: parse(&lookup, "REDIS_POOL_SIZE", 8, "a positive whole number")?,
+            redis_timeout_ms: parse(&lookup, "REDIS_TIMEOUT_MS", 250, "milliseconds")?,
+            db_timeout_ms: parse(&lookup, "DB_TIMEOUT_MS", 5000, "milliseconds")?,
+            login_max_failures: parse(&lookup, "LOGIN_MAX_FAILURES", 10, "a whole number")?,
+            login_window_secs: parse(&lookup, "LOGIN_WINDOW_SECS", 60, "seconds")?,
+            token_ttl_secs: parse(&lookup, "TOKEN_TTL_SECS", 7 * 24 * 3600, "seconds")?,
+        };
+        settings.check()
+    }
+
+    fn check(self) -> Result<Self, ConfigError> {
+        let positive = [
+            ("CACHE_TTL_SECS", self.cache_ttl_secs as usize),
+            ("WORKERS", self.workers),
+            ("DB_POOL_SIZE", self.db_pool_size),
+            ("REDIS_POOL_SIZE", self.redis_pool_size),
+            ("REDIS_TIMEOUT_MS", self.redis_timeout_ms as usize),
+            ("DB_TIMEOUT_MS", self.db_timeout_ms as usize),
+            ("LOGIN_WINDOW_SECS", self.login_window_secs as usize),
+            ("TOKEN_TTL_SECS", self.token_ttl_secs as usize),
+        ];
+        if let Some((name, value)) = positive.into_iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError {
+                name,
+                value: value.to_string(),
+                expected: "a value greater than 0",
+            });
+        }
+        let prefix_ok = !self.cache_prefix.is_empty()
+            && self
+                .cache_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !prefix_ok {
+            return Err(ConfigError {
+                name: "CACHE_PREFIX",
+                value: self.cache_prefix,
+                expected: "letters, digits, '_' or '-' (it becomes part of SCAN patterns)",
+            });
+        }
+        for (name, url, schemes) in [
+            (
+                "DATABASE_URL",
+                &self.database_url,
+                &["postgres", "postgresql"][..],
+            ),
+            ("REDIS_URL", &self.redis_url, &["redis", "rediss"][..]),
+        ] {
+            let scheme_ok = url::Url::parse(url).is_ok_and(|u| schemes.contains(&u.scheme()));
+            if !scheme_ok {
+                return Err(ConfigError {
+                    name,
+                    value: url.clone(),
+                    expected: "a URL such as postgres://user@host:5432/db or redis://host:6379",
+                });
+            }
+        }
+        Ok(self)
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+
+    pub fn db_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_timeout_ms)
+    }
+}
+
+fn string(lookup: &impl Fn(&str) -> Option<String>, name: &str, default: &str) -> String {
+    lookup(name)
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+fn parse<T: FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    expected: &'static str,
+) -> Result<T, ConfigError> {
+    match lookup(name).filter(|v| !v.trim().is_empty()) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|_| ConfigError {
+            name,
+            value,
+            expected,
+        }),
+    }
+}
+
+fn boolean(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match lookup(name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if v.is_empty() => Ok(default),
+        Some(v) if ["true", "1", "yes", "on"].contains(&v.as_str()) => Ok(true),
+        Some(v) if ["false", "0", "no", "off"].contains(&v.as_str()) => Ok(false),
+        Some(value) => Err(ConfigError {
+            name,
+            value,
+            expected: "true or false",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let s = from(&[]).expect("defaults are valid");
+        assert_eq!(s.database_url, "postgres://postgres@127.0.0.1:5432/linkhub");
+        assert_eq!(s.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(s.bind_addr, "127.0.0.1:8080");
+        assert_eq!(s.cache_ttl_secs, 3600);
+        assert!(s.migrate_on_start && s.cache_enabled);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = from(&[("CACHE_TTL_SECS", "abc")]).unwrap_err();
+        assert!(err.to_string().contains("CACHE_TTL_SECS"), "{err}");
+        let err = from(&[("MIGRATE_ON_START", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("MIGRATE_ON_START"), "{err}");
+        let err = from(&[("DATABASE_URL", "mysql://x")]).unwrap_err();
+        assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+        let err = from(&[("CACHE_PREFIX", "a*b")]).unwrap_err();
+        assert!(err.to_string().contains("CACHE_PREFIX"), "{err}");
+    }
+}

@@ -1,0 +1,198 @@
+//! `links`: a user's ordered links.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use super::users::{lock_owner, owner_namespaces};
+use super::{Written, count_to_u64, outbox};
+use crate::cache::Namespace;
+use crate::domain::resources::{Link, PageRequest};
+use crate::error::ApiError;
+use crate::schema::{links, users};
+
+/// The columns a PATCH may set.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = links)]
+pub struct LinkChanges {
+    pub title: Option<String>,
+    pub url: Option<String>,
+    pub position: Option<i32>,
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Link>> {
+    links::table
+        .find(id)
+        .select(Link::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The owner of a link, for the permission check before a write.
+pub async fn owner_of(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<i64>> {
+    links::table
+        .find(id)
+        .select(links::user_id)
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Every link of a user, ordered by position then id.
+pub async fn all_of_user(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<Vec<Link>> {
+    links::table
+        .filter(links::user_id.eq(user_id))
+        .order((links::position, links::id))
+        .select(Link::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn page_of_user(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    page: PageRequest,
+) -> QueryResult<(Vec<Link>, u64)> {
+    let total: i64 = links::table
+        .filter(links::user_id.eq(user_id))
+        .count()
+        .get_result(conn)
+        .await?;
+    let rows = match page.offset() {
+        Some(offset) if offset < total => {
+            links::table
+                .filter(links::user_id.eq(user_id))
+                .order((links::position, links::id))
+                .limit(page.limit as i64)
+                .offset(offset)
+                .select(Link::as_select())
+                .load(conn)
+                .await?
+        }
+        _ => Vec::new(),
+    };
+    Ok((rows, count_to_u64(total)))
+}
+
+/// Adds a link; without a position it goes after the user's last link. The
+/// owner row is locked first, so concurrent appends get distinct positions.
+/// `Ok(None)`: no such user.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    title: String,
+    url: String,
+    position: Option<i32>,
+) -> Result<Option<Written<Link>>, ApiError> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let Some(username) = lock_owner(conn, user_id).await? else {
+            return Ok(None);
+        };
+        let position = match position {
+            Some(p) => p,
+            None => {
+                let last: Option<i32> = links::table
+                    .filter(links::user_id.eq(user_id))
+                    .select(diesel::dsl::max(links::position))
+                    .first(conn)
+                    .await?;
+                match last {
+                    None => 0,
+                    Some(p) => p.checked_add(1).ok_or_else(|| {
+                        ApiError::invalid_field(
+                            "position",
+                            "the last link already has the highest position",
+                        )
+                    })?,
+                }
+            }
+        };
+        let link: Link = diesel::insert_into(links::table)
+            .values((
+                links::user_id.eq(user_id),
+                links::title.eq(title),
+                links::url.eq(url),
+                links::position.eq(position),
+            ))
+            .returning(Link::as_returning())
+            .get_result(conn)
+            .await?;
+        let mut namespaces = owner_namespaces(user_id, &username);
+        namespaces.push(Namespace::Link(link.id));
+        let changes = outbox::record(conn, namespaces).await?;
+        Ok(Some(Written {
+            value: link,
+            changes,
+        }))
+    })
+    .await
+}
+
+/// `Ok(None)`: no such link.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    changes: LinkChanges,
+) -> Result<Option<Written<Link>>, ApiError> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let Some((user_id, username)) = locked_link_owner(conn, id).await? else {
+            return Ok(None);
+        };
+        let link: Link =
+            if changes.title.is_none() && changes.url.is_none() && changes.position.is_none() {
+                links::table
+                    .find(id)
+                    .select(Link::as_select())
+                    .first(conn)
+                    .await?
+            } else {
+                diesel::update(links::table.find(id))
+                    .set(&changes)
+                    .returning(Link::as_returning())
+                    .get_result(conn)
+                    .await?
+            };
+        let mut namespaces = owner_namespaces(user_id, &username);
+        namespaces.push(Namespace::Link(id));
+        let pending = outbox::record(conn, namespaces).await?;
+        Ok(Some(Written {
+            value: link,
+            changes: pending,
+        }))
+    })
+    .await
+}
+
+/// `Ok(None)`: no such link.
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+) -> Result<Option<Written<()>>, ApiError> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let Some((user_id, username)) = locked_link_owner(conn, id).await? else {
+            return Ok(None);
+        };
+        diesel::delete(links::table.find(id)).execute(conn).await?;
+        let mut namespaces = owner_namespaces(user_id, &username);
+        namespaces.push(Namespace::Link(id));
+        let changes = outbox::record(conn, namespaces).await?;
+        Ok(Some(Written { value: (), changes }))
+    })
+    .await
+}
+
+/// The link's owner id and username, with the link and owner rows locked (a
+/// concurrent rename cannot make the profile namespace recorded here stale).
+async fn locked_link_owner(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+) -> QueryResult<Option<(i64, String)>> {
+    links::table
+        .inner_join(users::table)
+        .filter(links::id.eq(id))
+        .select((users::id, users::username))
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}

@@ -1,0 +1,201 @@
+//! The SQL layer: every query linkhub makes lives below this module, one file
+//! per table. Writes run in one transaction together with the cache outbox rows
+//! of the namespaces they change ([`outbox`]), so an invalidation can never be
+//! lost between a commit and a crash.
+
+pub mod links;
+pub mod outbox;
+pub mod socials;
+pub mod tokens;
+pub mod users;
+
+use std::time::Duration;
+
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+/// The migrations of `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+pub type DbPool = Pool<AsyncPgConnection>;
+pub type DbConn = Object<AsyncPgConnection>;
+
+/// Why the database could not be made ready at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseSetupError {
+    #[error("cannot reach PostgreSQL at DATABASE_URL ({url}): {cause}")]
+    Unreachable { url: String, cause: String },
+    #[error("cannot create the database of DATABASE_URL ({url}): {cause}")]
+    Create { url: String, cause: String },
+    #[error("migrations failed on DATABASE_URL ({url}): {cause}")]
+    Migrate { url: String, cause: String },
+    #[error("cannot build the PostgreSQL pool for DATABASE_URL: {0}")]
+    Pool(String),
+}
+
+/// The result of a write: its value and the cache namespaces it changed (the
+/// outbox rows written in the same transaction).
+#[derive(Debug)]
+pub struct Written<T> {
+    pub value: T,
+    pub changes: outbox::Pending,
+}
+
+/// Builds the pool with explicit bounds: a request waits at most `wait` for a
+/// connection, and connecting gives up after the same time.
+pub fn build_pool(
+    database_url: &str,
+    size: usize,
+    wait: Duration,
+) -> Result<DbPool, DatabaseSetupError> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(wait))
+        .create_timeout(Some(wait))
+        .recycle_timeout(Some(wait))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| DatabaseSetupError::Pool(e.to_string()))
+}
+
+/// Creates the database named in `database_url` when it does not exist, then
+/// runs the pending migrations.
+pub async fn prepare_database(database_url: &str) -> Result<(), DatabaseSetupError> {
+    create_database_if_missing(database_url).await?;
+    run_migrations(database_url).await
+}
+
+/// Connects with a bound on the time it may take, so an unreachable server is
+/// reported instead of hanging start-up.
+async fn connect(url: &str, shown: &str) -> Result<AsyncPgConnection, diesel::ConnectionError> {
+    match tokio::time::timeout(Duration::from_secs(10), AsyncPgConnection::establish(url)).await {
+        Ok(result) => result,
+        Err(_) => Err(diesel::ConnectionError::BadConnection(format!(
+            "no answer from {shown} within 10 s"
+        ))),
+    }
+}
+
+pub async fn create_database_if_missing(database_url: &str) -> Result<(), DatabaseSetupError> {
+    let shown = redact(database_url);
+    let mut url = url::Url::parse(database_url).map_err(|e| DatabaseSetupError::Unreachable {
+        url: shown.clone(),
+        cause: e.to_string(),
+    })?;
+    let name = url.path().trim_start_matches('/').to_owned();
+    if name.is_empty() {
+        return Ok(());
+    }
+    match connect(database_url, &shown).await {
+        Ok(_) => return Ok(()),
+        // 3D000 invalid_catalog_name: the server answered, the database is missing.
+        Err(e) if e.to_string().contains("does not exist") => {}
+        Err(e) => {
+            return Err(DatabaseSetupError::Unreachable {
+                url: shown,
+                cause: e.to_string(),
+            });
+        }
+    }
+    url.set_path("/postgres");
+    let mut admin =
+        connect(url.as_str(), &shown)
+            .await
+            .map_err(|e| DatabaseSetupError::Unreachable {
+                url: shown.clone(),
+                cause: e.to_string(),
+            })?;
+    let create = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+    match diesel::sql_query(create).execute(&mut admin).await {
+        Ok(_) => {
+            log::info!("created database {name}");
+            Ok(())
+        }
+        // Another instance created it first.
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if info.message().contains("already exists") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(DatabaseSetupError::Create {
+            url: shown,
+            cause: e.to_string(),
+        }),
+    }
+}
+
+/// Runs the embedded migrations. diesel's migration harness is synchronous, so
+/// it runs on a blocking thread through `AsyncConnectionWrapper` (its async
+/// harness would `block_in_place`, which panics on actix's current-thread runtime).
+pub async fn run_migrations(database_url: &str) -> Result<(), DatabaseSetupError> {
+    let shown = redact(database_url);
+    let conn =
+        connect(database_url, &shown)
+            .await
+            .map_err(|e| DatabaseSetupError::Unreachable {
+                url: shown.clone(),
+                cause: e.to_string(),
+            })?;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> = conn.into();
+        // Two instances starting together must not run the same migration twice.
+        diesel::RunQueryDsl::execute(
+            diesel::sql_query("SELECT pg_advisory_lock(7468102251)"),
+            &mut wrapper,
+        )
+        .map_err(|e| e.to_string())?;
+        let applied = wrapper
+            .run_pending_migrations(MIGRATIONS)
+            .map(|v| v.len())
+            .map_err(|e| e.to_string());
+        let _ = diesel::RunQueryDsl::execute(
+            diesel::sql_query("SELECT pg_advisory_unlock(7468102251)"),
+            &mut wrapper,
+        );
+        applied
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    match outcome {
+        Ok(0) => Ok(()),
+        Ok(n) => {
+            log::info!("applied {n} migration(s)");
+            Ok(())
+        }
+        Err(cause) => Err(DatabaseSetupError::Migrate { url: shown, cause }),
+    }
+}
+
+/// `true` while PostgreSQL answers a trivial query.
+pub async fn ping(pool: &DbPool) -> bool {
+    let Ok(mut conn) = pool.get().await else {
+        return false;
+    };
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1"))
+        .get_result::<i32>(&mut conn)
+        .await
+        .is_ok()
+}
+
+/// The URL without its password, for messages.
+pub fn redact(database_url: &str) -> String {
+    match url::Url::parse(database_url) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            url.to_string()
+        }
+        Err(_) => "<unparseable URL>".to_owned(),
+    }
+}
+
+/// Turns a `COUNT(*)` into the `u64` of a page's `total`.
+fn count_to_u64(count: i64) -> u64 {
+    u64::try_from(count).unwrap_or(0)
+}

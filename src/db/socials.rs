@@ -1,0 +1,148 @@
+//! `socials`: a user's accounts on other platforms, one per platform.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use super::users::{lock_owner, owner_namespaces};
+use super::{Written, outbox};
+use crate::cache::Namespace;
+use crate::domain::resources::Social;
+use crate::error::ApiError;
+use crate::schema::{socials, users};
+
+/// The columns a PATCH may set.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = socials)]
+pub struct SocialChanges {
+    pub platform: Option<String>,
+    pub url: Option<String>,
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Social>> {
+    socials::table
+        .find(id)
+        .select(Social::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The owner of a social account, for the permission check before a write.
+pub async fn owner_of(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<i64>> {
+    socials::table
+        .find(id)
+        .select(socials::user_id)
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Every social account of a user, ordered by platform.
+pub async fn all_of_user(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<Vec<Social>> {
+    socials::table
+        .filter(socials::user_id.eq(user_id))
+        .order(socials::platform)
+        .select(Social::as_select())
+        .load(conn)
+        .await
+}
+
+/// `Ok(None)`: no such user. A platform the user already has is a `409`.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    platform: String,
+    url: String,
+) -> Result<Option<Written<Social>>, ApiError> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let Some(username) = lock_owner(conn, user_id).await? else {
+            return Ok(None);
+        };
+        let social: Social = diesel::insert_into(socials::table)
+            .values((
+                socials::user_id.eq(user_id),
+                socials::platform.eq(platform),
+                socials::url.eq(url),
+            ))
+            .returning(Social::as_returning())
+            .get_result(conn)
+            .await?;
+        let mut namespaces = owner_namespaces(user_id, &username);
+        namespaces.push(Namespace::Social(social.id));
+        let changes = outbox::record(conn, namespaces).await?;
+        Ok(Some(Written {
+            value: social,
+            changes,
+        }))
+    })
+    .await
+}
+
+/// `Ok(None)`: no such social account.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    changes: SocialChanges,
+) -> Result<Option<Written<Social>>, ApiError> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let Some((user_id, username)) = locked_social_owner(conn, id).await? else {
+            return Ok(None);
+        };
+        let social: Social = if changes.platform.is_none() && changes.url.is_none() {
+            socials::table
+                .find(id)
+                .select(Social::as_select())
+                .first(conn)
+                .await?
+        } else {
+            diesel::update(socials::table.find(id))
+                .set(&changes)
+                .returning(Social::as_returning())
+                .get_result(conn)
+                .await?
+        };
+        let mut namespaces = owner_namespaces(user_id, &username);
+        namespaces.push(Namespace::Social(id));
+        let pending = outbox::record(conn, namespaces).await?;
+        Ok(Some(Written {
+            value: social,
+            changes: pending,
+        }))
+    })
+    .await
+}
+
+/// `Ok(None)`: no such social account.
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+) -> Result<Option<Written<()>>, ApiError> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let Some((user_id, username)) = locked_social_owner(conn, id).await? else {
+            return Ok(None);
+        };
+        diesel::delete(socials::table.find(id))
+            .execute(conn)
+            .await?;
+        let mut namespaces = owner_namespaces(user_id, &username);
+        namespaces.push(Namespace::Social(id));
+        let changes = outbox::record(conn, namespaces).await?;
+        Ok(Some(Written { value: (), changes }))
+    })
+    .await
+}
+
+/// The account's owner id and username, with both rows locked.
+async fn locked_social_owner(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+) -> QueryResult<Option<(i64, String)>> {
+    socials::table
+        .inner_join(users::table)
+        .filter(socials::id.eq(id))
+        .select((users::id, users::username))
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}

@@ -1,0 +1,337 @@
+//! `users`: registration, lookups, search, updates and deletion.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use super::{Written, count_to_u64, outbox};
+use crate::cache::Namespace;
+use crate::domain::resources::{PageRequest, PrivateUser, PublicUser};
+use crate::error::ApiError;
+use crate::schema::{auth_tokens, links, socials, users};
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser {
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    pub name: String,
+    pub bio: String,
+    pub avatar_url: Option<String>,
+}
+
+/// The columns a PATCH may set; `None` leaves a column as it is.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct UserChanges {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+    pub name: Option<String>,
+    pub bio: Option<String>,
+    /// `Some(None)` clears the avatar.
+    pub avatar_url: Option<Option<String>>,
+    pub role: Option<String>,
+}
+
+impl UserChanges {
+    fn is_empty(&self) -> bool {
+        self.username.is_none()
+            && self.email.is_none()
+            && self.password_hash.is_none()
+            && self.name.is_none()
+            && self.bio.is_none()
+            && self.avatar_url.is_none()
+            && self.role.is_none()
+    }
+}
+
+/// What a login needs to check a password.
+#[derive(Debug, Queryable)]
+pub struct Credentials {
+    pub id: i64,
+    pub password_hash: String,
+}
+
+/// Every namespace whose cached data shows this user.
+fn user_namespaces(id: i64, username: &str) -> Vec<Namespace> {
+    vec![
+        Namespace::Users,
+        Namespace::User(id),
+        Namespace::Profile(username.to_owned()),
+    ]
+}
+
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    new: NewUser,
+) -> Result<Written<PrivateUser>, ApiError> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let user: PrivateUser = diesel::insert_into(users::table)
+            .values(&new)
+            .returning(PrivateUser::as_returning())
+            .get_result(conn)
+            .await?;
+        let changes = outbox::record(conn, user_namespaces(user.id, &user.username)).await?;
+        Ok(Written {
+            value: user,
+            changes,
+        })
+    })
+    .await
+}
+
+pub async fn find_public(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<PublicUser>> {
+    users::table
+        .find(id)
+        .select(PublicUser::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_private(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+) -> QueryResult<Option<PrivateUser>> {
+    users::table
+        .find(id)
+        .select(PrivateUser::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_public_by_username(
+    conn: &mut AsyncPgConnection,
+    username: &str,
+) -> QueryResult<Option<PublicUser>> {
+    users::table
+        .filter(users::username.eq(username))
+        .select(PublicUser::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn exists(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(users::table.find(id)))
+        .get_result(conn)
+        .await
+}
+
+/// A login is a username or an email (case-insensitive).
+pub async fn credentials(
+    conn: &mut AsyncPgConnection,
+    login: &str,
+) -> QueryResult<Option<Credentials>> {
+    let by_email = login.contains('@');
+    let query = users::table
+        .select((users::id, users::password_hash))
+        .into_boxed();
+    let query = if by_email {
+        query.filter(lower(users::email).eq(login.to_lowercase()))
+    } else {
+        query.filter(users::username.eq(login))
+    };
+    query.first(conn).await.optional()
+}
+
+/// Escapes `%`, `_` and `\` so that every character of `term` matches itself in LIKE.
+pub fn like_contains_pattern(term: &str) -> String {
+    let mut pattern = String::with_capacity(term.len() + 2);
+    pattern.push('%');
+    for c in term.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// A page of public users ordered by id, optionally those whose username or
+/// name contains `search` (case-insensitive). Both filters are served by the
+/// trigram indexes on `lower(username)` and `lower(name)`.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    search: Option<&str>,
+    page: PageRequest,
+) -> QueryResult<(Vec<PublicUser>, u64)> {
+    let filtered = || {
+        let query = users::table.into_boxed();
+        match search.filter(|s| !s.is_empty()) {
+            Some(term) => {
+                let pattern = like_contains_pattern(term);
+                query.filter(
+                    lower(users::username)
+                        .like(pattern.clone())
+                        .escape('\\')
+                        .or(lower(users::name).like(pattern).escape('\\')),
+                )
+            }
+            None => query,
+        }
+    };
+    let total: i64 = filtered().count().get_result(conn).await?;
+    let rows = match page.offset() {
+        Some(offset) if offset < total => {
+            filtered()
+                .order(users::id)
+                .limit(page.limit as i64)
+                .offset(offset)
+                .select(PublicUser::as_select())
+                .load(conn)
+                .await?
+        }
+        _ => Vec::new(),
+    };
+    Ok((rows, count_to_u64(total)))
+}
+
+/// Applies `changes`; a new password also kills every token of the user, in
+/// the same transaction. `Ok(None)`: no such user.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    changes: UserChanges,
+) -> Result<Option<Written<PrivateUser>>, ApiError> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let Some(old_username) = users::table
+            .find(id)
+            .select(users::username)
+            .for_update()
+            .first::<String>(conn)
+            .await
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        if changes.is_empty() {
+            let user = users::table
+                .find(id)
+                .select(PrivateUser::as_select())
+                .first(conn)
+                .await?;
+            return Ok(Some(Written {
+                value: user,
+                changes: outbox::Pending::default(),
+            }));
+        }
+        let password_changed = changes.password_hash.is_some();
+        let user: PrivateUser = diesel::update(users::table.find(id))
+            .set(&changes)
+            .returning(PrivateUser::as_returning())
+            .get_result(conn)
+            .await?;
+        if password_changed {
+            diesel::delete(auth_tokens::table.filter(auth_tokens::user_id.eq(id)))
+                .execute(conn)
+                .await?;
+        }
+        let mut namespaces = user_namespaces(id, &old_username);
+        namespaces.push(Namespace::Profile(user.username.clone()));
+        let pending = outbox::record(conn, namespaces).await?;
+        Ok(Some(Written {
+            value: user,
+            changes: pending,
+        }))
+    })
+    .await
+}
+
+/// Deletes the user; links, socials and tokens go with it (ON DELETE CASCADE).
+/// `Ok(None)`: no such user.
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+) -> Result<Option<Written<()>>, ApiError> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let Some(username) = users::table
+            .find(id)
+            .select(users::username)
+            .for_update()
+            .first::<String>(conn)
+            .await
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let link_ids: Vec<i64> = links::table
+            .filter(links::user_id.eq(id))
+            .select(links::id)
+            .load(conn)
+            .await?;
+        let social_ids: Vec<i64> = socials::table
+            .filter(socials::user_id.eq(id))
+            .select(socials::id)
+            .load(conn)
+            .await?;
+        diesel::delete(users::table.find(id)).execute(conn).await?;
+        let mut namespaces = user_namespaces(id, &username);
+        namespaces.extend(link_ids.into_iter().map(Namespace::Link));
+        namespaces.extend(social_ids.into_iter().map(Namespace::Social));
+        let changes = outbox::record(conn, namespaces).await?;
+        Ok(Some(Written { value: (), changes }))
+    })
+    .await
+}
+
+/// Gives `username` the admin role. `Ok(None)`: no such user.
+pub async fn promote(
+    conn: &mut AsyncPgConnection,
+    username: &str,
+) -> Result<Option<Written<PrivateUser>>, ApiError> {
+    let id: Option<i64> = users::table
+        .filter(users::username.eq(username))
+        .select(users::id)
+        .first(conn)
+        .await
+        .optional()?;
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let changes = UserChanges {
+        role: Some("admin".to_owned()),
+        ..UserChanges::default()
+    };
+    update(conn, id, changes).await
+}
+
+/// The owner's username, locked for the rest of the transaction: link and
+/// social writes serialize on it, which keeps default link positions distinct.
+pub(super) async fn lock_owner(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+) -> QueryResult<Option<String>> {
+    users::table
+        .find(id)
+        .select(users::username)
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The namespaces a change to one of the user's links or socials touches.
+pub(super) fn owner_namespaces(user_id: i64, username: &str) -> Vec<Namespace> {
+    vec![
+        Namespace::User(user_id),
+        Namespace::Profile(username.to_owned()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_contains_pattern;
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(like_contains_pattern("a%b_c\\d"), "%a\\%b\\_c\\\\d%");
+        assert_eq!(like_contains_pattern("*?["), "%*?[%");
+        assert_eq!(like_contains_pattern("ABC"), "%abc%");
+    }
+}

@@ -1,0 +1,344 @@
+//! Request bodies and their field rules (API.md, "Resources"). Bodies are
+//! deserialized strictly (unknown fields are a `400`), then validated once
+//! here into `422` details; past this module every value is known to be valid.
+
+use serde::Deserialize;
+use utoipa::ToSchema;
+use validator::{Validate, ValidationError, ValidationErrors};
+
+use crate::error::{ApiError, FieldErrors};
+
+/// Most characters a URL may have.
+const MAX_URL_LEN: usize = 2048;
+
+/// `POST /users`
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserInput {
+    #[validate(custom(function = "username_rule"))]
+    #[schema(pattern = "^[a-z0-9_]{3,32}$", min_length = 3, max_length = 32)]
+    pub username: String,
+    #[validate(custom(function = "email_rule"))]
+    #[schema(format = "email", max_length = 254)]
+    pub email: String,
+    #[validate(custom(function = "password_rule"))]
+    #[schema(min_length = 8, max_length = 128, format = "password")]
+    pub password: String,
+    #[validate(custom(function = "name_rule"))]
+    #[schema(max_length = 100)]
+    pub name: Option<String>,
+    #[validate(custom(function = "bio_rule"))]
+    #[schema(max_length = 500)]
+    pub bio: Option<String>,
+    #[validate(custom(function = "url_rule"))]
+    #[schema(format = "uri", max_length = 2048, nullable)]
+    pub avatar_url: Option<String>,
+}
+
+/// `PATCH /users/{id}`: every field optional; `avatar_url: null` clears the avatar.
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatchInput {
+    #[validate(custom(function = "username_rule"))]
+    #[schema(pattern = "^[a-z0-9_]{3,32}$", min_length = 3, max_length = 32)]
+    pub username: Option<String>,
+    #[validate(custom(function = "email_rule"))]
+    #[schema(format = "email", max_length = 254)]
+    pub email: Option<String>,
+    #[validate(custom(function = "password_rule"))]
+    #[schema(min_length = 8, max_length = 128, format = "password")]
+    pub password: Option<String>,
+    #[validate(custom(function = "name_rule"))]
+    #[schema(max_length = 100)]
+    pub name: Option<String>,
+    #[validate(custom(function = "bio_rule"))]
+    #[schema(max_length = 500)]
+    pub bio: Option<String>,
+    /// Absent: unchanged; `null`: removed; a string: replaced.
+    #[serde(default, deserialize_with = "present_or_null")]
+    #[schema(value_type = Option<String>, format = "uri", max_length = 2048, nullable)]
+    pub avatar_url: Option<Option<String>>,
+}
+
+/// `POST /auth/login`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginInput {
+    /// Username or email.
+    pub login: String,
+    pub password: String,
+}
+
+/// `POST /users/{id}/links`
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewLinkInput {
+    #[validate(custom(function = "title_rule"))]
+    #[schema(min_length = 1, max_length = 100)]
+    pub title: String,
+    #[validate(custom(function = "url_rule"))]
+    #[schema(format = "uri", max_length = 2048)]
+    pub url: String,
+    /// Default: after the user's last link.
+    #[validate(range(
+        min = 0,
+        max = 2147483647,
+        message = "must be an integer from 0 to 2147483647"
+    ))]
+    #[schema(minimum = 0, maximum = 2147483647)]
+    pub position: Option<i64>,
+}
+
+/// `PATCH /links/{id}`
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkPatchInput {
+    #[validate(custom(function = "title_rule"))]
+    #[schema(min_length = 1, max_length = 100)]
+    pub title: Option<String>,
+    #[validate(custom(function = "url_rule"))]
+    #[schema(format = "uri", max_length = 2048)]
+    pub url: Option<String>,
+    #[validate(range(
+        min = 0,
+        max = 2147483647,
+        message = "must be an integer from 0 to 2147483647"
+    ))]
+    #[schema(minimum = 0, maximum = 2147483647)]
+    pub position: Option<i64>,
+}
+
+/// `POST /users/{id}/socials`
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSocialInput {
+    #[validate(custom(function = "platform_rule"))]
+    #[schema(pattern = "^[a-z0-9_-]{1,32}$", min_length = 1, max_length = 32)]
+    pub platform: String,
+    #[validate(custom(function = "url_rule"))]
+    #[schema(format = "uri", max_length = 2048)]
+    pub url: String,
+}
+
+/// `PATCH /socials/{id}`
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SocialPatchInput {
+    #[validate(custom(function = "platform_rule"))]
+    #[schema(pattern = "^[a-z0-9_-]{1,32}$", min_length = 1, max_length = 32)]
+    pub platform: Option<String>,
+    #[validate(custom(function = "url_rule"))]
+    #[schema(format = "uri", max_length = 2048)]
+    pub url: Option<String>,
+}
+
+/// Runs the field rules of a body; a failure is a `422` whose `details` maps
+/// each field to its messages.
+pub fn validate<T: Validate>(input: &T) -> Result<(), ApiError> {
+    input
+        .validate()
+        .map_err(|e| ApiError::Validation(field_errors(&e)))
+}
+
+impl UserPatchInput {
+    /// The avatar rule is checked by hand: `validator` has no notion of
+    /// "present but null".
+    pub fn validate_all(&self) -> Result<(), ApiError> {
+        let mut fields = match self.validate() {
+            Ok(()) => FieldErrors::new(),
+            Err(e) => field_errors(&e),
+        };
+        if let Some(Some(url)) = &self.avatar_url
+            && let Err(e) = url_rule(url)
+        {
+            fields
+                .entry("avatar_url".to_owned())
+                .or_default()
+                .push(message_of(&e));
+        }
+        if fields.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(fields))
+        }
+    }
+}
+
+fn field_errors(errors: &ValidationErrors) -> FieldErrors {
+    errors
+        .field_errors()
+        .into_iter()
+        .map(|(field, errs)| (field.to_string(), errs.iter().map(message_of).collect()))
+        .collect()
+}
+
+fn message_of(error: &ValidationError) -> String {
+    error
+        .message
+        .as_ref()
+        .map_or_else(|| error.code.to_string(), |m| m.to_string())
+}
+
+fn present_or_null<'de, D>(deserializer: D) -> Result<Option<Option<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+fn rule(message: &'static str) -> ValidationError {
+    ValidationError::new("invalid").with_message(message.into())
+}
+
+/// A NUL character is refused in every string: PostgreSQL cannot store it in TEXT.
+fn no_nul(value: &str) -> Result<(), ValidationError> {
+    if value.contains('\0') {
+        Err(rule("must not contain a NUL character"))
+    } else {
+        Ok(())
+    }
+}
+
+fn chars_between(value: &str, min: usize, max: usize) -> bool {
+    let n = value.chars().count();
+    (min..=max).contains(&n)
+}
+
+fn username_rule(value: &str) -> Result<(), ValidationError> {
+    no_nul(value)?;
+    if is_valid_username(value) {
+        Ok(())
+    } else {
+        Err(rule("must be 3 to 32 characters of a-z, 0-9 and _"))
+    }
+}
+
+/// The username rule, shared with lookups that must not touch the database or
+/// the cache for names that cannot exist.
+pub fn is_valid_username(value: &str) -> bool {
+    (3..=32).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn email_rule(value: &str) -> Result<(), ValidationError> {
+    no_nul(value)?;
+    if value.chars().count() > 254 {
+        return Err(rule("must be at most 254 characters"));
+    }
+    if validator::ValidateEmail::validate_email(&value) {
+        Ok(())
+    } else {
+        Err(rule("must be a valid email address"))
+    }
+}
+
+fn password_rule(value: &str) -> Result<(), ValidationError> {
+    no_nul(value)?;
+    if chars_between(value, 8, 128) {
+        Ok(())
+    } else {
+        Err(rule("must be 8 to 128 characters"))
+    }
+}
+
+fn name_rule(value: &str) -> Result<(), ValidationError> {
+    no_nul(value)?;
+    if chars_between(value, 0, 100) {
+        Ok(())
+    } else {
+        Err(rule("must be at most 100 characters"))
+    }
+}
+
+fn bio_rule(value: &str) -> Result<(), ValidationError> {
+    no_nul(value)?;
+    if chars_between(value, 0, 500) {
+        Ok(())
+    } else {
+        Err(rule("must be at most 500 characters"))
+    }
+}
+
+fn title_rule(value: &str) -> Result<(), ValidationError> {
+    no_nul(value)?;
+    if chars_between(value, 1, 100) {
+        Ok(())
+    } else {
+        Err(rule("must be 1 to 100 characters"))
+    }
+}
+
+fn platform_rule(value: &str) -> Result<(), ValidationError> {
+    no_nul(value)?;
+    let ok = (1..=32).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(rule("must be 1 to 32 characters of a-z, 0-9, _ and -"))
+    }
+}
+
+/// Absolute http(s) URLs only: `javascript:`, `data:` and every other scheme
+/// would turn a profile link into script or content injection.
+fn url_rule(value: &str) -> Result<(), ValidationError> {
+    no_nul(value)?;
+    if value.chars().count() > MAX_URL_LEN {
+        return Err(rule("must be at most 2048 characters"));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(rule("must be an absolute http or https URL"));
+    }
+    match url::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
+        _ => Err(rule("must be an absolute http or https URL")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_rule_refuses_script_and_data_schemes() {
+        assert!(url_rule("https://example.com/a?b=c").is_ok());
+        assert!(url_rule("http://localhost:8080").is_ok());
+        for bad in [
+            "javascript:alert(1)",
+            "JAVASCRIPT:alert(1)",
+            "data:text/html,<script>",
+            "ftp://example.com",
+            "/relative",
+            "https://",
+            "https://exa mple.com",
+            "http://example.com/\0",
+        ] {
+            assert!(url_rule(bad).is_err(), "{bad} accepted");
+        }
+        assert!(url_rule(&format!("https://e.com/{}", "a".repeat(2048))).is_err());
+    }
+
+    #[test]
+    fn username_and_platform_rules() {
+        assert!(username_rule("abc_123").is_ok());
+        for bad in ["ab", "ABC", "a-b-c", &"a".repeat(33), "ümlaut"] {
+            assert!(username_rule(bad).is_err(), "{bad} accepted");
+        }
+        assert!(platform_rule("x").is_ok());
+        assert!(platform_rule("mastodon-social_2").is_ok());
+        assert!(platform_rule("").is_err());
+        assert!(platform_rule("X").is_err());
+    }
+
+    #[test]
+    fn lengths_count_characters_not_bytes() {
+        assert!(title_rule(&"é".repeat(100)).is_ok());
+        assert!(title_rule(&"é".repeat(101)).is_err());
+        assert!(password_rule("ééééééé").is_err());
+        assert!(password_rule("éééééééé").is_ok());
+    }
+}

@@ -1,0 +1,244 @@
+//! Prometheus metrics, one registry per [`crate::startup::Application`] (so
+//! several apps in one test process count separately). Served at `/metrics`.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::web;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    cache_requests: IntCounterVec,
+    cache_loads: IntCounterVec,
+    cache_bumps: IntCounterVec,
+    cache_bump_failures: IntCounterVec,
+    cache_scan_deleted: IntCounterVec,
+    db_pool_connections: IntGaugeVec,
+    redis_pool_connections: IntGaugeVec,
+    cache_breaker_open: IntGaugeVec,
+}
+
+/// How a cached read was served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Miss,
+    Bypass,
+}
+
+impl CacheResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "HIT",
+            Self::Miss => "MISS",
+            Self::Bypass => "BYPASS",
+        }
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name} is well-formed: {e}"));
+    register(registry, Box::new(metric.clone()));
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name} is well-formed: {e}"));
+    register(registry, Box::new(metric.clone()));
+    metric
+}
+
+fn register(registry: &Registry, metric: Box<dyn prometheus::core::Collector>) {
+    if let Err(e) = registry.register(metric) {
+        unreachable!("each metric is registered once per registry: {e}");
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let registry = Registry::new();
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "linkhub_http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["method", "route"],
+        )
+        .unwrap_or_else(|e| unreachable!("histogram is well-formed: {e}"));
+        register(&registry, Box::new(http_duration.clone()));
+        Self {
+            http_requests: counter(
+                &registry,
+                "linkhub_http_requests_total",
+                "HTTP requests by method, route and status",
+                &["method", "route", "status"],
+            ),
+            http_duration,
+            cache_requests: counter(
+                &registry,
+                "linkhub_cache_requests_total",
+                "Cached reads by namespace and result (hit, miss, bypass)",
+                &["namespace", "result"],
+            ),
+            cache_loads: counter(
+                &registry,
+                "linkhub_cache_loads_total",
+                "PostgreSQL loads made for cached reads, after single-flight",
+                &["namespace"],
+            ),
+            cache_bumps: counter(
+                &registry,
+                "linkhub_cache_version_bumps_total",
+                "Namespace version counter bumps that reached Redis",
+                &["namespace"],
+            ),
+            cache_bump_failures: counter(
+                &registry,
+                "linkhub_cache_version_bump_failures_total",
+                "Bumps left to the outbox because Redis failed or was untrusted",
+                &["namespace"],
+            ),
+            cache_scan_deleted: counter(
+                &registry,
+                "linkhub_cache_scan_deleted_keys_total",
+                "Stale cache entries removed by SCAN invalidation",
+                &["namespace"],
+            ),
+            db_pool_connections: gauge(
+                &registry,
+                "linkhub_db_pool_connections",
+                "PostgreSQL pool use by state (size, available, waiting, max)",
+                &["state"],
+            ),
+            redis_pool_connections: gauge(
+                &registry,
+                "linkhub_redis_pool_connections",
+                "Redis pool use by state (size, available, waiting, max)",
+                &["state"],
+            ),
+            cache_breaker_open: gauge(
+                &registry,
+                "linkhub_cache_breaker_open",
+                "1 while reads bypass Redis (unreachable or not yet trusted again)",
+                &["cache"],
+            ),
+            registry,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn cache_request(&self, namespace: &str, result: CacheResult) {
+        let label = match result {
+            CacheResult::Hit => "hit",
+            CacheResult::Miss => "miss",
+            CacheResult::Bypass => "bypass",
+        };
+        self.cache_requests
+            .with_label_values(&[namespace, label])
+            .inc();
+    }
+
+    pub fn cache_load(&self, namespace: &str) {
+        self.cache_loads.with_label_values(&[namespace]).inc();
+    }
+
+    pub fn cache_bump(&self, namespace: &str) {
+        self.cache_bumps.with_label_values(&[namespace]).inc();
+    }
+
+    pub fn cache_bump_failure(&self, namespace: &str) {
+        self.cache_bump_failures
+            .with_label_values(&[namespace])
+            .inc();
+    }
+
+    pub fn cache_scan_deleted(&self, namespace: &str, n: u64) {
+        self.cache_scan_deleted
+            .with_label_values(&[namespace])
+            .inc_by(n);
+    }
+
+    pub fn set_db_pool(&self, status: &deadpool::Status) {
+        set_pool(&self.db_pool_connections, status);
+    }
+
+    pub fn set_redis_pool(&self, status: &deadpool::Status) {
+        set_pool(&self.redis_pool_connections, status);
+    }
+
+    pub fn set_breaker_open(&self, open: bool) {
+        self.cache_breaker_open
+            .with_label_values(&["redis"])
+            .set(i64::from(open));
+    }
+
+    /// The Prometheus text format of everything registered.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            log::error!("cannot encode metrics: {e}");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+fn set_pool(gauge: &IntGaugeVec, status: &deadpool::Status) {
+    let as_i64 = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+    for (state, value) in [
+        ("size", as_i64(status.size)),
+        ("available", as_i64(status.available)),
+        ("waiting", as_i64(status.waiting)),
+        ("max", as_i64(status.max_size)),
+    ] {
+        gauge.with_label_values(&[state]).set(value);
+    }
+}
+
+/// Middleware: counts every request by its route pattern (not its raw path,
+/// which would give one series per id) and times it.
+pub async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let metrics = req
+        .app_data::<web::Data<crate::startup::AppState>>()
+        .cloned();
+    let result = next.call(req).await;
+    if let Some(state) = metrics {
+        let (route, status) = match &result {
+            Ok(res) => (
+                res.request()
+                    .match_pattern()
+                    .unwrap_or_else(|| "unmatched".to_owned()),
+                res.status().as_u16(),
+            ),
+            Err(e) => (
+                "unmatched".to_owned(),
+                e.as_response_error().status_code().as_u16(),
+            ),
+        };
+        let m = &state.metrics;
+        m.http_requests
+            .with_label_values(&[method.as_str(), route.as_str(), &status.to_string()])
+            .inc();
+        m.http_duration
+            .with_label_values(&[method.as_str(), route.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    result
+}

@@ -1,0 +1,141 @@
+//! The cached reads of the API. Each one names its namespace (what writes
+//! invalidate it), its query key (every parameter of the query) and its
+//! loader (the SQL layer call that runs on a miss). Handlers call these and
+//! never build keys themselves.
+
+use crate::cache::{Namespace, Served, keys};
+use crate::db;
+use crate::domain::resources::{Page, PageRequest, Profile};
+use crate::error::ApiError;
+use crate::routes::data_json;
+use crate::startup::AppState;
+
+pub async fn user(state: &AppState, id: i64) -> Result<Served, ApiError> {
+    let pool = state.db.clone();
+    state
+        .cache
+        .read(Namespace::User(id), "user", move || async move {
+            let mut conn = pool.get().await?;
+            let user = db::users::find_public(&mut conn, id)
+                .await?
+                .ok_or(ApiError::not_found("user"))?;
+            data_json(user)
+        })
+        .await
+}
+
+pub async fn users_list(
+    state: &AppState,
+    search: Option<String>,
+    page: PageRequest,
+) -> Result<Served, ApiError> {
+    let pool = state.db.clone();
+    let query = keys::users_list_query(search.as_deref(), page.page, page.limit);
+    state
+        .cache
+        .read(Namespace::Users, &query, move || async move {
+            let mut conn = pool.get().await?;
+            let (data, total) = db::users::list(&mut conn, search.as_deref(), page).await?;
+            page_json(data, page, total)
+        })
+        .await
+}
+
+/// `username` must already satisfy the username rule (it becomes part of a key).
+pub async fn profile(state: &AppState, username: String) -> Result<Served, ApiError> {
+    let pool = state.db.clone();
+    state
+        .cache
+        .read(
+            Namespace::Profile(username.clone()),
+            "profile",
+            move || async move {
+                let mut conn = pool.get().await?;
+                let user = db::users::find_public_by_username(&mut conn, &username)
+                    .await?
+                    .ok_or(ApiError::not_found("profile"))?;
+                let links = db::links::all_of_user(&mut conn, user.id).await?;
+                let socials = db::socials::all_of_user(&mut conn, user.id).await?;
+                data_json(Profile {
+                    user,
+                    links,
+                    socials,
+                })
+            },
+        )
+        .await
+}
+
+pub async fn links_of_user(
+    state: &AppState,
+    user_id: i64,
+    page: PageRequest,
+) -> Result<Served, ApiError> {
+    let pool = state.db.clone();
+    let query = format!("links:p{}:l{}", page.page, page.limit);
+    state
+        .cache
+        .read(Namespace::User(user_id), &query, move || async move {
+            let mut conn = pool.get().await?;
+            if !db::users::exists(&mut conn, user_id).await? {
+                return Err(ApiError::not_found("user"));
+            }
+            let (data, total) = db::links::page_of_user(&mut conn, user_id, page).await?;
+            page_json(data, page, total)
+        })
+        .await
+}
+
+pub async fn link(state: &AppState, id: i64) -> Result<Served, ApiError> {
+    let pool = state.db.clone();
+    state
+        .cache
+        .read(Namespace::Link(id), "link", move || async move {
+            let mut conn = pool.get().await?;
+            let link = db::links::find(&mut conn, id)
+                .await?
+                .ok_or(ApiError::not_found("link"))?;
+            data_json(link)
+        })
+        .await
+}
+
+pub async fn socials_of_user(state: &AppState, user_id: i64) -> Result<Served, ApiError> {
+    let pool = state.db.clone();
+    state
+        .cache
+        .read(Namespace::User(user_id), "socials", move || async move {
+            let mut conn = pool.get().await?;
+            if !db::users::exists(&mut conn, user_id).await? {
+                return Err(ApiError::not_found("user"));
+            }
+            data_json(db::socials::all_of_user(&mut conn, user_id).await?)
+        })
+        .await
+}
+
+pub async fn social(state: &AppState, id: i64) -> Result<Served, ApiError> {
+    let pool = state.db.clone();
+    state
+        .cache
+        .read(Namespace::Social(id), "social", move || async move {
+            let mut conn = pool.get().await?;
+            let social = db::socials::find(&mut conn, id)
+                .await?
+                .ok_or(ApiError::not_found("social account"))?;
+            data_json(social)
+        })
+        .await
+}
+
+fn page_json<T: serde::Serialize>(
+    data: Vec<T>,
+    page: PageRequest,
+    total: u64,
+) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(&Page {
+        data,
+        meta: page.meta(total),
+    })
+    .map_err(|e| ApiError::internal(format!("serializing a page: {e}")))
+}

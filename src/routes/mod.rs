@@ -1,0 +1,255 @@
+//! HTTP: one file per resource, handlers kept thin (extract → parse → call
+//! `db`/`cache` → map to a response). This file holds the routing table and
+//! what every handler shares: how extractor errors, unknown routes and panics
+//! become the JSON error shape, and how a cached read becomes a response.
+
+pub mod auth;
+pub mod links;
+pub mod ops;
+pub mod profiles;
+pub mod socials;
+pub mod users;
+
+use std::panic::AssertUnwindSafe;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Next};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use futures_util::FutureExt;
+use serde::Deserialize;
+
+use crate::cache::Served;
+use crate::domain::resources::{DataBody, MessageBody as Message, PageRequest};
+use crate::error::ApiError;
+
+/// Largest request body accepted (API.md: `413` above 64 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The routing table. Every resource answers `405` for methods it does not
+/// serve; anything else is a JSON `404`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
+    cfg.service(resource("/healthz").route(web::get().to(ops::healthz)))
+        .service(resource("/readyz").route(web::get().to(ops::readyz)))
+        .service(resource("/metrics").route(web::get().to(ops::metrics)))
+        .service(resource("/api/v1/openapi.json").route(web::get().to(ops::openapi)))
+        .service(
+            resource("/api/v1/users")
+                .route(web::get().to(users::list))
+                .route(web::post().to(users::register)),
+        )
+        .service(
+            resource("/api/v1/users/{id}")
+                .route(web::get().to(users::get))
+                .route(web::patch().to(users::update))
+                .route(web::delete().to(users::delete)),
+        )
+        .service(
+            resource("/api/v1/users/{id}/links")
+                .route(web::get().to(links::list))
+                .route(web::post().to(links::create)),
+        )
+        .service(
+            resource("/api/v1/users/{id}/socials")
+                .route(web::get().to(socials::list))
+                .route(web::post().to(socials::create)),
+        )
+        .service(
+            resource("/api/v1/links/{id}")
+                .route(web::get().to(links::get))
+                .route(web::patch().to(links::update))
+                .route(web::delete().to(links::delete)),
+        )
+        .service(
+            resource("/api/v1/socials/{id}")
+                .route(web::get().to(socials::get))
+                .route(web::patch().to(socials::update))
+                .route(web::delete().to(socials::delete)),
+        )
+        .service(resource("/api/v1/profiles/{username}").route(web::get().to(profiles::get)))
+        .service(resource("/api/v1/auth/login").route(web::post().to(auth::login)))
+        .service(resource("/api/v1/auth/logout").route(web::post().to(auth::logout)))
+        .service(resource("/api/v1/me").route(web::get().to(auth::me)))
+        .service(ops::swagger_ui())
+        .default_service(web::to(not_found));
+}
+
+/// Extractor failures answer the JSON error shape with the status of API.md.
+pub fn extractor_errors(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(MAX_BODY_BYTES)
+            .error_handler(|err, _| ApiError::from(err).into()),
+    )
+    .app_data(web::PayloadConfig::default().limit(MAX_BODY_BYTES))
+    .app_data(web::QueryConfig::default().error_handler(|err, _| {
+        ApiError::bad_request(format!("invalid query parameter: {err}")).into()
+    }))
+    .app_data(
+        web::PathConfig::default().error_handler(|_, _| ApiError::not_found("resource").into()),
+    );
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("route"))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// Safety net: an error response that is not JSON (one actix produced itself)
+/// is replaced by the JSON error of its status.
+pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
+        let is_json = res
+            .response()
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if is_json {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let error = match res.status() {
+            StatusCode::NOT_FOUND => ApiError::not_found("route"),
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+            StatusCode::UNAUTHORIZED => ApiError::Unauthorized,
+            status if status.is_client_error() => {
+                ApiError::bad_request(status.canonical_reason().unwrap_or("bad request"))
+            }
+            status => ApiError::internal(format!("non-JSON {status} response replaced")),
+        };
+        let (req, _) = res.into_parts();
+        let res = ServiceResponse::new(req, error.error_response()).map_into_right_body();
+        Ok(ErrorHandlerResponse::Response(res))
+    })
+}
+
+/// A panic in a handler becomes a JSON `500` (logged), not a dropped
+/// connection. It answers an error rather than a response: building a
+/// response needs the request, and a clone of it taken before routing would
+/// make actix's router panic.
+pub async fn catch_panic(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let path = req.path().to_owned();
+    match AssertUnwindSafe(next.call(req)).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(ApiError::internal(format!("handler panicked on {path}: {what}")).into())
+        }
+    }
+}
+
+/// A path id: a positive 64-bit integer, anything else is `404`.
+pub fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    match raw.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(ApiError::not_found("resource")),
+    }
+}
+
+/// A JSON body whose extraction error is kept until the caller was
+/// authenticated: `401` is checked before anything about the request.
+pub type JsonBody<T> = Result<web::Json<T>, actix_web::Error>;
+
+pub fn body<T>(body: JsonBody<T>) -> Result<T, ApiError> {
+    body.map(web::Json::into_inner).map_err(|e| {
+        e.as_error::<ApiError>()
+            .cloned()
+            .unwrap_or_else(|| ApiError::bad_request(e.to_string()))
+    })
+}
+
+/// `?page=&limit=` of a list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct PageParams {
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1)]
+    pub page: Option<u64>,
+    /// Items per page, 1–100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u64>,
+}
+
+impl PageParams {
+    pub fn parse(&self) -> Result<PageRequest, ApiError> {
+        let page = self.page.unwrap_or(1);
+        let limit = self.limit.unwrap_or(10);
+        if page == 0 {
+            return Err(ApiError::bad_request("page must be 1 or more"));
+        }
+        if !(1..=100).contains(&limit) {
+            return Err(ApiError::bad_request("limit must be from 1 to 100"));
+        }
+        Ok(PageRequest { page, limit })
+    }
+}
+
+/// A cached read as a response: `X-Cache`, the entry's strong `ETag`,
+/// `Cache-Control: no-cache`, and `304` when `If-None-Match` matches.
+pub fn cached_response(req: &HttpRequest, served: Served) -> HttpResponse {
+    let entry = &served.entry;
+    let status = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK);
+    let not_modified = status == StatusCode::OK
+        && (req.method() == Method::GET)
+        && if_none_match(req, &entry.etag);
+    let mut response = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::build(status)
+    };
+    response
+        .insert_header(("X-Cache", served.result.as_str()))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")));
+    if let Ok(etag) = HeaderValue::from_str(&entry.etag) {
+        response.insert_header((header::ETAG, etag));
+    }
+    if not_modified {
+        response.finish()
+    } else {
+        response
+            .content_type("application/json")
+            .body(entry.body.clone())
+    }
+}
+
+/// Weak comparison, as RFC 9110 prescribes for `If-None-Match`.
+fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
+    let Some(value) = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    value.split(',').map(str::trim).any(|candidate| {
+        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+    })
+}
+
+/// Serializes a `{"data": ...}` body for the cache.
+pub fn data_json<T: serde::Serialize>(data: T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(&DataBody { data })
+        .map_err(|e| ApiError::internal(format!("serializing a response: {e}")))
+}
+
+/// `201` or `200` with `{"message": ..., "data": ...}`.
+pub fn message_response<T: serde::Serialize>(
+    status: StatusCode,
+    message: &'static str,
+    data: T,
+) -> HttpResponse {
+    HttpResponse::build(status).json(Message { message, data })
+}

@@ -1,0 +1,93 @@
+//! Operations: liveness, readiness, metrics, the OpenAPI document and its UI.
+
+use std::sync::LazyLock;
+
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::db;
+use crate::openapi::ApiDoc;
+use crate::startup::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` while the process runs.
+    pub status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ok` while PostgreSQL answers.
+    pub status: &'static str,
+    /// `ok` or `unavailable`.
+    pub database: &'static str,
+    /// `ok`, or `degraded` while reads bypass Redis.
+    pub cache: &'static str,
+}
+
+/// Liveness: `200` while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// Readiness: `200` while PostgreSQL answers (a degraded cache still serves), else `503`.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "PostgreSQL does not answer", body = Readiness),
+    ))]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let database_ok = db::ping(&state.db).await;
+    let body = Readiness {
+        status: if database_ok { "ok" } else { "unavailable" },
+        database: if database_ok { "ok" } else { "unavailable" },
+        cache: state.cache.status(),
+    };
+    if database_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Prometheus text: requests by route and status, latency histograms, cache
+/// hits, misses, bypasses, bumps and SCAN deletions by namespace, pool use.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.metrics.set_db_pool(&state.db.status());
+    state
+        .metrics
+        .set_redis_pool(&state.cache.redis_pool_status());
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
+    ApiDoc::openapi()
+        .to_json()
+        .unwrap_or_else(|e| unreachable!("the OpenAPI document serializes: {e}"))
+});
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json", body = Object)))]
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI_JSON.as_str())
+}
+
+/// Interactive documentation at `/docs/` (Swagger UI, vendored: nothing is
+/// downloaded at build or run time).
+pub fn swagger_ui() -> SwaggerUi {
+    SwaggerUi::new("/docs/{_:.*}").external_url_unchecked(
+        "/api/v1/openapi.json",
+        serde_json::from_str(&OPENAPI_JSON).unwrap_or_default(),
+    )
+}

@@ -1,0 +1,34 @@
+//! `/api/v1/profiles/{username}`: the hot read path.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::cached_response;
+use crate::domain::input::is_valid_username;
+use crate::domain::resources::{DataBody, Profile};
+use crate::error::{ApiError, ErrorBody};
+use crate::reads;
+use crate::startup::AppState;
+
+/// A user's public profile with its ordered links and socials.
+#[utoipa::path(get, path = "/api/v1/profiles/{username}", tag = "profiles", params(("username" = String, Path)),
+    responses(
+        (status = 200, description = "The profile", body = DataBody<Profile>,
+         headers(("X-Cache" = String), ("ETag" = String))),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ))]
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    username: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let username = username.into_inner();
+    // A name that breaks the username rule cannot exist; it never reaches a key.
+    if !is_valid_username(&username) {
+        return Err(ApiError::not_found("profile"));
+    }
+    Ok(cached_response(
+        &req,
+        reads::profile(&state, username).await?,
+    ))
+}

@@ -1,0 +1,155 @@
+//! `/api/v1/users/{id}/socials` and `/api/v1/socials/{id}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::{JsonBody, body, cached_response, message_response, parse_id};
+use crate::auth::Caller;
+use crate::db;
+use crate::domain::input::{NewSocialInput, SocialPatchInput, validate};
+use crate::domain::resources::{DataBody, MessageBody, Social};
+use crate::error::{ApiError, ErrorBody};
+use crate::reads;
+use crate::startup::AppState;
+
+/// All of a user's social accounts, ordered by platform (no paging).
+#[utoipa::path(get, path = "/api/v1/users/{id}/socials", tag = "socials", params(("id" = i64, Path, minimum = 1)),
+    responses(
+        (status = 200, description = "The user's social accounts", body = DataBody<Vec<Social>>,
+         headers(("X-Cache" = String), ("ETag" = String))),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ))]
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(cached_response(
+        &req,
+        reads::socials_of_user(&state, id).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/socials/{id}", tag = "socials", params(("id" = i64, Path, minimum = 1)),
+    responses(
+        (status = 200, description = "The social account", body = DataBody<Social>,
+         headers(("X-Cache" = String), ("ETag" = String))),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "No such social account", body = ErrorBody),
+    ))]
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(cached_response(&req, reads::social(&state, id).await?))
+}
+
+/// Adds a social account; one per platform and user.
+#[utoipa::path(post, path = "/api/v1/users/{id}/socials", tag = "socials", params(("id" = i64, Path, minimum = 1)),
+    request_body = NewSocialInput, security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = MessageBody<Social>),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "No or invalid token", body = ErrorBody),
+        (status = 403, description = "Not the owner", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 409, description = "The user already has this platform", body = ErrorBody),
+        (status = 422, description = "Field rules broken", body = ErrorBody),
+    ))]
+pub async fn create(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    input: JsonBody<NewSocialInput>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = parse_id(&id)?;
+    let mut conn = state.db.get().await?;
+    if !db::users::exists(&mut conn, user_id).await? {
+        return Err(ApiError::not_found("user"));
+    }
+    caller.may_write_as(user_id)?;
+    let input = body(input)?;
+    validate(&input)?;
+    let written = db::socials::insert(&mut conn, user_id, input.platform, input.url)
+        .await?
+        .ok_or(ApiError::not_found("user"))?;
+    drop(conn);
+    state.cache.invalidate(written.changes).await;
+    Ok(message_response(
+        StatusCode::CREATED,
+        "Social created successfully",
+        written.value,
+    ))
+}
+
+#[utoipa::path(patch, path = "/api/v1/socials/{id}", tag = "socials", params(("id" = i64, Path, minimum = 1)),
+    request_body = SocialPatchInput, security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = MessageBody<Social>),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "No or invalid token", body = ErrorBody),
+        (status = 403, description = "Not the owner", body = ErrorBody),
+        (status = 404, description = "No such social account", body = ErrorBody),
+        (status = 409, description = "The user already has this platform", body = ErrorBody),
+        (status = 422, description = "Field rules broken", body = ErrorBody),
+    ))]
+pub async fn update(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    input: JsonBody<SocialPatchInput>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let mut conn = state.db.get().await?;
+    let owner = db::socials::owner_of(&mut conn, id)
+        .await?
+        .ok_or(ApiError::not_found("social account"))?;
+    caller.may_write_as(owner)?;
+    let input = body(input)?;
+    validate(&input)?;
+    let changes = db::socials::SocialChanges {
+        platform: input.platform,
+        url: input.url,
+    };
+    let written = db::socials::update(&mut conn, id, changes)
+        .await?
+        .ok_or(ApiError::not_found("social account"))?;
+    drop(conn);
+    state.cache.invalidate(written.changes).await;
+    Ok(message_response(
+        StatusCode::OK,
+        "Social updated successfully",
+        written.value,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/socials/{id}", tag = "socials", params(("id" = i64, Path, minimum = 1)),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or invalid token", body = ErrorBody),
+        (status = 403, description = "Not the owner", body = ErrorBody),
+        (status = 404, description = "No such social account", body = ErrorBody),
+    ))]
+pub async fn delete(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let mut conn = state.db.get().await?;
+    let owner = db::socials::owner_of(&mut conn, id)
+        .await?
+        .ok_or(ApiError::not_found("social account"))?;
+    caller.may_write_as(owner)?;
+    let written = db::socials::delete(&mut conn, id)
+        .await?
+        .ok_or(ApiError::not_found("social account"))?;
+    drop(conn);
+    state.cache.invalidate(written.changes).await;
+    Ok(HttpResponse::NoContent().finish())
+}

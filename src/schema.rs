@@ -1,0 +1,63 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    auth_tokens (id) {
+        id -> Int8,
+        user_id -> Int8,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    cache_outbox (id) {
+        id -> Int8,
+        namespace -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    links (id) {
+        id -> Int8,
+        user_id -> Int8,
+        title -> Text,
+        url -> Text,
+        position -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    socials (id) {
+        id -> Int8,
+        user_id -> Int8,
+        platform -> Text,
+        url -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Int8,
+        username -> Text,
+        email -> Text,
+        password_hash -> Text,
+        name -> Text,
+        bio -> Text,
+        avatar_url -> Nullable<Text>,
+        role -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(auth_tokens -> users (user_id));
+diesel::joinable!(links -> users (user_id));
+diesel::joinable!(socials -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(auth_tokens, cache_outbox, links, socials, users,);
