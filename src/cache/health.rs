@@ -45,7 +45,11 @@ impl Health {
 
     /// `true` when `ns` has a bump owed: its cached entries must not be trusted.
     pub fn is_owed(&self, ns: &Namespace) -> bool {
-        self.owed_count.load(Ordering::Acquire) > 0 && self.lock_owed().contains_key(ns)
+        self.has_owed() && self.lock_owed().contains_key(ns)
+    }
+
+    pub fn has_owed(&self) -> bool {
+        self.owed_count.load(Ordering::Acquire) > 0
     }
 
     /// Records namespaces whose bump failed.

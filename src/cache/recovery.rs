@@ -1,9 +1,9 @@
 //! Recovery: the only way the breaker closes. While it is open, this task
 //! pings Redis; once Redis answers, it replays the whole outbox — the bumps
 //! owed by every instance's writes, including this one's before a restart —
-//! and only then lets reads use Redis again. While it is closed, it replays
-//! now and then the rows that stayed behind (a writer that died between its
-//! commit and its bump).
+//! and only then lets reads use Redis again. While it is closed, it settles
+//! bumps owed since, and now and then replays the rows that stayed behind (a
+//! writer that died between its commit and its bump).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +22,14 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 const LEFTOVER_AGE_SECS: i32 = 10;
 const BATCH: i64 = 500;
 
+struct Recovery {
+    store: Arc<Store>,
+    health: Arc<Health>,
+    db: DbPool,
+    purger: Purger,
+    metrics: Arc<Metrics>,
+}
+
 pub fn start(
     store: Arc<Store>,
     health: Arc<Health>,
@@ -29,67 +37,83 @@ pub fn start(
     purger: Purger,
     metrics: Arc<Metrics>,
 ) {
+    let recovery = Recovery {
+        store,
+        health,
+        db,
+        purger,
+        metrics,
+    };
     tokio::spawn(async move {
         let mut last_sweep = Instant::now();
         loop {
             tokio::time::sleep(RETRY_EVERY).await;
-            if !health.is_closed() {
-                match recover(&store, &health, &db, &purger).await {
-                    Ok(replayed) => {
-                        health.close();
-                        metrics.set_breaker_open(false);
-                        log::info!("cache: Redis trusted again ({replayed} owed bump(s) replayed)");
-                    }
-                    Err(e) => log::debug!("cache: still bypassing Redis: {e}"),
-                }
-            } else if last_sweep.elapsed() >= SWEEP_EVERY {
-                last_sweep = Instant::now();
-                if let Err(e) = replay(&store, &db, &purger, LEFTOVER_AGE_SECS).await {
-                    log::warn!("cache: replaying leftover outbox rows failed: {e}");
-                }
-            }
+            recovery.tick(&mut last_sweep).await;
         }
     });
 }
 
-async fn recover(
-    store: &Store,
-    health: &Health,
-    db: &DbPool,
-    purger: &Purger,
-) -> Result<usize, String> {
-    store.ping().await.map_err(|e| e.to_string())?;
-    let owed = health.snapshot_owed();
-    let replayed = replay(store, db, purger, 0).await?;
-    health.settle(owed);
-    Ok(replayed)
-}
-
-/// Bumps every namespace with an outbox row at least `min_age_secs` old, then
-/// deletes those rows. Returns how many rows were replayed.
-async fn replay(
-    store: &Store,
-    db: &DbPool,
-    purger: &Purger,
-    min_age_secs: i32,
-) -> Result<usize, String> {
-    let mut conn = db.get().await.map_err(|e| e.to_string())?;
-    let mut replayed = 0;
-    loop {
-        let pending = outbox::pending(&mut conn, min_age_secs, BATCH)
-            .await
-            .map_err(|e| e.to_string())?;
-        if pending.ids.is_empty() {
-            return Ok(replayed);
+impl Recovery {
+    async fn tick(&self, last_sweep: &mut Instant) {
+        if !self.health.is_closed() {
+            let recovered = match self.store.ping().await {
+                Ok(()) => self.settle_owed().await,
+                Err(e) => Err(e.to_string()),
+            };
+            match recovered {
+                Ok(replayed) => {
+                    self.health.close();
+                    self.metrics.set_breaker_open(false);
+                    log::info!("cache: Redis trusted again ({replayed} owed bump(s) replayed)");
+                }
+                Err(e) => log::debug!("cache: still bypassing Redis: {e}"),
+            }
+        } else if self.health.has_owed() {
+            // A write owed its bump while the previous recovery was finishing.
+            if let Err(e) = self.settle_owed().await {
+                log::warn!("cache: replaying owed bumps failed: {e}");
+            }
+        } else if last_sweep.elapsed() >= SWEEP_EVERY {
+            *last_sweep = Instant::now();
+            if let Err(e) = self.replay(LEFTOVER_AGE_SECS).await {
+                log::warn!("cache: replaying leftover outbox rows failed: {e}");
+            }
         }
-        store
-            .bump(&pending.namespaces)
-            .await
-            .map_err(|e| e.to_string())?;
-        outbox::delete(&mut conn, &pending.ids)
-            .await
-            .map_err(|e| e.to_string())?;
-        replayed += pending.ids.len();
-        purger.enqueue(pending.namespaces);
+    }
+
+    /// Replays the whole outbox, then forgets the owed namespaces it covered:
+    /// their rows were committed before the snapshot, so the replay bumped them.
+    async fn settle_owed(&self) -> Result<usize, String> {
+        let owed = self.health.snapshot_owed();
+        let replayed = self.replay(0).await?;
+        self.health.settle(owed);
+        Ok(replayed)
+    }
+
+    /// Bumps every namespace with an outbox row at least `min_age_secs` old,
+    /// then deletes those rows. Returns how many rows were replayed.
+    async fn replay(&self, min_age_secs: i32) -> Result<usize, String> {
+        let mut conn = self.db.get().await.map_err(|e| e.to_string())?;
+        let mut replayed = 0;
+        loop {
+            let pending = outbox::pending(&mut conn, min_age_secs, BATCH)
+                .await
+                .map_err(|e| e.to_string())?;
+            if pending.ids.is_empty() {
+                return Ok(replayed);
+            }
+            self.store
+                .bump(&pending.namespaces)
+                .await
+                .map_err(|e| e.to_string())?;
+            for ns in &pending.namespaces {
+                self.metrics.cache_bump(ns.kind());
+            }
+            outbox::delete(&mut conn, &pending.ids)
+                .await
+                .map_err(|e| e.to_string())?;
+            replayed += pending.ids.len();
+            self.purger.enqueue(pending.namespaces);
+        }
     }
 }
