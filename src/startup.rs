@@ -76,6 +76,7 @@ impl Application {
                 "Redis at REDIS_URL does not answer; serving from PostgreSQL (X-Cache: BYPASS) until it does"
             );
         }
+        sweep_expired_tokens(pool.clone());
         let listener =
             TcpListener::bind(&settings.bind_addr).map_err(|cause| StartupError::Bind {
                 addr: settings.bind_addr.clone(),
@@ -127,4 +128,26 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Expired tokens are refused by the auth query already; this only keeps the
+/// table from growing forever.
+fn sweep_expired_tokens(pool: DbPool) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            let swept = match pool.get().await {
+                Ok(mut conn) => db::tokens::delete_expired(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match swept {
+                Ok(0) => {}
+                Ok(n) => log::info!("removed {n} expired token(s)"),
+                Err(e) => log::warn!("sweeping expired tokens failed: {e}"),
+            }
+        }
+    });
 }
