@@ -40,6 +40,7 @@ pub fn main() -> ExitCode {
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("info,actix_server=warn"),
     )
+    .format(crate::middleware::log_format)
     .init();
     let settings = match Settings::from_env() {
         Ok(s) => s,

@@ -38,6 +38,9 @@ pub struct Settings {
     pub login_window_secs: u64,
     /// `TOKEN_TTL_SECS`: lifetime of a bearer token.
     pub token_ttl_secs: u64,
+    /// `CORS_ALLOWED_ORIGINS`: browser origins (`https://app.example.com`,
+    /// comma-separated) whose pages may read the API's answers; none by default.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// A configuration variable that could not be used.
@@ -81,6 +84,7 @@ impl Settings {
             login_max_failures: parse(&lookup, "LOGIN_MAX_FAILURES", 10, "a whole number")?,
             login_window_secs: parse(&lookup, "LOGIN_WINDOW_SECS", 60, "seconds")?,
             token_ttl_secs: parse(&lookup, "TOKEN_TTL_SECS", 7 * 24 * 3600, "seconds")?,
+            cors_allowed_origins: origins(&lookup, "CORS_ALLOWED_ORIGINS")?,
         };
         settings.check()
     }
@@ -166,6 +170,35 @@ fn parse<T: FromStr>(
     }
 }
 
+/// A comma-separated list of bare origins (`scheme://host[:port]`, http or
+/// https, no path): exactly what a browser sends in `Origin`.
+fn origins(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Vec<String>, ConfigError> {
+    let raw = lookup(name).unwrap_or_default();
+    raw.split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(|origin| {
+            let origin = origin.trim_end_matches('/');
+            let bare = url::Url::parse(origin).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.origin().ascii_serialization() == origin
+            });
+            if bare {
+                Ok(origin.to_owned())
+            } else {
+                Err(ConfigError {
+                    name,
+                    value: raw.clone(),
+                    expected: "comma-separated origins such as https://app.example.com (scheme, host and port only)",
+                })
+            }
+        })
+        .collect()
+}
+
 fn boolean(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
@@ -217,5 +250,23 @@ mod tests {
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");
         let err = from(&[("CACHE_PREFIX", "a*b")]).unwrap_err();
         assert!(err.to_string().contains("CACHE_PREFIX"), "{err}");
+    }
+
+    #[test]
+    fn cors_origins_are_bare_origins() {
+        assert!(from(&[]).expect("defaults").cors_allowed_origins.is_empty());
+        let s = from(&[(
+            "CORS_ALLOWED_ORIGINS",
+            " https://app.example.com, http://localhost:3000/ ,",
+        )])
+        .expect("valid origins");
+        assert_eq!(
+            s.cors_allowed_origins,
+            ["https://app.example.com", "http://localhost:3000"]
+        );
+        for bad in ["*", "app.example.com", "https://a.com/path", "ftp://a.com"] {
+            let err = from(&[("CORS_ALLOWED_ORIGINS", bad)]).unwrap_err();
+            assert!(err.to_string().contains("CORS_ALLOWED_ORIGINS"), "{err}");
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`reads`]: the cached reads (namespace, key, loader).
 //! - [`db`]: every SQL query, one file per table.
 //! - [`cache`]: everything Redis.
+//! - [`middleware`]: request ids, security headers and CORS on every response.
 //! - [`auth`], [`domain`], [`error`], [`metrics`], [`openapi`].
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod metrics;
+pub mod middleware;
 pub mod openapi;
 pub mod reads;
 pub mod routes;

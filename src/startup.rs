@@ -14,7 +14,7 @@ use crate::cache::{Cache, CacheConfig};
 use crate::config::Settings;
 use crate::db::{self, DatabaseSetupError, DbPool};
 use crate::metrics::Metrics;
-use crate::routes;
+use crate::{middleware, routes};
 
 /// What every handler can reach, built once at start-up.
 pub struct AppState {
@@ -87,6 +87,7 @@ impl Application {
             cause,
         })?;
         let workers = settings.workers;
+        let cors_origins = settings.cors_allowed_origins.clone();
         let state = web::Data::new(AppState {
             db: pool,
             cache,
@@ -103,8 +104,13 @@ impl Application {
                 .configure(routes::extractor_errors)
                 .wrap(from_fn(crate::metrics::track))
                 .wrap(from_fn(routes::catch_panic))
+                .wrap(middleware::cors(&cors_origins))
                 .wrap(routes::json_errors())
-                .wrap(Logger::new("%a \"%r\" %s %b %Dms \"%{User-Agent}i\""))
+                .wrap(from_fn(middleware::security_headers))
+                .wrap(Logger::new(
+                    "%a \"%r\" %s %b %Dms \"%{User-Agent}i\" request_id=%{X-Request-Id}i",
+                ))
+                .wrap(from_fn(middleware::request_id))
                 .configure(routes::configure)
         })
         .workers(workers)
