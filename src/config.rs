@@ -12,6 +12,9 @@ pub struct Settings {
     pub database_url: String,
     /// `REDIS_URL`: the Redis node used as cache.
     pub redis_url: String,
+    /// `REDIS_CLUSTER_URLS`: seed nodes of a Redis Cluster (comma-separated);
+    /// when set, the cache uses the cluster and `REDIS_URL` is ignored.
+    pub redis_cluster_urls: Vec<String>,
     /// `BIND_ADDR`: where the HTTP server listens (`127.0.0.1:0` picks a free port).
     pub bind_addr: String,
     /// `CACHE_TTL_SECS`: upper bound of every cache entry's lifetime.
@@ -71,6 +74,14 @@ impl Settings {
                 "postgres://postgres@127.0.0.1:5432/linkhub",
             ),
             redis_url: string(&lookup, "REDIS_URL", "redis://127.0.0.1:6379"),
+            redis_cluster_urls: lookup("REDIS_CLUSTER_URLS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|u| u.trim().to_owned())
+                        .filter(|u| !u.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
             bind_addr: string(&lookup, "BIND_ADDR", "127.0.0.1:8080"),
             cache_ttl_secs: parse(&lookup, "CACHE_TTL_SECS", 3600, "a whole number of seconds")?,
             cache_enabled: boolean(&lookup, "CACHE_ENABLED", true)?,
@@ -119,14 +130,19 @@ impl Settings {
                 expected: "letters, digits, '_' or '-' (it becomes part of SCAN patterns)",
             });
         }
-        for (name, url, schemes) in [
-            (
-                "DATABASE_URL",
-                &self.database_url,
-                &["postgres", "postgresql"][..],
-            ),
-            ("REDIS_URL", &self.redis_url, &["redis", "rediss"][..]),
-        ] {
+        let postgres = &["postgres", "postgresql"][..];
+        let redis = &["redis", "rediss"][..];
+        let urls = [
+            ("DATABASE_URL", &self.database_url, postgres),
+            ("REDIS_URL", &self.redis_url, redis),
+        ]
+        .into_iter()
+        .chain(
+            self.redis_cluster_urls
+                .iter()
+                .map(|u| ("REDIS_CLUSTER_URLS", u, redis)),
+        );
+        for (name, url, schemes) in urls {
             let scheme_ok = url::Url::parse(url).is_ok_and(|u| schemes.contains(&u.scheme()));
             if !scheme_ok {
                 return Err(ConfigError {
@@ -137,6 +153,15 @@ impl Settings {
             }
         }
         Ok(self)
+    }
+
+    /// Where the cache lives.
+    pub fn redis_topology(&self) -> crate::cache::Topology {
+        if self.redis_cluster_urls.is_empty() {
+            crate::cache::Topology::Single(self.redis_url.clone())
+        } else {
+            crate::cache::Topology::Cluster(self.redis_cluster_urls.clone())
+        }
     }
 
     pub fn redis_timeout(&self) -> Duration {

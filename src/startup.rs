@@ -60,7 +60,7 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let cache = Cache::start(
             CacheConfig {
-                redis_url: settings.redis_url.clone(),
+                topology: settings.redis_topology(),
                 prefix: settings.cache_prefix.clone(),
                 pool_size: settings.redis_pool_size,
                 timeout: settings.redis_timeout(),

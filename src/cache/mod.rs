@@ -44,6 +44,7 @@ use self::health::Health;
 pub use self::keys::Namespace;
 use self::purge::Purger;
 use self::single_flight::SingleFlight;
+pub use self::store::Topology;
 use self::store::{Store, StoreError};
 use crate::db::{DbPool, outbox};
 use crate::error::ApiError;
@@ -123,7 +124,7 @@ pub struct Cache {
 
 /// How the cache is set up; see [`crate::config::Settings`].
 pub struct CacheConfig {
-    pub redis_url: String,
+    pub topology: Topology,
     pub prefix: String,
     pub pool_size: usize,
     pub timeout: std::time::Duration,
@@ -137,7 +138,7 @@ impl Cache {
     /// the purger.
     pub fn start(config: CacheConfig, db: DbPool, metrics: Arc<Metrics>) -> Result<Self, String> {
         let store = Arc::new(Store::new(
-            &config.redis_url,
+            &config.topology,
             &config.prefix,
             config.pool_size,
             config.timeout,
@@ -345,7 +346,7 @@ pub async fn deliver(
     pending: &outbox::Pending,
 ) -> Result<(), StoreError> {
     let store = Store::new(
-        &settings.redis_url,
+        &settings.redis_topology(),
         &settings.cache_prefix,
         1,
         settings.redis_timeout(),

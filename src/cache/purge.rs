@@ -59,24 +59,18 @@ async fn purge(store: &Store, metrics: &Metrics, batch: HashSet<Namespace>) -> S
         _ => format!("{}:{{*", store.prefix()),
     };
     let mut deleted: HashMap<&'static str, u64> = HashMap::new();
-    let mut cursor = 0;
-    loop {
-        let (next, found) = store.scan_step(cursor, &pattern, SCAN_COUNT).await?;
+    let mut scan = store.scan(&pattern, SCAN_COUNT).await?;
+    while let Some(found) = store.scan_next(&mut scan).await? {
         let stale: Vec<String> = found
             .into_iter()
             .filter(|key| is_stale(store.prefix(), key, &current))
             .collect();
-        let removed = store.unlink(&stale).await?;
-        if removed > 0 {
+        if store.unlink(&stale).await? > 0 {
             for key in &stale {
                 if let Some((ns, _)) = keys::parse_entry_key(store.prefix(), key) {
                     *deleted.entry(ns.kind()).or_default() += 1;
                 }
             }
-        }
-        cursor = next;
-        if cursor == 0 {
-            break;
         }
     }
     for (kind, n) in deleted {

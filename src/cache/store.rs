@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use deadpool_redis::{Pool, Runtime};
-use redis::{AsyncConnectionConfig, Script};
+use deadpool_redis::Runtime;
+use redis::aio::ConnectionLike;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::keys::{self, Namespace};
 
@@ -43,10 +45,114 @@ pub struct Lookup {
     pub entry: Option<Vec<u8>>,
 }
 
+/// Where the cache lives: one node, or a Redis Cluster.
+enum Backend {
+    Single(deadpool_redis::Pool),
+    Cluster(deadpool_redis::cluster::Pool),
+}
+
+/// A pooled connection of either backend. Commands on it are routed by key
+/// (on a cluster, by the key's hash slot), so everything above this type is
+/// written once for both topologies.
+enum Conn {
+    Single(deadpool_redis::Connection),
+    Cluster(deadpool_redis::cluster::Connection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A cheap handle for sending commands concurrently over one multiplexed
+/// connection (both connection kinds are multiplexed and clonable).
+#[derive(Clone)]
+enum Shared {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl ConnectionLike for Shared {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    fn shared(&self) -> Shared {
+        match self {
+            Self::Single(c) => Shared::Single((**c).clone()),
+            Self::Cluster(c) => Shared::Cluster((**c).clone()),
+        }
+    }
+}
+
+/// A `SCAN` walk over one node or every master of a cluster.
+pub struct KeyScan {
+    /// Nodes still to walk (the last one is current); `None` is "the node".
+    nodes: Vec<Option<(String, u16)>>,
+    cursor: u64,
+    pattern: String,
+    count: usize,
+}
+
+/// Where the cache is: one node (`REDIS_URL`) or a cluster's seed nodes
+/// (`REDIS_CLUSTER_URLS`).
+#[derive(Debug, Clone)]
+pub enum Topology {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
 /// The Redis side of the cache: a pool of multiplexed connections with short
 /// timeouts, and the scripts.
 pub struct Store {
-    pool: Pool,
+    backend: Backend,
     prefix: String,
     lookup: Script,
     bump: Script,
@@ -72,26 +178,47 @@ impl Store {
     /// bounded by `timeout`: an unreachable Redis costs a request that long at
     /// most (and the circuit breaker makes it cost that once).
     pub fn new(
-        url: &str,
+        topology: &Topology,
         prefix: &str,
         pool_size: usize,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
-        let manager =
-            deadpool_redis::Manager::new_with_config(url, config).map_err(|e| e.to_string())?;
-        let pool = Pool::builder(manager)
-            .max_size(pool_size)
-            .wait_timeout(Some(timeout))
-            .create_timeout(Some(timeout))
-            .recycle_timeout(Some(timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let backend = match topology {
+            Topology::Single(url) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout));
+                let manager = deadpool_redis::Manager::new_with_config(url.as_str(), config)
+                    .map_err(|e| e.to_string())?;
+                Backend::Single(
+                    deadpool_redis::Pool::builder(manager)
+                        .max_size(pool_size)
+                        .wait_timeout(Some(timeout))
+                        .create_timeout(Some(timeout))
+                        .recycle_timeout(Some(timeout))
+                        .runtime(Runtime::Tokio1)
+                        .build()
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            Topology::Cluster(urls) => {
+                let manager = deadpool_redis::cluster::Manager::new(urls.clone(), false)
+                    .map_err(|e| e.to_string())?;
+                Backend::Cluster(
+                    deadpool_redis::cluster::Pool::builder(manager)
+                        .max_size(pool_size)
+                        .wait_timeout(Some(timeout))
+                        // Discovering the slots of a cluster takes several round trips.
+                        .create_timeout(Some(timeout * 4))
+                        .recycle_timeout(Some(timeout))
+                        .runtime(Runtime::Tokio1)
+                        .build()
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+        };
         Ok(Self {
-            pool,
+            backend,
             prefix: prefix.to_owned(),
             lookup: Script::new(LOOKUP),
             bump: Script::new(BUMP),
@@ -104,7 +231,17 @@ impl Store {
     }
 
     pub fn pool_status(&self) -> deadpool_redis::Status {
-        self.pool.status()
+        match &self.backend {
+            Backend::Single(pool) => pool.status(),
+            Backend::Cluster(pool) => pool.status(),
+        }
+    }
+
+    async fn conn(&self) -> StoreResult<Conn> {
+        Ok(match &self.backend {
+            Backend::Single(pool) => Conn::Single(pool.get().await?),
+            Backend::Cluster(pool) => Conn::Cluster(pool.get().await?),
+        })
     }
 
     /// Bounds a whole operation, pool wait included.
@@ -116,7 +253,7 @@ impl Store {
 
     pub async fn ping(&self) -> StoreResult<()> {
         self.bounded(async {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.conn().await?;
             let _: String = redis::cmd("PING").query_async(&mut conn).await?;
             Ok(())
         })
@@ -126,7 +263,7 @@ impl Store {
     /// One round trip: the namespace's version and the entry under it.
     pub async fn lookup(&self, ns: &Namespace, query: &str) -> StoreResult<Lookup> {
         self.bounded(async {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.conn().await?;
             let (version, entry): (String, Option<Vec<u8>>) = self
                 .lookup
                 .key(keys::version_key(&self.prefix, ns))
@@ -142,7 +279,7 @@ impl Store {
     /// Stores an entry with its TTL (`SET .. EX`).
     pub async fn put(&self, key: &str, value: &[u8], ttl_secs: u64) -> StoreResult<()> {
         self.bounded(async {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.conn().await?;
             let () = redis::cmd("SET")
                 .arg(key)
                 .arg(value)
@@ -160,20 +297,19 @@ impl Store {
     /// multiplexed connection.
     pub async fn bump(&self, namespaces: &[Namespace]) -> StoreResult<()> {
         self.bounded(async {
-            let conn = self.pool.get().await?;
+            let conn = self.conn().await?;
             let calls = namespaces.iter().map(|ns| {
-                let mut conn = conn.clone();
+                let mut shared = conn.shared();
                 async move {
                     let _: i64 = self
                         .bump
                         .key(keys::version_key(&self.prefix, ns))
-                        .invoke_async(&mut conn)
+                        .invoke_async(&mut shared)
                         .await?;
                     Ok::<_, StoreError>(())
                 }
             });
             futures_util::future::try_join_all(calls).await?;
-            drop(conn);
             Ok(())
         })
         .await
@@ -182,61 +318,194 @@ impl Store {
     /// Current versions of `namespaces` (`None` where the counter is missing).
     pub async fn versions(&self, namespaces: &[Namespace]) -> StoreResult<Vec<Option<u64>>> {
         self.bounded(async {
-            let conn = self.pool.get().await?;
+            let conn = self.conn().await?;
             let calls = namespaces.iter().map(|ns| {
-                let mut conn = conn.clone();
+                let mut shared = conn.shared();
                 async move {
                     let v: Option<u64> = redis::cmd("GET")
                         .arg(keys::version_key(&self.prefix, ns))
-                        .query_async(&mut conn)
+                        .query_async(&mut shared)
                         .await?;
                     Ok::<_, StoreError>(v)
                 }
             });
-            let versions = futures_util::future::try_join_all(calls).await?;
-            drop(conn);
-            Ok(versions)
+            futures_util::future::try_join_all(calls).await
         })
         .await
     }
 
-    /// One SCAN step over the node this connection reaches: `(next cursor, keys)`.
-    /// Kept as a single-node primitive so a cluster version can run it on
-    /// every master.
-    pub async fn scan_step(
+    /// Starts walking every key matching `pattern` with `SCAN` (never
+    /// `KEYS`). On a cluster SCAN is per node, so the walk visits every
+    /// master in turn; the masters are read anew for each walk, so moved slots
+    /// and failovers are followed.
+    pub async fn scan(&self, pattern: &str, count: usize) -> StoreResult<KeyScan> {
+        let nodes = match &self.backend {
+            Backend::Single(_) => vec![None],
+            Backend::Cluster(_) => self.masters().await?.into_iter().map(Some).collect(),
+        };
+        Ok(KeyScan {
+            nodes,
+            cursor: 0,
+            pattern: pattern.to_owned(),
+            count,
+        })
+    }
+
+    /// The next batch of a walk; `None` once every node is done.
+    pub async fn scan_next(&self, scan: &mut KeyScan) -> StoreResult<Option<Vec<String>>> {
+        let Some(node) = scan.nodes.last() else {
+            return Ok(None);
+        };
+        let (next, keys) = self
+            .scan_step(node.as_ref(), scan.cursor, &scan.pattern, scan.count)
+            .await?;
+        scan.cursor = next;
+        if next == 0 {
+            scan.nodes.pop();
+        }
+        Ok(Some(keys))
+    }
+
+    async fn scan_step(
         &self,
+        node: Option<&(String, u16)>,
         cursor: u64,
         pattern: &str,
         count: usize,
     ) -> StoreResult<(u64, Vec<String>)> {
         self.bounded(async {
-            let mut conn = self.pool.get().await?;
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
                 .arg("MATCH")
                 .arg(pattern)
                 .arg("COUNT")
-                .arg(count)
-                .query_async(&mut conn)
-                .await?;
-            Ok((next, keys))
+                .arg(count);
+            let mut conn = self.conn().await?;
+            let reply = match (&mut conn, node) {
+                (Conn::Cluster(c), Some((host, port))) => {
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port: *port,
+                    });
+                    c.route_command(cmd, routing).await?
+                }
+                _ => cmd.query_async::<Value>(&mut conn).await?,
+            };
+            redis::from_redis_value(reply).map_err(|e| StoreError::Protocol(e.to_string()))
         })
         .await
     }
 
-    /// Removes keys without blocking Redis on large values (`UNLINK`).
+    /// The cluster's masters as `(host, port)`, from `CLUSTER NODES`, read
+    /// anew for each pass so moved slots and failovers are followed.
+    async fn masters(&self) -> StoreResult<Vec<(String, u16)>> {
+        let nodes: String = self
+            .bounded(async {
+                let mut conn = self.conn().await?;
+                Ok(redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut conn)
+                    .await?)
+            })
+            .await?;
+        let masters = parse_cluster_masters(&nodes);
+        if masters.is_empty() {
+            return Err(StoreError::Protocol(
+                "CLUSTER NODES lists no master".to_owned(),
+            ));
+        }
+        Ok(masters)
+    }
+
+    /// Removes keys without blocking Redis on large values (`UNLINK`), one
+    /// command per hash tag so that every command stays in one slot.
     pub async fn unlink(&self, keys: &[String]) -> StoreResult<usize> {
         if keys.is_empty() {
             return Ok(0);
         }
+        let mut by_tag: std::collections::BTreeMap<&str, Vec<&String>> =
+            std::collections::BTreeMap::new();
+        for key in keys {
+            by_tag.entry(hash_tag(key)).or_default().push(key);
+        }
         self.bounded(async {
-            let mut conn = self.pool.get().await?;
-            let removed: usize = redis::cmd("UNLINK")
-                .arg(keys)
-                .query_async(&mut conn)
-                .await?;
-            Ok(removed)
+            let conn = self.conn().await?;
+            let calls = by_tag.into_values().map(|group| {
+                let mut shared = conn.shared();
+                async move {
+                    let removed: usize = redis::cmd("UNLINK")
+                        .arg(group)
+                        .query_async(&mut shared)
+                        .await?;
+                    Ok::<_, StoreError>(removed)
+                }
+            });
+            Ok(futures_util::future::try_join_all(calls)
+                .await?
+                .into_iter()
+                .sum())
         })
         .await
+    }
+}
+
+/// The part of a key Redis Cluster hashes: the first non-empty `{…}`, else the key.
+fn hash_tag(key: &str) -> &str {
+    if let Some(open) = key.find('{')
+        && let Some(len) = key[open + 1..].find('}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
+}
+
+/// `(host, port)` of every master that is not failed, from `CLUSTER NODES` output:
+/// `<id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch> <state> <slots>…`
+fn parse_cluster_masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let address = fields.nth(1)?;
+            let flags = fields.next()?;
+            let is_live_master = flags.split(',').any(|f| f == "master") && !flags.contains("fail");
+            if !is_live_master {
+                return None;
+            }
+            let host_port = address.split('@').next()?;
+            let (host, port) = host_port.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_tags_follow_redis_cluster_rules() {
+        assert_eq!(hash_tag("lh:{user:1}:5:user"), "user:1");
+        assert_eq!(hash_tag("lh:ver:{user:1}"), "user:1");
+        assert_eq!(hash_tag("plain"), "plain");
+        assert_eq!(hash_tag("a{}b"), "a{}b");
+    }
+
+    #[test]
+    fn masters_are_read_from_cluster_nodes() {
+        let nodes = "\
+07c3 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+67ed 127.0.0.1:7002@17002 master - 0 1 2 connected 5461-10922
+292f 127.0.0.1:7004@17004 slave 07c3 0 1 1 connected
+6ec2 127.0.0.1:7003@17003 master,fail - 0 1 3 disconnected
+";
+        assert_eq!(
+            parse_cluster_masters(nodes),
+            vec![
+                ("127.0.0.1".to_owned(), 7001),
+                ("127.0.0.1".to_owned(), 7002)
+            ]
+        );
     }
 }
