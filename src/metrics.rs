@@ -23,6 +23,7 @@ pub struct Metrics {
     db_pool_connections: IntGaugeVec,
     redis_pool_connections: IntGaugeVec,
     cache_breaker_open: IntGaugeVec,
+    owed_notify_delay: prometheus::Histogram,
 }
 
 /// How a cached read was served.
@@ -78,6 +79,17 @@ impl Default for Metrics {
         )
         .unwrap_or_else(|e| unreachable!("histogram is well-formed: {e}"));
         register(&registry, Box::new(http_duration.clone()));
+        let owed_notify_delay = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "linkhub_cache_owed_notify_delay_seconds",
+                "Delay from a writer's NOTIFY of owed bumps to this instance handling it",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0,
+            ]),
+        )
+        .unwrap_or_else(|e| unreachable!("histogram is well-formed: {e}"));
+        register(&registry, Box::new(owed_notify_delay.clone()));
         Self {
             http_requests: counter(
                 &registry,
@@ -134,6 +146,7 @@ impl Default for Metrics {
                 "1 while reads bypass Redis (unreachable or not yet trusted again)",
                 &["cache"],
             ),
+            owed_notify_delay,
             registry,
         }
     }
@@ -177,6 +190,10 @@ impl Metrics {
 
     pub fn set_redis_pool(&self, status: &deadpool::Status) {
         set_pool(&self.redis_pool_connections, status);
+    }
+
+    pub fn owed_notification(&self, delay_secs: f64) {
+        self.owed_notify_delay.observe(delay_secs);
     }
 
     pub fn set_breaker_open(&self, open: bool) {

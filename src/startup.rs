@@ -61,6 +61,7 @@ impl Application {
         let cache = Cache::start(
             CacheConfig {
                 topology: settings.redis_topology(),
+                database_url: settings.database_url.clone(),
                 prefix: settings.cache_prefix.clone(),
                 pool_size: settings.redis_pool_size,
                 timeout: settings.redis_timeout(),

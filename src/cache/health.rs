@@ -23,6 +23,8 @@ pub struct Health {
     /// Cheap "nothing owed" check for the read path.
     owed_count: AtomicU64,
     sequence: AtomicU64,
+    /// Set when owed bumps may have been missed (the listener reconnected).
+    replay_requested: AtomicBool,
 }
 
 /// What a recovery may clear: the owed namespaces as they were before it read the outbox.
@@ -46,6 +48,16 @@ impl Health {
     /// `true` when `ns` has a bump owed: its cached entries must not be trusted.
     pub fn is_owed(&self, ns: &Namespace) -> bool {
         self.has_owed() && self.lock_owed().contains_key(ns)
+    }
+
+    /// Asks recovery for a full outbox replay.
+    pub fn request_replay(&self) {
+        self.replay_requested.store(true, Ordering::Release);
+    }
+
+    /// Takes the replay request, if any.
+    pub fn take_replay_request(&self) -> bool {
+        self.replay_requested.swap(false, Ordering::AcqRel)
     }
 
     pub fn has_owed(&self) -> bool {

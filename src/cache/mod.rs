@@ -29,6 +29,7 @@
 
 pub mod health;
 pub mod keys;
+mod listener;
 mod purge;
 mod recovery;
 pub mod single_flight;
@@ -125,6 +126,8 @@ pub struct Cache {
 /// How the cache is set up; see [`crate::config::Settings`].
 pub struct CacheConfig {
     pub topology: Topology,
+    /// For the dedicated connection that listens for other instances' owed bumps.
+    pub database_url: String,
     pub prefix: String,
     pub pool_size: usize,
     pub timeout: std::time::Duration,
@@ -147,6 +150,11 @@ impl Cache {
         metrics.set_breaker_open(true);
         let purger = Purger::start(Arc::clone(&store), Arc::clone(&metrics));
         if config.enabled {
+            listener::start(
+                config.database_url.clone(),
+                Arc::clone(&health),
+                Arc::clone(&metrics),
+            );
             recovery::start(
                 Arc::clone(&store),
                 Arc::clone(&health),
@@ -277,7 +285,7 @@ impl Cache {
             return;
         }
         if !self.health.is_closed() {
-            self.owe(&pending.namespaces);
+            self.owe(&pending.namespaces).await;
             return;
         }
         match self.store.bump(&pending.namespaces).await {
@@ -289,16 +297,28 @@ impl Cache {
                 self.purger.enqueue(pending.namespaces);
             }
             Err(e) => {
-                self.owe(&pending.namespaces);
                 self.redis_failed("version bump", &e);
+                self.owe(&pending.namespaces).await;
             }
         }
     }
 
-    fn owe(&self, namespaces: &[Namespace]) {
+    /// Leaves a bump to the outbox: this instance bypasses the namespaces
+    /// until recovery delivered it, and tells the other instances, before the
+    /// write answers, to do the same (they may reach Redis and deliver it).
+    async fn owe(&self, namespaces: &[Namespace]) {
         self.health.owe(namespaces);
         for ns in namespaces {
             self.metrics.cache_bump_failure(ns.kind());
+        }
+        let announced = match self.db.get().await {
+            Ok(mut conn) => outbox::notify_owed(&mut conn, namespaces)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = announced {
+            log::warn!("cache: could not announce owed bumps to other instances: {e}");
         }
     }
 

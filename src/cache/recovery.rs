@@ -68,8 +68,9 @@ impl Recovery {
                 }
                 Err(e) => log::debug!("cache: still bypassing Redis: {e}"),
             }
-        } else if self.health.has_owed() {
-            // A write owed its bump while the previous recovery was finishing.
+        } else if self.health.has_owed() || self.health.take_replay_request() {
+            // Owed since the last recovery: a write of this instance that
+            // raced it, or another instance's, announced over NOTIFY.
             if let Err(e) = self.settle_owed().await {
                 log::warn!("cache: replaying owed bumps failed: {e}");
             }

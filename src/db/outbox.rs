@@ -75,3 +75,86 @@ pub async fn delete(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<us
         .execute(conn)
         .await
 }
+
+/// The `LISTEN`/`NOTIFY` channel on which a writer that could not bump tells
+/// the other instances which namespaces it owes.
+pub const OWED_CHANNEL: &str = "linkhub_cache_owed";
+
+/// PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
+const MAX_PAYLOAD: usize = 7000;
+
+/// Tells every listening instance that `namespaces` have a bump owed. The
+/// payload is `<sent at, µs since the epoch> <namespace> <namespace>…`, split
+/// over several notifications when long.
+pub async fn notify_owed(
+    conn: &mut AsyncPgConnection,
+    namespaces: &[Namespace],
+) -> QueryResult<()> {
+    let sent_at = chrono::Utc::now().timestamp_micros();
+    let mut payload = String::new();
+    for ns in namespaces {
+        if payload.len() + ns.to_string().len() + 1 > MAX_PAYLOAD {
+            send(conn, &payload).await?;
+            payload.clear();
+        }
+        if payload.is_empty() {
+            payload = sent_at.to_string();
+        }
+        payload.push(' ');
+        payload.push_str(&ns.to_string());
+    }
+    if !payload.is_empty() {
+        send(conn, &payload).await?;
+    }
+    Ok(())
+}
+
+async fn send(conn: &mut AsyncPgConnection, payload: &str) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_notify($1, $2)")
+        .bind::<diesel::sql_types::Text, _>(OWED_CHANNEL)
+        .bind::<diesel::sql_types::Text, _>(payload)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Parses a payload of [`notify_owed`]: when it was sent and what is owed.
+pub fn parse_owed(payload: &str) -> Option<(i64, Vec<Namespace>)> {
+    let mut parts = payload.split(' ');
+    let sent_at = parts.next()?.parse().ok()?;
+    Some((sent_at, parts.filter_map(|p| p.parse().ok()).collect()))
+}
+
+/// A dedicated connection listening on [`OWED_CHANNEL`] (not pooled: it
+/// lives as long as the process).
+pub async fn listen(database_url: &str) -> Result<AsyncPgConnection, String> {
+    use diesel_async::AsyncConnection;
+    let mut conn = AsyncPgConnection::establish(database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    diesel::sql_query(format!("LISTEN {OWED_CHANNEL}"))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owed_payloads_round_trip() {
+        let (at, ns) = parse_owed("1764110000000123 user:1 profile:bob users").expect("parses");
+        assert_eq!(at, 1764110000000123);
+        assert_eq!(
+            ns,
+            vec![
+                Namespace::User(1),
+                Namespace::Profile("bob".into()),
+                Namespace::Users
+            ]
+        );
+        assert!(parse_owed("").is_none());
+    }
+}

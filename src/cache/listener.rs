@@ -1,0 +1,50 @@
+//! Cross-instance owed bumps. A writer whose bump failed (its Redis was
+//! unreachable) sends the namespaces over PostgreSQL `NOTIFY` before it
+//! answers; every instance listens, marks them owed — so it reads them with
+//! BYPASS — and its recovery task replays the outbox into its own Redis
+//! connection, which may well be working. Reads pay no database query for
+//! this: the notification arrives on a connection of its own.
+//!
+//! The window that remains: a read on another instance that starts after the
+//! write answered but before that instance has handled the notification
+//! (delivery within the same machine measured in `linkhub_cache_owed_notify_delay_seconds`).
+//! While the listening connection itself is down, notifications are lost;
+//! after every reconnect the whole outbox is replayed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use super::health::Health;
+use crate::db::outbox;
+use crate::metrics::Metrics;
+
+pub fn start(database_url: String, health: Arc<Health>, metrics: Arc<Metrics>) {
+    tokio::spawn(async move {
+        loop {
+            match outbox::listen(&database_url).await {
+                Ok(mut conn) => {
+                    // Anything owed while we were not listening is in the outbox.
+                    health.request_replay();
+                    let mut notifications = std::pin::pin!(conn.notifications_stream());
+                    while let Some(notification) = notifications.next().await {
+                        let Ok(notification) = notification else {
+                            break;
+                        };
+                        if let Some((sent_at, namespaces)) =
+                            outbox::parse_owed(&notification.payload)
+                        {
+                            health.owe(&namespaces);
+                            let delay = chrono::Utc::now().timestamp_micros() - sent_at;
+                            metrics.owed_notification(delay.max(0) as f64 / 1e6);
+                        }
+                    }
+                    log::warn!("cache: the owed-bump listener lost its connection; reconnecting");
+                }
+                Err(e) => log::debug!("cache: cannot listen for owed bumps yet: {e}"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
