@@ -61,11 +61,13 @@ pub struct UserPatchInput {
 }
 
 /// `POST /auth/login`
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginInput {
     /// Username or email.
+    #[validate(custom(function = "no_nul"))]
     pub login: String,
+    #[validate(custom(function = "no_nul"))]
     pub password: String,
 }
 

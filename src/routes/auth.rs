@@ -6,7 +6,7 @@ use chrono::Utc;
 use super::{JsonBody, body};
 use crate::auth::{Caller, password, token};
 use crate::db;
-use crate::domain::input::LoginInput;
+use crate::domain::input::{LoginInput, validate};
 use crate::domain::resources::{DataBody, LoginView, PrivateUser};
 use crate::error::{ApiError, ErrorBody};
 use crate::startup::AppState;
@@ -17,6 +17,7 @@ use crate::startup::AppState;
         (status = 200, description = "Logged in", body = DataBody<LoginView>),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 401, description = "Wrong login or password", body = ErrorBody),
+        (status = 422, description = "A NUL character in login or password", body = ErrorBody),
         (status = 429, description = "Too many failed attempts for this login",
          headers(("Retry-After" = u64, description = "Seconds to wait")), body = ErrorBody),
     ))]
@@ -25,6 +26,7 @@ pub async fn login(
     input: JsonBody<LoginInput>,
 ) -> Result<HttpResponse, ApiError> {
     let input = body(input)?;
+    validate(&input)?;
     state
         .login_throttle
         .check(&input.login)
