@@ -31,48 +31,51 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The routing table. Every resource answers `405` for methods it does not
 /// serve; anything else is a JSON `404`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
-    cfg.service(resource("/healthz").route(web::get().to(ops::healthz)))
-        .service(resource("/readyz").route(web::get().to(ops::readyz)))
-        .service(resource("/metrics").route(web::get().to(ops::metrics)))
-        .service(resource("/api/v1/openapi.json").route(web::get().to(ops::openapi)))
+    // `allow` is what the 405 of each resource lists in its `Allow` header.
+    let resource = |path: &str, allow: &'static str| {
+        web::resource(path).default_service(web::to(move || method_not_allowed(allow)))
+    };
+    cfg.service(resource("/healthz", "GET").route(web::get().to(ops::healthz)))
+        .service(resource("/readyz", "GET").route(web::get().to(ops::readyz)))
+        .service(resource("/metrics", "GET").route(web::get().to(ops::metrics)))
+        .service(resource("/api/v1/openapi.json", "GET").route(web::get().to(ops::openapi)))
         .service(
-            resource("/api/v1/users")
+            resource("/api/v1/users", "GET, POST")
                 .route(web::get().to(users::list))
                 .route(web::post().to(users::register)),
         )
         .service(
-            resource("/api/v1/users/{id}")
+            resource("/api/v1/users/{id}", "GET, PATCH, DELETE")
                 .route(web::get().to(users::get))
                 .route(web::patch().to(users::update))
                 .route(web::delete().to(users::delete)),
         )
         .service(
-            resource("/api/v1/users/{id}/links")
+            resource("/api/v1/users/{id}/links", "GET, POST")
                 .route(web::get().to(links::list))
                 .route(web::post().to(links::create)),
         )
         .service(
-            resource("/api/v1/users/{id}/socials")
+            resource("/api/v1/users/{id}/socials", "GET, POST")
                 .route(web::get().to(socials::list))
                 .route(web::post().to(socials::create)),
         )
         .service(
-            resource("/api/v1/links/{id}")
+            resource("/api/v1/links/{id}", "GET, PATCH, DELETE")
                 .route(web::get().to(links::get))
                 .route(web::patch().to(links::update))
                 .route(web::delete().to(links::delete)),
         )
         .service(
-            resource("/api/v1/socials/{id}")
+            resource("/api/v1/socials/{id}", "GET, PATCH, DELETE")
                 .route(web::get().to(socials::get))
                 .route(web::patch().to(socials::update))
                 .route(web::delete().to(socials::delete)),
         )
-        .service(resource("/api/v1/profiles/{username}").route(web::get().to(profiles::get)))
-        .service(resource("/api/v1/auth/login").route(web::post().to(auth::login)))
-        .service(resource("/api/v1/auth/logout").route(web::post().to(auth::logout)))
-        .service(resource("/api/v1/me").route(web::get().to(auth::me)))
+        .service(resource("/api/v1/profiles/{username}", "GET").route(web::get().to(profiles::get)))
+        .service(resource("/api/v1/auth/login", "POST").route(web::post().to(auth::login)))
+        .service(resource("/api/v1/auth/logout", "POST").route(web::post().to(auth::logout)))
+        .service(resource("/api/v1/me", "GET").route(web::get().to(auth::me)))
         .service(ops::swagger_ui())
         .default_service(web::to(not_found));
 }
@@ -97,8 +100,12 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found("route"))
 }
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+async fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut response = ApiError::MethodNotAllowed.error_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 /// Safety net: an error response that is not JSON (one actix produced itself)
