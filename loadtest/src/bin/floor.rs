@@ -1,0 +1,132 @@
+//! The floor of a cached read on this machine: a minimal actix-web server that
+//! answers `GET /api/v1/profiles/{username}` with the body stored at
+//! `<FLOOR_KEY_PREFIX>:<username>`, read with one Redis `GET` through a
+//! deadpool-redis pool, and `GET /healthz`. Nothing else: no versions, no
+//! metrics, no logging. The benchmark compares linkhub's cached profile reads
+//! with it.
+//!
+//! Environment: `BIND_ADDR` (127.0.0.1:8090), `REDIS_URL`
+//! (redis://127.0.0.1:6379), `FLOOR_KEY_PREFIX` (floor:profile), `WORKERS`
+//! (cores), `REDIS_POOL_SIZE` (8), `REDIS_TIMEOUT_MS` (250), the same pool
+//! settings linkhub uses.
+
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use deadpool_redis::{Manager, Pool, Runtime};
+use redis::AsyncConnectionConfig;
+
+struct Floor {
+    pool: Pool,
+    prefix: String,
+}
+
+async fn profile(floor: web::Data<Floor>, username: web::Path<String>) -> HttpResponse {
+    let key = format!("{}:{}", floor.prefix, username.as_str());
+    let mut conn = match floor.pool.get().await {
+        Ok(conn) => conn,
+        Err(e) => return unavailable(&e.to_string()),
+    };
+    match redis::cmd("GET")
+        .arg(&key)
+        .query_async::<Option<Vec<u8>>>(&mut *conn)
+        .await
+    {
+        Ok(Some(body)) => HttpResponse::Ok()
+            .insert_header(("X-Cache", "HIT"))
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .content_type("application/json")
+            .body(body),
+        Ok(None) => HttpResponse::NotFound()
+            .content_type("application/json")
+            .body(r#"{"error":{"code":"not_found","message":"profile not found"}}"#),
+        Err(e) => unavailable(&e.to_string()),
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(r#"{"status":"ok"}"#)
+}
+
+fn unavailable(cause: &str) -> HttpResponse {
+    eprintln!("floor: redis: {cause}");
+    HttpResponse::ServiceUnavailable()
+        .content_type("application/json")
+        .body(r#"{"error":{"code":"service_unavailable","message":"redis unavailable"}}"#)
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+fn number(name: &str, default: usize) -> Result<usize, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not a whole number")),
+        _ => Ok(default),
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let settings = (|| -> Result<_, String> {
+        Ok((
+            number("WORKERS", cores)?,
+            number("REDIS_POOL_SIZE", 8)?,
+            Duration::from_millis(number("REDIS_TIMEOUT_MS", 250)? as u64),
+        ))
+    })();
+    let (workers, pool_size, timeout) = match settings {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("floor: {e}");
+            std::process::exit(2);
+        }
+    };
+    let bind = env_or("BIND_ADDR", "127.0.0.1:8090");
+    let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379");
+    let prefix = env_or("FLOOR_KEY_PREFIX", "floor:profile");
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    let pool = Manager::new_with_config(redis_url.as_str(), config)
+        .map_err(|e| e.to_string())
+        .and_then(|manager| {
+            Pool::builder(manager)
+                .max_size(pool_size)
+                .wait_timeout(Some(timeout))
+                .create_timeout(Some(timeout))
+                .recycle_timeout(Some(timeout))
+                .runtime(Runtime::Tokio1)
+                .build()
+                .map_err(|e| e.to_string())
+        });
+    let pool = match pool {
+        Ok(pool) => pool,
+        Err(e) => {
+            eprintln!("floor: cannot build the Redis pool for REDIS_URL={redis_url}: {e}");
+            std::process::exit(2);
+        }
+    };
+    let floor = web::Data::new(Floor { pool, prefix });
+    actix_web::rt::System::new().block_on(async move {
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(floor.clone())
+                .route("/healthz", web::get().to(healthz))
+                .route("/api/v1/profiles/{username}", web::get().to(profile))
+        })
+        .workers(workers)
+        .bind(&bind)?;
+        eprintln!("floor: listening on {bind}");
+        server.run().await
+    })
+}
