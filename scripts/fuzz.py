@@ -8,6 +8,7 @@ Exits with schemathesis's status.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ def main():
     name = f"linkhub_fuzz_{os.getpid()}"
     redis = RedisServer(workdir)
     redis.start()
+    status = None
     app = Linkhub(binary, name, f"redis://127.0.0.1:{redis.port}",
                   os.path.join(workdir, "linkhub.log"))
     try:
@@ -68,12 +70,15 @@ def main():
         errors = [line for line in open(app.logfile, errors="replace") if " ERROR " in line]
         if errors:
             print(f"fuzz: linkhub logged {len(errors)} error(s):", *errors[:20], sep="\n  ")
-        print(f"fuzz: schemathesis exit status {status}; logs and report in {workdir}")
+        where = "" if status == 0 else f"; logs and report in {workdir}"
+        print(f"fuzz: schemathesis exit status {status}{where}")
         return status
     finally:
         app.stop()
         redis.kill()
         app.drop_database()
+        if status == 0:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

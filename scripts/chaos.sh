@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Chaos gate: a release build of linkhub under a mixed load from many clients
+# while Redis is cut (twice), killed and restarted empty, and PostgreSQL is
+# cut; then checks that nothing acknowledged was lost and prints a table of
+# the figures (see scripts/chaos.py for what is checked and the knobs).
+#
+#   scripts/chaos.sh              # short form, about 3 minutes (CI)
+#   scripts/chaos.sh --long       # long form: 10 rounds, 60 s of load between faults, 32 clients
+#
+# Uses a private database (dropped afterwards), a private redis-server and
+# key prefix, and TCP proxies on 127.0.0.1; the shared PostgreSQL and Redis
+# keep running. Needs PostgreSQL on 127.0.0.1:5432, redis-server and psql.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--long" ]; then
+  export CHAOS_ROUNDS="${CHAOS_ROUNDS:-10}" CHAOS_STEADY_SECS="${CHAOS_STEADY_SECS:-60}"
+  export CHAOS_CLIENTS="${CHAOS_CLIENTS:-32}" CHAOS_WARMUP_SECS="${CHAOS_WARMUP_SECS:-60}"
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/linkhub-target}"
+cargo build --release --locked --bin linkhub
+exec python3 scripts/chaos.py "$CARGO_TARGET_DIR/release/linkhub"
