@@ -189,6 +189,13 @@ fn bars(
         .disable_x_mesh()
         .x_labels(2)
         .x_label_formatter(&|_| String::new())
+        .y_label_formatter(&|v| {
+            if y_max >= 100.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.1}")
+            }
+        })
         .y_desc(y_desc)
         .label_style(("sans-serif", 13))
         .draw()

@@ -89,6 +89,10 @@ pub struct Results {
     pub rss: Vec<RssRun>,
     pub rss_series: Vec<(f64, f64)>,
     pub machine: Vec<(String, String)>,
+    /// RSS of the instance that served the seeding, after it.
+    pub seed_rss_kib: u64,
+    /// `/proc/loadavg` at the start of each part (other work on the machine).
+    pub load: Vec<(String, String)>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -224,12 +228,29 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         ..Results::default()
     };
 
-    println!("bench: starting linkhub (cache on) on a fresh database {db_name}");
-    let (mut cached, cached_url) = env.start(&client, "linkhub-cached", &[], true).await?;
-    let (admin_token, seed_report) =
-        seed_through_api(&env, &client, &cached_url, args.users).await?;
-    results.seed = Some(seed_report);
-    cached.check_running()?;
+    println!("bench: seeding through a linkhub (cache on) on a fresh database {db_name}");
+    results.load.push(("start".into(), loadavg()));
+    {
+        // Seeded through an instance of its own: argon2's working memory,
+        // which glibc keeps after the hashes, must not count against the
+        // read path's memory (it is reported apart).
+        let (seeder, seeder_url) = env.start(&client, "linkhub-seed", &[], true).await?;
+        let report = seed_through_api(&env, &client, &seeder_url, args.users).await?;
+        results.seed = Some(report);
+        results.seed_rss_kib = procs::rss_kib(seeder.pid()).unwrap_or(0);
+        println!(
+            "bench:   the seeding instance's RSS: {} KiB",
+            results.seed_rss_kib
+        );
+    }
+    let (mut cached, cached_url) = env
+        .start(
+            &client,
+            "linkhub-cached",
+            &[("MIGRATE_ON_START", "false")],
+            true,
+        )
+        .await?;
 
     let (_uncached, uncached_url) = env
         .start(
@@ -281,6 +302,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         return Err("the floor does not answer the profile body linkhub answers".to_owned());
     }
 
+    results.load.push(("before 1".into(), loadavg()));
     // 1. Cached reads vs cache off vs /healthz vs the floor.
     println!(
         "bench: 1/5 profile reads, {} connections, {} x {} s",
@@ -329,6 +351,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         .collect();
     cached.check_running()?;
 
+    results.load.push(("before 5".into(), loadavg()));
     // 5. Resident memory under the profiles load (also warms the cache for 4).
     println!(
         "bench: 2/5 resident memory under the profiles scenario, {} x {} s",
@@ -376,6 +399,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         });
     }
 
+    results.load.push(("before 4".into(), loadavg()));
     // 4. Hit ratio under mixed, and other users' hits kept after writes.
     println!(
         "bench: 3/5 hit ratio under the mixed scenario, {} x {} s",
@@ -427,6 +451,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         results.kept.push(kept);
     }
 
+    results.load.push(("before 3".into(), loadavg()));
     // 3. Stampede: 100 concurrent GETs of a just-invalidated hot profile.
     println!("bench: 4/5 stampede");
     let (_second, second_url) = env
@@ -485,6 +510,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         results.stampede_two.push((two[0], two[1]));
     }
 
+    results.load.push(("before 2".into(), loadavg()));
     // 2. Write latency as the Redis keyspace grows.
     println!("bench: 5/5 write latency with 0, 100k and 1M unrelated keys");
     let mut writers = Vec::new();
@@ -540,7 +566,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             .push((level, runs, scans as f64 / writes.max(1) as f64));
     }
     cached.check_running()?;
-    drop(admin_token);
+    results.load.push(("end".into(), loadavg()));
 
     report::write(&args, &results, started.elapsed())?;
     charts::draw(&args.out, &results)?;
@@ -559,7 +585,7 @@ async fn seed_through_api(
     client: &reqwest::Client,
     base: &str,
     users: usize,
-) -> Result<(String, seed::SeedReport), String> {
+) -> Result<seed::SeedReport, String> {
     let admin = "lt_admin";
     let res = client
         .post(format!("{base}/api/v1/users"))
@@ -577,16 +603,14 @@ async fn seed_through_api(
     let mut promote = env.linkhub(&[("MIGRATE_ON_START", "false")]);
     promote.args(["promote", admin]);
     procs::output(promote)?;
-    let report = seed::run(&SeedArgs {
+    seed::run(&SeedArgs {
         host: base.to_owned(),
         users,
         concurrency: None,
         admin_login: Some(admin.to_owned()),
         admin_password: Some(data::PASSWORD.to_owned()),
     })
-    .await?;
-    let api = Api::new(base, 1)?;
-    Ok((api.login(admin, data::PASSWORD).await?, report))
+    .await
 }
 
 /// One burst: bump the hot profile with a write, then 100 concurrent GETs of
@@ -742,7 +766,13 @@ async fn connect_redis(
 ) -> Result<redis::aio::MultiplexedConnection, String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match client.get_multiplexed_async_connection().await {
+        // DEBUG POPULATE of a million keys takes seconds.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(300)));
+        match client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
             Ok(conn) => return Ok(conn),
             Err(e) if Instant::now() > deadline => {
                 return Err(format!("private redis-server: {e}"));
@@ -765,6 +795,13 @@ async fn scan_calls(conn: &mut redis::aio::MultiplexedConnection) -> Result<u64,
         .and_then(|rest| rest.split(',').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0))
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 /// The machine and the versions the figures were measured with.
@@ -799,7 +836,10 @@ fn machine() -> Vec<(String, String)> {
             sh("wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2"),
         ),
         ("rustc".into(), sh("rustc --version")),
-        ("linkhub commit".into(), sh("git rev-parse --short HEAD")),
+        (
+            "linkhub commit".into(),
+            sh("git describe --always --dirty --abbrev=7"),
+        ),
     ]
 }
 
