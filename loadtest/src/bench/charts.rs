@@ -29,24 +29,27 @@ pub fn draw(out: &Path, r: &Results) -> Result<(), String> {
     Ok(())
 }
 
+/// A category's name under its bars, on two lines.
 fn short_name(name: &str) -> String {
     if name.starts_with("linkhub, cached") {
-        "linkhub cached".into()
+        "linkhub\ncached".into()
     } else if name.starts_with("linkhub, cache off") {
-        "linkhub cache off".into()
+        "linkhub\ncache off".into()
     } else if name.starts_with("linkhub /healthz") {
-        "linkhub /healthz".into()
+        "linkhub\n/healthz".into()
+    } else if name.starts_with("floor,") {
+        "floor, Redis conns\non the main thread".into()
     } else if name.starts_with("floor") {
-        "floor (1 Redis GET)".into()
+        "floor\n(1 Redis GET)".into()
     } else {
         name.into()
     }
 }
 
 fn reads(path: &Path, r: &Results) -> Result<(), String> {
-    let root = BitMapBackend::new(path, (1300, 520)).into_drawing_area();
+    let root = BitMapBackend::new(path, (1500, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let (left, right) = root.split_horizontally(620);
+    let (left, right) = root.split_horizontally(720);
     let names: Vec<String> = r.reads.iter().map(|(n, _)| short_name(n)).collect();
     let medians: Vec<(f64, f64, f64)> =
         r.reads.iter().map(|(_, runs)| read_medians(runs)).collect();
@@ -82,7 +85,7 @@ fn writes(path: &Path, r: &Results) -> Result<(), String> {
         .iter()
         .map(|(keys, _, _)| match keys {
             0 => "0 unrelated keys".to_owned(),
-            k if k % 1_000_000 == 0 => format!("{}M unrelated keys", k / 1_000_000),
+            k if k.is_multiple_of(1_000_000) => format!("{}M unrelated keys", k / 1_000_000),
             k => format!("{}k unrelated keys", k / 1000),
         })
         .collect();
@@ -180,7 +183,7 @@ fn bars(
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 20))
         .margin(15)
-        .x_label_area_size(45)
+        .x_label_area_size(50)
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..n, 0f64..y_max)
         .map_err(err)?;
@@ -235,8 +238,11 @@ fn bars(
         TextStyle::from(("sans-serif", 14).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
     for (i, name) in categories.iter().enumerate() {
         let (px, py) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
-        root.draw(&Text::new(name.clone(), (px, py + 8), name_style.clone()))
-            .map_err(err)?;
+        for (line_no, line) in name.lines().enumerate() {
+            let y = py + 6 + 16 * line_no as i32;
+            root.draw(&Text::new(line.to_owned(), (px, y), name_style.clone()))
+                .map_err(err)?;
+        }
     }
     Ok(())
 }

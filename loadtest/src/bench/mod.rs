@@ -260,20 +260,28 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             false,
         )
         .await?;
-    let floor_port = free_port()?;
-    let floor_url = format!("http://127.0.0.1:{floor_port}");
-    let mut floor_cmd = Command::new(sibling_binary("floor")?);
-    floor_cmd
-        .env("BIND_ADDR", format!("127.0.0.1:{floor_port}"))
-        .env("REDIS_URL", &redis_url);
-    let _floor = Proc::spawn("floor", floor_cmd, &work.join("floor.log"))?;
-    wait_until(
-        &client,
-        &format!("{floor_url}/healthz"),
-        Duration::from_secs(20),
-        |_| true,
-    )
-    .await?;
+    // The floor, and the floor with its Redis connections opened on the main
+    // thread (as linkhub's start-up opens some of its own).
+    let mut floors = Vec::new();
+    for (name, prewarm) in [("floor", "0"), ("floor-prewarmed", "8")] {
+        let port = free_port()?;
+        let mut cmd = Command::new(sibling_binary("floor")?);
+        cmd.env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("REDIS_URL", &redis_url)
+            .env("FLOOR_PREWARM", prewarm);
+        let proc = Proc::spawn(name, cmd, &work.join(format!("{name}.log")))?;
+        let url = format!("http://127.0.0.1:{port}");
+        wait_until(
+            &client,
+            &format!("{url}/healthz"),
+            Duration::from_secs(20),
+            |_| true,
+        )
+        .await?;
+        floors.push((proc, url));
+    }
+    let floor_url = floors[0].1.clone();
+    let prewarmed_url = floors[1].1.clone();
 
     let api = Api::new(&cached_url, 8)?;
     let hot = data::username(0);
@@ -318,6 +326,10 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         (
             "floor: actix-web + 1 Redis GET",
             format!("{floor_url}{hot_path}"),
+        ),
+        (
+            "floor, Redis connections opened on the main thread (FLOOR_PREWARM=8)",
+            format!("{prewarmed_url}{hot_path}"),
         ),
     ];
     for (_, url) in &targets {

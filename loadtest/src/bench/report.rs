@@ -50,7 +50,7 @@ pub fn verdicts(r: &Results) -> Vec<Verdict> {
     if let (Some(cached), Some(off), Some(floor)) = (
         find("linkhub, cached"),
         find("linkhub, cache off"),
-        find("floor"),
+        find("floor:"),
     ) {
         let share = cached.0 / floor.0;
         out.push(Verdict {

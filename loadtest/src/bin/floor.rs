@@ -9,6 +9,12 @@
 //! (redis://127.0.0.1:6379), `FLOOR_KEY_PREFIX` (floor:profile), `WORKERS`
 //! (cores), `REDIS_POOL_SIZE` (8), `REDIS_TIMEOUT_MS` (250), the same pool
 //! settings linkhub uses.
+//!
+//! `FLOOR_PREWARM=N` opens N pool connections on the main thread before
+//! serving. A multiplexed Redis connection's driver task stays on the runtime
+//! that opened it, so with N = `REDIS_POOL_SIZE` every Redis reply goes
+//! through the main thread, as it does in a linkhub whose start-up (ping,
+//! recovery) opened the pool's connections; the benchmark measures both.
 
 use std::time::Duration;
 
@@ -116,8 +122,23 @@ fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     };
+    let prewarm = match number("FLOOR_PREWARM", 0) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("floor: {e}");
+            std::process::exit(2);
+        }
+    };
     let floor = web::Data::new(Floor { pool, prefix });
     actix_web::rt::System::new().block_on(async move {
+        let mut held = Vec::new();
+        for _ in 0..prewarm {
+            match floor.pool.get().await {
+                Ok(conn) => held.push(conn),
+                Err(e) => eprintln!("floor: FLOOR_PREWARM: {e}"),
+            }
+        }
+        drop(held);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(floor.clone())
