@@ -47,7 +47,9 @@ import tempfile
 import threading
 import time
 
-from harness import Linkhub, RedisServer, free_port, register_and_login, request, wait_until
+from harness import (
+    Linkhub, RedisServer, drop_abandoned_databases, free_port, register_and_login, request, wait_until,
+)
 
 RECOVERY_LIMIT_SECS = 2.0
 MEMORY_LIMIT = 0.20
@@ -358,6 +360,7 @@ def main():
     timeout = float(env.get("CHAOS_TIMEOUT_SECS", "12"))
 
     workdir = tempfile.mkdtemp(prefix="linkhub-chaos-")
+    drop_abandoned_databases("linkhub_chaos_")
     name = f"linkhub_chaos_{os.getpid()}"
     redis = RedisServer(workdir)
     redis.start()

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 
-from harness import Linkhub, RedisServer, register_and_login, request
+from harness import Linkhub, RedisServer, drop_abandoned_databases, register_and_login, request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -22,6 +22,7 @@ def main():
     binary, schemathesis = sys.argv[1], sys.argv[2]
     seconds = os.environ.get("FUZZ_SECONDS", "120")
     workdir = tempfile.mkdtemp(prefix="linkhub-fuzz-")
+    drop_abandoned_databases("linkhub_fuzz_")
     name = f"linkhub_fuzz_{os.getpid()}"
     redis = RedisServer(workdir)
     redis.start()
@@ -66,7 +67,8 @@ def main():
         if os.environ.get("FUZZ_SEED"):
             command += ["--seed", os.environ["FUZZ_SEED"]]
         print("fuzz:", " ".join(command), flush=True)
-        status = subprocess.run(command, env=env).returncode
+        # schemathesis keeps its cache in the working directory: the run's own.
+        status = subprocess.run(command, env=env, cwd=workdir).returncode
         errors = [line for line in open(app.logfile, errors="replace") if " ERROR " in line]
         if errors:
             print(f"fuzz: linkhub logged {len(errors)} error(s):", *errors[:20], sep="\n  ")

@@ -37,6 +37,24 @@ def wait_until(predicate, timeout, every=0.05):
     return None
 
 
+def drop_abandoned_databases(prefix):
+    """Drops the `<prefix><pid>` databases of runs whose process is gone (a
+    run that was killed could not drop its own)."""
+    out = subprocess.run(
+        ["psql", "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres",
+         "-c", f"SELECT datname FROM pg_database WHERE datname LIKE '{prefix}%'"],
+        check=False, capture_output=True, text=True,
+    ).stdout
+    for name in out.split():
+        pid = name.removeprefix(prefix)
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            subprocess.run(
+                ["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c",
+                 f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+                check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+
+
 class RedisServer:
     """A private `redis-server` that persists nothing; it can be killed and
     restarted empty on the same port."""
