@@ -51,44 +51,17 @@ enum Backend {
     Cluster(deadpool_redis::cluster::Pool),
 }
 
-/// A pooled connection of either backend. Commands on it are routed by key
-/// (on a cluster, by the key's hash slot), so everything above this type is
-/// written once for both topologies.
+/// A pooled connection of either backend, held while its [`Shared`] handle
+/// is in use (dropping it returns the connection to the pool).
 enum Conn {
     Single(deadpool_redis::Connection),
     Cluster(deadpool_redis::cluster::Connection),
 }
 
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
-/// A cheap handle for sending commands concurrently over one multiplexed
-/// connection (both connection kinds are multiplexed and clonable).
+/// A handle on a pooled connection that commands are sent through. Commands
+/// are routed by key (on a cluster, by the key's hash slot), so everything
+/// above this type is written once for both topologies; clones send
+/// concurrently over the same multiplexed connection.
 #[derive(Clone)]
 enum Shared {
     Single(redis::aio::MultiplexedConnection),
@@ -237,11 +210,15 @@ impl Store {
         }
     }
 
-    async fn conn(&self) -> StoreResult<Conn> {
-        Ok(match &self.backend {
+    /// A pooled connection (keep it alive while the handle is used) and the
+    /// handle to send commands through.
+    async fn conn(&self) -> StoreResult<(Conn, Shared)> {
+        let pooled = match &self.backend {
             Backend::Single(pool) => Conn::Single(pool.get().await?),
             Backend::Cluster(pool) => Conn::Cluster(pool.get().await?),
-        })
+        };
+        let shared = pooled.shared();
+        Ok((pooled, shared))
     }
 
     /// Bounds a whole operation, pool wait included.
@@ -253,7 +230,7 @@ impl Store {
 
     pub async fn ping(&self) -> StoreResult<()> {
         self.bounded(async {
-            let mut conn = self.conn().await?;
+            let (_pooled, mut conn) = self.conn().await?;
             let _: String = redis::cmd("PING").query_async(&mut conn).await?;
             Ok(())
         })
@@ -263,7 +240,7 @@ impl Store {
     /// One round trip: the namespace's version and the entry under it.
     pub async fn lookup(&self, ns: &Namespace, query: &str) -> StoreResult<Lookup> {
         self.bounded(async {
-            let mut conn = self.conn().await?;
+            let (_pooled, mut conn) = self.conn().await?;
             let (version, entry): (String, Option<Vec<u8>>) = self
                 .lookup
                 .key(keys::version_key(&self.prefix, ns))
@@ -279,7 +256,7 @@ impl Store {
     /// Stores an entry with its TTL (`SET .. EX`).
     pub async fn put(&self, key: &str, value: &[u8], ttl_secs: u64) -> StoreResult<()> {
         self.bounded(async {
-            let mut conn = self.conn().await?;
+            let (_pooled, mut conn) = self.conn().await?;
             let () = redis::cmd("SET")
                 .arg(key)
                 .arg(value)
@@ -297,9 +274,9 @@ impl Store {
     /// multiplexed connection.
     pub async fn bump(&self, namespaces: &[Namespace]) -> StoreResult<()> {
         self.bounded(async {
-            let conn = self.conn().await?;
+            let (_pooled, conn) = self.conn().await?;
             let calls = namespaces.iter().map(|ns| {
-                let mut shared = conn.shared();
+                let mut shared = conn.clone();
                 async move {
                     let _: i64 = self
                         .bump
@@ -318,9 +295,9 @@ impl Store {
     /// Current versions of `namespaces` (`None` where the counter is missing).
     pub async fn versions(&self, namespaces: &[Namespace]) -> StoreResult<Vec<Option<u64>>> {
         self.bounded(async {
-            let conn = self.conn().await?;
+            let (_pooled, conn) = self.conn().await?;
             let calls = namespaces.iter().map(|ns| {
-                let mut shared = conn.shared();
+                let mut shared = conn.clone();
                 async move {
                     let v: Option<u64> = redis::cmd("GET")
                         .arg(keys::version_key(&self.prefix, ns))
@@ -380,9 +357,9 @@ impl Store {
                 .arg(pattern)
                 .arg("COUNT")
                 .arg(count);
-            let mut conn = self.conn().await?;
+            let (_pooled, mut conn) = self.conn().await?;
             let reply = match (&mut conn, node) {
-                (Conn::Cluster(c), Some((host, port))) => {
+                (Shared::Cluster(c), Some((host, port))) => {
                     let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
                         host: host.clone(),
                         port: *port,
@@ -401,7 +378,7 @@ impl Store {
     async fn masters(&self) -> StoreResult<Vec<(String, u16)>> {
         let nodes: String = self
             .bounded(async {
-                let mut conn = self.conn().await?;
+                let (_pooled, mut conn) = self.conn().await?;
                 Ok(redis::cmd("CLUSTER")
                     .arg("NODES")
                     .query_async(&mut conn)
@@ -429,9 +406,9 @@ impl Store {
             by_tag.entry(hash_tag(key)).or_default().push(key);
         }
         self.bounded(async {
-            let conn = self.conn().await?;
+            let (_pooled, conn) = self.conn().await?;
             let calls = by_tag.into_values().map(|group| {
-                let mut shared = conn.shared();
+                let mut shared = conn.clone();
                 async move {
                     let removed: usize = redis::cmd("UNLINK")
                         .arg(group)
