@@ -570,10 +570,20 @@ def report(app, model, rec, faults, timeout, load_secs, rss_warm, rss_end, alive
         if r[0] == "check":
             print(f"+{line}+")
     print(f"+{line}+")
+    def phase(t):
+        """Where `t` falls: in a fault, or how long after the last one ended."""
+        last = None
+        for label, _, start, end, _ in faults:
+            if start <= t <= end:
+                return f"{t - start:.1f} s into {label}"
+            if end < t:
+                last = (label, end)
+        return f"{t - last[1]:.1f} s after {last[0]}" if last else "before the first fault"
+
     for r in (bad_5xx + hung + dropped)[:10]:
-        print(f"chaos: at {r[0]:.1f}: {r[2]} -> {r[3]} after {r[1] - r[0]:.2f} s")
+        print(f"chaos: {r[2]} sent {phase(r[0])} -> {r[3]} after {r[1] - r[0]:.2f} s")
     for when, op, reasons in rec.stale[:10]:
-        print(f"chaos: stale {op} at {when:.1f}: {reasons}")
+        print(f"chaos: stale {op} {phase(when)}: {reasons}")
     for example in examples[:10]:
         print(f"chaos: final check: {example}")
     ok = all(r[3] != "FAIL" for r in rows)
