@@ -1,5 +1,8 @@
 //! Argon2id password hashes (PHC strings). Hashing is deliberately slow, so
-//! it runs on the blocking pool, never on an actix worker.
+//! it runs on the blocking pool, never on an actix worker — and at most one
+//! hash per core at a time: each takes ~19 MiB and a core for tens of
+//! milliseconds, so a burst of registrations or logins queues here instead of
+//! starting hundreds of blocking threads that hold gigabytes between them.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -44,9 +47,19 @@ pub async fn dummy_verify(password: String) -> Result<(), ApiError> {
     verify(password, stored).await.map(drop)
 }
 
+/// Admits one hash per core.
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio::sync::Semaphore::new(cores)
+});
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal(format!("password hashing is shut down: {e}")))?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::internal(format!("password task failed: {e}")))?
