@@ -37,8 +37,10 @@ fn short_name(name: &str) -> String {
         "linkhub\ncache off".into()
     } else if name.starts_with("linkhub /healthz") {
         "linkhub\n/healthz".into()
-    } else if name.starts_with("floor,") {
+    } else if name.starts_with("floor, Redis") {
         "floor, Redis conns\non the main thread".into()
+    } else if name.starts_with("floor, one") {
+        "floor, 1 conn per\nworker, no pool".into()
     } else if name.starts_with("floor") {
         "floor\n(1 Redis GET)".into()
     } else {
@@ -47,9 +49,9 @@ fn short_name(name: &str) -> String {
 }
 
 fn reads(path: &Path, r: &Results) -> Result<(), String> {
-    let root = BitMapBackend::new(path, (1500, 540)).into_drawing_area();
+    let root = BitMapBackend::new(path, (1700, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let (left, right) = root.split_horizontally(720);
+    let (left, right) = root.split_horizontally(820);
     let names: Vec<String> = r.reads.iter().map(|(n, _)| short_name(n)).collect();
     let medians: Vec<(f64, f64, f64)> =
         r.reads.iter().map(|(_, runs)| read_medians(runs)).collect();

@@ -260,15 +260,21 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             false,
         )
         .await?;
-    // The floor, and the floor with its Redis connections opened on the main
-    // thread (as linkhub's start-up opens some of its own).
+    // The floor; the floor with its Redis connections opened on the main
+    // thread (as linkhub's start-up opens some of its own); and the floor
+    // without a pool checkout per request.
     let mut floors = Vec::new();
-    for (name, prewarm) in [("floor", "0"), ("floor-prewarmed", "8")] {
+    for (name, prewarm, connection) in [
+        ("floor", "0", "pool"),
+        ("floor-prewarmed", "8", "pool"),
+        ("floor-per-worker", "0", "per-worker"),
+    ] {
         let port = free_port()?;
         let mut cmd = Command::new(sibling_binary("floor")?);
         cmd.env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("REDIS_URL", &redis_url)
-            .env("FLOOR_PREWARM", prewarm);
+            .env("FLOOR_PREWARM", prewarm)
+            .env("FLOOR_CONNECTION", connection);
         let proc = Proc::spawn(name, cmd, &work.join(format!("{name}.log")))?;
         let url = format!("http://127.0.0.1:{port}");
         wait_until(
@@ -282,6 +288,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     let floor_url = floors[0].1.clone();
     let prewarmed_url = floors[1].1.clone();
+    let per_worker_url = floors[2].1.clone();
 
     let api = Api::new(&cached_url, 8)?;
     let hot = data::username(0);
@@ -330,6 +337,10 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         (
             "floor, Redis connections opened on the main thread (FLOOR_PREWARM=8)",
             format!("{prewarmed_url}{hot_path}"),
+        ),
+        (
+            "floor, one multiplexed connection per worker, no pool (FLOOR_CONNECTION=per-worker)",
+            format!("{per_worker_url}{hot_path}"),
         ),
     ];
     for (_, url) in &targets {

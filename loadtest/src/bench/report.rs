@@ -231,7 +231,15 @@ fn render(md: &mut String, args: &BenchArgs, r: &Results, elapsed: Duration) -> 
         "\n## 1. Profile reads: cached, cache off, `/healthz`, and the floor\n\n\
          `wrk -t2 -c{} -d{}s` on one profile (`user_00000`). The floor is \
          `loadtest/src/bin/floor.rs`: actix-web answering the same body with one Redis `GET` \
-         through a deadpool-redis pool of the same size, no versions, no metrics middleware.\n\n\
+         through a deadpool-redis pool of the same size, no versions, no middleware; the \
+         targets' goals compare with it. Two variants of it show where a cached read's time \
+         goes: with the pool's connections opened on the main thread before serving \
+         (`FLOOR_PREWARM=8`: every reply then passes through the main thread), and without \
+         the pool (`FLOOR_CONNECTION=per-worker`: each worker sends every `GET` on a clone of \
+         one multiplexed connection it opened itself). A deadpool-redis checkout is a round \
+         trip of its own (its `recycle` sends `UNWATCH` + `PING`) and holds the connection \
+         for the whole request, so at most `REDIS_POOL_SIZE` commands are in flight; without \
+         it, concurrent requests pipeline on one connection.\n\n\
          ![reads](bench-reads.png)\n\n\
          | target | requests/s | p50 ms | p99 ms | each repetition (req/s, p50, p99 ms) |\n|---|---|---|---|---|",
         r.connections, r.secs

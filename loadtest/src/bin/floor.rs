@@ -15,6 +15,12 @@
 //! that opened it, so with N = `REDIS_POOL_SIZE` every Redis reply goes
 //! through the main thread, as it does in a linkhub whose start-up (ping,
 //! recovery) opened the pool's connections; the benchmark measures both.
+//!
+//! `FLOOR_CONNECTION=per-worker` skips the pool: each actix worker opens one
+//! multiplexed connection on its own runtime, on its first request, and every
+//! request sends its `GET` on a clone of it. A deadpool-redis checkout costs
+//! a round trip of its own (its `recycle` sends `UNWATCH` + `PING`), so this
+//! is the floor of a cached read without that round trip.
 
 use std::time::Duration;
 
@@ -34,11 +40,16 @@ async fn profile(floor: web::Data<Floor>, username: web::Path<String>) -> HttpRe
         Ok(conn) => conn,
         Err(e) => return unavailable(&e.to_string()),
     };
-    match redis::cmd("GET")
-        .arg(&key)
-        .query_async::<Option<Vec<u8>>>(&mut *conn)
-        .await
-    {
+    answer(
+        redis::cmd("GET")
+            .arg(&key)
+            .query_async::<Option<Vec<u8>>>(&mut *conn)
+            .await,
+    )
+}
+
+fn answer(found: redis::RedisResult<Option<Vec<u8>>>) -> HttpResponse {
+    match found {
         Ok(Some(body)) => HttpResponse::Ok()
             .insert_header(("X-Cache", "HIT"))
             .insert_header((header::CACHE_CONTROL, "no-cache"))
@@ -49,6 +60,39 @@ async fn profile(floor: web::Data<Floor>, username: web::Path<String>) -> HttpRe
             .body(r#"{"error":{"code":"not_found","message":"profile not found"}}"#),
         Err(e) => unavailable(&e.to_string()),
     }
+}
+
+/// One worker's own Redis connection, opened on that worker's runtime.
+struct WorkerConnection {
+    client: redis::Client,
+    config: AsyncConnectionConfig,
+    conn: tokio::sync::OnceCell<redis::aio::MultiplexedConnection>,
+    prefix: String,
+}
+
+async fn profile_per_worker(
+    worker: web::Data<WorkerConnection>,
+    username: web::Path<String>,
+) -> HttpResponse {
+    let opened = worker
+        .conn
+        .get_or_try_init(|| {
+            worker
+                .client
+                .get_multiplexed_async_connection_with_config(&worker.config)
+        })
+        .await;
+    let mut conn = match opened {
+        Ok(conn) => conn.clone(),
+        Err(e) => return unavailable(&e.to_string()),
+    };
+    let key = format!("{}:{}", worker.prefix, username.as_str());
+    answer(
+        redis::cmd("GET")
+            .arg(&key)
+            .query_async::<Option<Vec<u8>>>(&mut conn)
+            .await,
+    )
 }
 
 async fn healthz() -> HttpResponse {
@@ -103,7 +147,7 @@ fn main() -> std::io::Result<()> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
-    let pool = Manager::new_with_config(redis_url.as_str(), config)
+    let pool = Manager::new_with_config(redis_url.as_str(), config.clone())
         .map_err(|e| e.to_string())
         .and_then(|manager| {
             Pool::builder(manager)
@@ -129,7 +173,25 @@ fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     };
-    let floor = web::Data::new(Floor { pool, prefix });
+    let per_worker = match env_or("FLOOR_CONNECTION", "pool").as_str() {
+        "pool" => false,
+        "per-worker" => true,
+        other => {
+            eprintln!("floor: FLOOR_CONNECTION={other:?}: expected pool or per-worker");
+            std::process::exit(2);
+        }
+    };
+    let client = match redis::Client::open(redis_url.as_str()) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("floor: REDIS_URL={redis_url}: {e}");
+            std::process::exit(2);
+        }
+    };
+    let floor = web::Data::new(Floor {
+        pool,
+        prefix: prefix.clone(),
+    });
     actix_web::rt::System::new().block_on(async move {
         let mut held = Vec::new();
         for _ in 0..prewarm {
@@ -140,10 +202,24 @@ fn main() -> std::io::Result<()> {
         }
         drop(held);
         let server = HttpServer::new(move || {
-            App::new()
+            let app = App::new()
                 .app_data(floor.clone())
-                .route("/healthz", web::get().to(healthz))
-                .route("/api/v1/profiles/{username}", web::get().to(profile))
+                .route("/healthz", web::get().to(healthz));
+            if per_worker {
+                // This factory runs once per worker: each gets its own.
+                app.app_data(web::Data::new(WorkerConnection {
+                    client: client.clone(),
+                    config: config.clone(),
+                    conn: tokio::sync::OnceCell::new(),
+                    prefix: prefix.clone(),
+                }))
+                .route(
+                    "/api/v1/profiles/{username}",
+                    web::get().to(profile_per_worker),
+                )
+            } else {
+                app.route("/api/v1/profiles/{username}", web::get().to(profile))
+            }
         })
         .workers(workers)
         .bind(&bind)?;
