@@ -20,7 +20,9 @@ const RETRY_EVERY: Duration = Duration::from_millis(200);
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Rows younger than this are still being delivered by their own writer.
 const LEFTOVER_AGE_SECS: i32 = 10;
-const BATCH: i64 = 500;
+/// Rows per replay step; their namespaces are deduplicated, so a long outage
+/// of writes to few namespaces costs few bumps.
+const BATCH: i64 = 5000;
 
 struct Recovery {
     store: Arc<Store>,

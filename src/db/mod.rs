@@ -44,19 +44,21 @@ pub struct Written<T> {
     pub changes: outbox::Pending,
 }
 
-/// Builds the pool with explicit bounds: a request waits at most `wait` for a
-/// connection, and connecting gives up after the same time.
+/// Builds the pool with explicit bounds. Getting a connection may wait for a
+/// free slot and then create (or recycle) one; each half gets half of
+/// `timeout`, so a request waits `timeout` at most before its `503`.
 pub fn build_pool(
     database_url: &str,
     size: usize,
-    wait: Duration,
+    timeout: Duration,
 ) -> Result<DbPool, DatabaseSetupError> {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    let half = timeout / 2;
     Pool::builder(manager)
         .max_size(size)
-        .wait_timeout(Some(wait))
-        .create_timeout(Some(wait))
-        .recycle_timeout(Some(wait))
+        .wait_timeout(Some(half))
+        .create_timeout(Some(half))
+        .recycle_timeout(Some(half))
         .runtime(deadpool::Runtime::Tokio1)
         .build()
         .map_err(|e| DatabaseSetupError::Pool(e.to_string()))
