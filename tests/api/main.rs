@@ -1,0 +1,16 @@
+mod helpers;
+
+mod auth;
+mod concurrency;
+mod errors;
+mod links;
+mod ops;
+mod profiles;
+mod socials;
+mod startup;
+mod users;
+
+mod cache_resilience;
+mod cache_rules;
+mod cache_support;
+mod proxy;

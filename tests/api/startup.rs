@@ -1,0 +1,333 @@
+//! The `linkhub` binary (bad configuration, unreachable PostgreSQL, `migrate`,
+//! `promote`, `serve`) and start-up without Redis.
+
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::process::Command;
+
+use crate::helpers::*;
+
+struct Outcome {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+/// A command for the binary with a clean environment (only `vars` and PATH)
+/// in an empty directory, so neither the caller's environment nor a `.env`
+/// of the work tree changes what it does.
+fn linkhub(args: &[&str], vars: &[(&str, &str)]) -> (Command, tempdir::Dir) {
+    let dir = tempdir::Dir::new();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_linkhub"));
+    command
+        .args(args)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    (command, dir)
+}
+
+/// Runs the binary to completion, failing the test if it takes longer than `limit`.
+async fn run(args: &[&str], vars: &[(&str, &str)], limit: Duration) -> Outcome {
+    let (mut command, _dir) = linkhub(args, vars);
+    let started = Instant::now();
+    let output = tokio::time::timeout(limit, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("linkhub {args:?} with {vars:?} did not exit within {limit:?}"))
+        .expect("failed to run the linkhub binary");
+    Outcome {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Settings every run shares: the shared Redis, a private prefix, port 0.
+fn base_vars(database_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", database_url.to_string()),
+        ("REDIS_URL", REDIS_URL.to_string()),
+        ("BIND_ADDR", "127.0.0.1:0".to_string()),
+        ("CACHE_PREFIX", unique_name("t")),
+        ("WORKERS", "1".to_string()),
+    ]
+}
+
+fn as_refs<'a>(vars: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+#[tokio::test]
+async fn a_bad_setting_exits_non_zero_naming_the_variable() {
+    let database_url = create_test_database().await;
+    for (name, value) in [
+        ("CACHE_TTL_SECS", "abc"),
+        ("CACHE_TTL_SECS", "-1"),
+        ("WORKERS", "many"),
+        ("REDIS_TIMEOUT_MS", "1.5"),
+        ("LOGIN_MAX_FAILURES", "ten"),
+        ("CACHE_ENABLED", "maybe"),
+    ] {
+        let mut vars = base_vars(&database_url);
+        vars.push((name, value.to_string()));
+        let outcome = run(&[], &as_refs(&vars), Duration::from_secs(30)).await;
+        assert!(
+            !outcome.status.success(),
+            "{name}={value} was accepted; stderr: {}",
+            outcome.stderr
+        );
+        assert!(
+            outcome.stderr.contains(name),
+            "stderr does not name {name}: {:?}",
+            outcome.stderr
+        );
+        assert!(
+            !outcome.stderr.contains("panicked"),
+            "{name}={value} panicked: {}",
+            outcome.stderr
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_database_exits_quickly_naming_database_url() {
+    for args in [&[][..], &["serve"][..], &["migrate"][..]] {
+        let mut vars = base_vars("postgres://postgres@127.0.0.1:1/linkhub");
+        vars.retain(|(k, _)| *k != "REDIS_URL");
+        let outcome = run(args, &as_refs(&vars), Duration::from_secs(30)).await;
+        assert!(
+            !outcome.status.success(),
+            "linkhub {args:?} succeeded without a database"
+        );
+        assert!(
+            outcome.elapsed < Duration::from_secs(10),
+            "linkhub {args:?} took {:?} to give up",
+            outcome.elapsed
+        );
+        assert!(
+            outcome
+                .stderr
+                .lines()
+                .any(|line| line.contains("DATABASE_URL")),
+            "stderr does not mention DATABASE_URL: {:?}",
+            outcome.stderr
+        );
+        assert!(
+            !outcome.stderr.contains("panicked"),
+            "linkhub {args:?} panicked: {}",
+            outcome.stderr
+        );
+    }
+}
+
+#[tokio::test]
+async fn promote_of_an_unknown_user_fails() {
+    let app = spawn_app().await;
+    let vars = base_vars(&app.database_url);
+    let outcome = run(
+        &["promote", "no_such_user"],
+        &as_refs(&vars),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(!outcome.status.success(), "stdout: {}", outcome.stdout);
+    assert!(
+        !outcome.stderr.trim().is_empty(),
+        "no message on stderr for an unknown user"
+    );
+    assert!(!outcome.stderr.contains("panicked"), "{}", outcome.stderr);
+}
+
+#[tokio::test]
+async fn promote_makes_a_user_an_admin() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let bystander = app.register_user().await;
+    let vars = base_vars(&app.database_url);
+    let outcome = run(
+        &["promote", &user.username],
+        &as_refs(&vars),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        outcome.status.success(),
+        "promote failed: {} {}",
+        outcome.stdout,
+        outcome.stderr
+    );
+    assert!(!outcome.stdout.trim().is_empty(), "promote printed nothing");
+    let body = expect_json(app.login(&user.username, &user.password).await, 200).await;
+    assert_eq!(body["data"]["user"]["role"], "admin");
+    // Promoted, the user may now write another user's data.
+    let token = body["data"]["token"].as_str().unwrap();
+    let response = app
+        .patch_json(
+            &format!("/api/v1/users/{}", bystander.id),
+            Some(token),
+            &json!({"bio": "edited by the new admin"}),
+        )
+        .await;
+    expect_written(response, 200).await;
+    // The bystander stays a user.
+    let body = expect_json(
+        app.login(&bystander.username, &bystander.password).await,
+        200,
+    )
+    .await;
+    assert_eq!(body["data"]["user"]["role"], "user");
+}
+
+#[tokio::test]
+async fn migrate_creates_a_missing_database() {
+    let database_url = fresh_database_url();
+    let vars = base_vars(&database_url);
+    for _ in 0..2 {
+        // Twice: the second run finds everything in place.
+        let outcome = run(&["migrate"], &as_refs(&vars), Duration::from_secs(60)).await;
+        assert!(
+            outcome.status.success(),
+            "migrate failed: {} {}",
+            outcome.stdout,
+            outcome.stderr
+        );
+    }
+    let tables = query_strings(
+        &database_url,
+        "SELECT tablename::text AS value FROM pg_tables WHERE schemaname = 'public'",
+    )
+    .await;
+    for table in ["users", "links", "socials"] {
+        assert!(
+            tables.iter().any(|t| t == table),
+            "table {table} missing: {tables:?}"
+        );
+    }
+    let app = spawn_app_on(&database_url, &unique_name("t"), |_| {}).await;
+    let user = app.register_user().await;
+    expect_data(app.get(&format!("/api/v1/users/{}", user.id)).await).await;
+}
+
+#[tokio::test]
+async fn serve_creates_the_database_migrates_and_listens_on_bind_addr() {
+    let database_url = fresh_database_url();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut vars = base_vars(&database_url);
+    vars.retain(|(k, _)| *k != "BIND_ADDR");
+    vars.push(("BIND_ADDR", format!("127.0.0.1:{port}")));
+    let (mut command, _dir) = linkhub(&["serve"], &as_refs(&vars));
+    let mut child = command.spawn().expect("failed to start linkhub serve");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let output = child.wait_with_output().await.unwrap();
+            panic!(
+                "linkhub serve exited with {status}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        if let Ok(response) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+        {
+            break response;
+        }
+        assert!(Instant::now() < deadline, "linkhub serve never listened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let body = expect_json(ready, 200).await;
+    assert_eq!(body["database"], "ok");
+    let response = client
+        .post(format!("http://127.0.0.1:{port}/api/v1/users"))
+        .json(&json!({"username": "served", "email": "served@example.com", "password": TEST_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    expect_written(response, 201).await;
+    child.kill().await.expect("failed to stop linkhub serve");
+}
+
+#[tokio::test]
+async fn without_redis_the_service_starts_and_serves_reads_bypassing_the_cache() {
+    let app = spawn_app_with(|s| s.redis_url = "redis://127.0.0.1:1".to_string()).await;
+    let ready = expect_json(app.get("/readyz").await, 200).await;
+    assert_eq!(
+        ready,
+        json!({"status": "ok", "database": "ok", "cache": "degraded"})
+    );
+    let user = app.register_user().await;
+    let link = app
+        .create_link(
+            user.id,
+            &user.token,
+            &json!({"title": "t", "url": "https://example.com"}),
+        )
+        .await;
+    for path in [
+        "/api/v1/users".to_string(),
+        format!("/api/v1/users/{}", user.id),
+        format!("/api/v1/users/{}/links", user.id),
+        format!("/api/v1/links/{}", link["id"]),
+        format!("/api/v1/profiles/{}", user.username),
+    ] {
+        for _ in 0..2 {
+            let response = app.get(&path).await;
+            assert_eq!(
+                header(&response, "x-cache").as_deref(),
+                Some("BYPASS"),
+                "{path}"
+            );
+            expect_json(response, 200).await;
+        }
+    }
+    // Writes go through, and reads show them.
+    let response = app
+        .patch_json(
+            &format!("/api/v1/users/{}", user.id),
+            Some(&user.token),
+            &json!({"name": "No Redis"}),
+        )
+        .await;
+    expect_written(response, 200).await;
+    let public = expect_data(app.get(&format!("/api/v1/users/{}", user.id)).await).await;
+    assert_eq!(public["name"], "No Redis");
+}
+
+/// A scratch directory removed on drop.
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new() -> Dir {
+            let path = std::env::temp_dir().join(crate::helpers::unique_name("linkhub_cwd"));
+            std::fs::create_dir_all(&path).expect("create a scratch directory");
+            Dir(path)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

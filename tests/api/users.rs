@@ -1,0 +1,878 @@
+//! `/api/v1/users`: registration, field rules, reads, listing and search,
+//! updates and deletion.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn registration(username: &str) -> Value {
+    json!({
+        "username": username,
+        "email": format!("{username}@example.com"),
+        "password": TEST_PASSWORD,
+    })
+}
+
+/// A registration body with one field replaced.
+fn registration_with(field: &str, value: Value) -> Value {
+    let mut body = registration(&unique_name("v"));
+    body[field] = value;
+    body
+}
+
+/// A valid address of exactly `len` characters (64-char local part, labels ≤ 63).
+fn email_of_len(len: usize) -> String {
+    let local = "a".repeat(64);
+    // What remains for the labels before ".com", dots between them included.
+    let mut remaining = len - local.len() - "@".len() - ".com".len();
+    let mut labels = Vec::new();
+    while remaining > 61 {
+        labels.push("b".repeat(60));
+        remaining -= 61;
+    }
+    labels.push("b".repeat(remaining));
+    let email = format!("{local}@{}.com", labels.join("."));
+    assert_eq!(email.chars().count(), len);
+    email
+}
+
+#[tokio::test]
+async fn register_returns_201_with_the_private_user() {
+    let app = spawn_app().await;
+    let username = unique_name("reg");
+    let body = json!({
+        "username": username,
+        "email": format!("{username}@example.com"),
+        "password": TEST_PASSWORD,
+        "name": "Ada Lovelace",
+        "bio": "First programmer",
+        "avatar_url": "https://example.com/ada.png",
+    });
+    let response = app.post_json("/api/v1/users", None, &body).await;
+    assert_eq!(response.status().as_u16(), 201);
+    let content_type = header(&response, "content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let text = response.text().await.unwrap();
+    assert!(!text.contains(TEST_PASSWORD), "password echoed: {text}");
+    assert!(!text.contains("$argon2"), "hash echoed: {text}");
+    assert!(
+        !text.to_lowercase().contains("password"),
+        "password key: {text}"
+    );
+    assert!(!text.to_lowercase().contains("hash"), "hash key: {text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_keys(&body, &["message", "data"]);
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    let user = &body["data"];
+    assert_private_user(user);
+    assert_eq!(user["username"], username.as_str());
+    assert_eq!(user["email"], format!("{username}@example.com"));
+    assert_eq!(user["name"], "Ada Lovelace");
+    assert_eq!(user["bio"], "First programmer");
+    assert_eq!(user["avatar_url"], "https://example.com/ada.png");
+    assert_eq!(user["role"], "user");
+    let created = assert_timestamp(&user["created_at"]);
+    let age = chrono::Utc::now().signed_duration_since(created);
+    assert!(
+        age.num_seconds().abs() < 300,
+        "created_at {created} is not now"
+    );
+}
+
+#[tokio::test]
+async fn register_defaults_name_bio_and_avatar_url() {
+    let app = spawn_app().await;
+    let user = app.register_with(&registration(&unique_name("def"))).await;
+    assert_eq!(user["name"], "");
+    assert_eq!(user["bio"], "");
+    assert!(user["avatar_url"].is_null(), "{user}");
+    assert_eq!(user["role"], "user");
+}
+
+#[tokio::test]
+async fn register_accepts_values_at_the_limits() {
+    let app = spawn_app().await;
+    // Username: 3 and 32 characters of the allowed set.
+    app.register_with(&registration("a_9")).await;
+    let long = format!("{}_9", "z".repeat(30));
+    assert_eq!(long.len(), 32);
+    app.register_with(&registration(&long)).await;
+    // Password of 8 and 128 characters (multi-byte: characters, not bytes).
+    app.register_with(&registration_with("password", json!("é".repeat(8))))
+        .await;
+    app.register_with(&registration_with("password", json!("p".repeat(128))))
+        .await;
+    app.register_with(&registration_with("password", json!("é".repeat(128))))
+        .await;
+    // Name 100, bio 500 characters, again counted in characters.
+    app.register_with(&registration_with("name", json!("é".repeat(100))))
+        .await;
+    app.register_with(&registration_with("bio", json!("é".repeat(500))))
+        .await;
+    // Email of exactly 254 characters.
+    let mut body = registration(&unique_name("em"));
+    body["email"] = json!(email_of_len(254));
+    app.register_with(&body).await;
+    // Avatar URL of exactly 2048 characters, http and https.
+    let prefix = "https://example.com/";
+    let url = format!("{prefix}{}", "a".repeat(2048 - prefix.len()));
+    app.register_with(&registration_with("avatar_url", json!(url)))
+        .await;
+    app.register_with(&registration_with(
+        "avatar_url",
+        json!("http://example.com/a.png"),
+    ))
+    .await;
+}
+
+async fn assert_registration_refused(app: &TestApp, field: &str, value: Value) {
+    let body = registration_with(field, value.clone());
+    let response = app.post_json("/api/v1/users", None, &body).await;
+    let status = response.status().as_u16();
+    if status != 422 {
+        let text = response.text().await.unwrap();
+        panic!("{field}={value} answered {status}, expected 422: {text}");
+    }
+    expect_validation(response, &[field]).await;
+}
+
+#[tokio::test]
+async fn register_refuses_bad_usernames() {
+    let app = spawn_app().await;
+    for username in [
+        "ab",
+        "",
+        &"a".repeat(33),
+        "Alice",
+        "al-ice",
+        "al ice",
+        "al.ice",
+        "ålice",
+        "alice!",
+        "al\u{0}ice",
+    ] {
+        assert_registration_refused(&app, "username", json!(username)).await;
+    }
+}
+
+#[tokio::test]
+async fn register_refuses_bad_emails() {
+    let app = spawn_app().await;
+    for email in [
+        "not-an-email",
+        "a@",
+        "@example.com",
+        "a b@example.com",
+        "",
+        &email_of_len(255),
+        "nul\u{0}@example.com",
+    ] {
+        assert_registration_refused(&app, "email", json!(email)).await;
+    }
+}
+
+#[tokio::test]
+async fn register_refuses_bad_passwords() {
+    let app = spawn_app().await;
+    for password in [
+        "short12".to_string(),
+        "é".repeat(7),
+        "p".repeat(129),
+        String::new(),
+        "password\u{0}1".to_string(),
+    ] {
+        assert_registration_refused(&app, "password", json!(password)).await;
+    }
+}
+
+#[tokio::test]
+async fn register_refuses_long_name_and_bio() {
+    let app = spawn_app().await;
+    assert_registration_refused(&app, "name", json!("n".repeat(101))).await;
+    assert_registration_refused(&app, "name", json!("é".repeat(101))).await;
+    assert_registration_refused(&app, "name", json!("Ada\u{0}")).await;
+    assert_registration_refused(&app, "bio", json!("b".repeat(501))).await;
+    assert_registration_refused(&app, "bio", json!("é".repeat(501))).await;
+    assert_registration_refused(&app, "bio", json!("bio\u{0}")).await;
+}
+
+#[tokio::test]
+async fn register_refuses_bad_avatar_urls() {
+    let app = spawn_app().await;
+    let prefix = "https://example.com/";
+    let too_long = format!("{prefix}{}", "a".repeat(2049 - prefix.len()));
+    for url in [
+        "javascript:alert(1)",
+        "JavaScript:alert(1)",
+        "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+        "data:image/png;base64,iVBORw0KGgo=",
+        "ftp://example.com/a.png",
+        "file:///etc/passwd",
+        "vbscript:msgbox(1)",
+        "/relative/a.png",
+        "example.com/a.png",
+        "not a url",
+        "",
+        &too_long,
+        "https://example.com/\u{0}",
+    ] {
+        assert_registration_refused(&app, "avatar_url", json!(url)).await;
+    }
+}
+
+#[tokio::test]
+async fn register_reports_every_bad_field_at_once() {
+    let app = spawn_app().await;
+    let response = app
+        .post_json(
+            "/api/v1/users",
+            None,
+            &json!({
+                "username": "A",
+                "email": "nope",
+                "password": "short",
+                "name": "n".repeat(101),
+                "bio": "b".repeat(501),
+                "avatar_url": "javascript:alert(1)",
+            }),
+        )
+        .await;
+    expect_validation(
+        response,
+        &["username", "email", "password", "name", "bio", "avatar_url"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn register_with_a_missing_field_unknown_field_or_wrong_type_is_400() {
+    let app = spawn_app().await;
+    let username = unique_name("shape");
+    let missing_password = json!({"username": username, "email": "a@example.com"});
+    let unknown_field = json!({
+        "username": username, "email": "a@example.com", "password": TEST_PASSWORD,
+        "role": "admin",
+    });
+    let wrong_type = json!({"username": 42, "email": "a@example.com", "password": TEST_PASSWORD});
+    let not_an_object = json!(["username", "email"]);
+    for body in [missing_password, unknown_field, wrong_type, not_an_object] {
+        let response = app.post_json("/api/v1/users", None, &body).await;
+        expect_error(response, 400, "bad_request").await;
+    }
+    // Nothing was created by the refused attempts.
+    let (data, meta) = expect_page(app.get("/api/v1/users").await).await;
+    assert!(data.is_empty(), "{data:?}");
+    assert_eq!(meta["total"], 0);
+}
+
+#[tokio::test]
+async fn duplicate_username_is_409() {
+    let app = spawn_app().await;
+    let username = unique_name("dup");
+    app.register_with(&registration(&username)).await;
+    let response = app
+        .post_json(
+            "/api/v1/users",
+            None,
+            &json!({"username": username, "email": "other@example.com", "password": TEST_PASSWORD}),
+        )
+        .await;
+    expect_error(response, 409, "conflict").await;
+}
+
+#[tokio::test]
+async fn duplicate_email_is_409_whatever_its_case() {
+    let app = spawn_app().await;
+    let first = app
+        .register_with(&json!({
+            "username": unique_name("em1"),
+            "email": "Mixed.Case@Example.com",
+            "password": TEST_PASSWORD,
+        }))
+        .await;
+    assert_eq!(first["role"], "user");
+    for email in [
+        "Mixed.Case@Example.com",
+        "mixed.case@example.com",
+        "MIXED.CASE@EXAMPLE.COM",
+    ] {
+        let response = app
+            .post_json(
+                "/api/v1/users",
+                None,
+                &json!({"username": unique_name("em2"), "email": email, "password": TEST_PASSWORD}),
+            )
+            .await;
+        expect_error(response, 409, "conflict").await;
+    }
+}
+
+#[tokio::test]
+async fn get_user_answers_the_public_user_whoever_asks() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let admin = app.register_admin().await;
+    let path = format!("/api/v1/users/{}", user.id);
+
+    let anonymous = expect_data(app.get(&path).await).await;
+    assert_public_user(&anonymous);
+    assert_eq!(anonymous["id"], user.id);
+    assert_eq!(anonymous["username"], user.username.as_str());
+    assert!(anonymous["avatar_url"].is_null());
+
+    for token in [&user.token, &admin.token] {
+        let response = app.get_auth(&path, token).await;
+        let text = response.text().await.unwrap();
+        assert!(!text.contains(&user.email), "email leaked: {text}");
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_keys(&body, &["data"]);
+        assert_public_user(&body["data"]);
+    }
+}
+
+#[tokio::test]
+async fn get_missing_user_is_404() {
+    let app = spawn_app().await;
+    expect_error(app.get("/api/v1/users/987654321").await, 404, "not_found").await;
+}
+
+async fn register_named(app: &TestApp, username: &str, name: &str) -> i64 {
+    let user = app
+        .register_with(&json!({
+            "username": username,
+            "email": format!("{username}@example.com"),
+            "password": TEST_PASSWORD,
+            "name": name,
+        }))
+        .await;
+    user["id"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn list_users_pages_in_id_order() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(register_named(&app, &format!("lister_{i}"), "").await);
+    }
+
+    // Defaults: page 1, limit 10.
+    let (data, meta) = expect_page(app.get("/api/v1/users").await).await;
+    assert_eq!(
+        meta,
+        json!({"page": 1, "limit": 10, "total": 5, "total_pages": 1})
+    );
+    let got: Vec<i64> = data.iter().map(|u| u["id"].as_i64().unwrap()).collect();
+    assert_eq!(got, ids);
+    for user in &data {
+        assert_public_user(user);
+    }
+
+    let (data, meta) = expect_page(app.get("/api/v1/users?page=1&limit=2").await).await;
+    assert_eq!(
+        meta,
+        json!({"page": 1, "limit": 2, "total": 5, "total_pages": 3})
+    );
+    let got: Vec<i64> = data.iter().map(|u| u["id"].as_i64().unwrap()).collect();
+    assert_eq!(got, ids[0..2]);
+
+    let (data, meta) = expect_page(app.get("/api/v1/users?page=3&limit=2").await).await;
+    assert_eq!(
+        meta,
+        json!({"page": 3, "limit": 2, "total": 5, "total_pages": 3})
+    );
+    let got: Vec<i64> = data.iter().map(|u| u["id"].as_i64().unwrap()).collect();
+    assert_eq!(got, ids[4..5]);
+
+    // Past the end: 200, empty, the true total.
+    let (data, meta) = expect_page(app.get("/api/v1/users?page=4&limit=2").await).await;
+    assert!(data.is_empty());
+    assert_eq!(
+        meta,
+        json!({"page": 4, "limit": 2, "total": 5, "total_pages": 3})
+    );
+    let (data, meta) = expect_page(app.get("/api/v1/users?page=1000&limit=100").await).await;
+    assert!(data.is_empty());
+    assert_eq!(meta["total"], 5);
+    assert_eq!(meta["total_pages"], 1);
+    assert_eq!(meta["limit"], 100);
+}
+
+#[tokio::test]
+async fn list_users_refuses_bad_paging_parameters() {
+    let app = spawn_app().await;
+    app.register_user().await;
+    for query in [
+        "page=0",
+        "page=-1",
+        "page=abc",
+        "page=1.5",
+        "page=99999999999999999999",
+        "limit=0",
+        "limit=-5",
+        "limit=101",
+        "limit=1000",
+        "limit=abc",
+        "limit=99999999999999999999",
+    ] {
+        let response = app.get(&format!("/api/v1/users?{query}")).await;
+        let status = response.status().as_u16();
+        assert_eq!(status, 400, "{query} answered {status}");
+        expect_error(response, 400, "bad_request").await;
+    }
+    let (_, meta) = expect_page(app.get("/api/v1/users?limit=1").await).await;
+    assert_eq!(meta["limit"], 1);
+    let (_, meta) = expect_page(app.get("/api/v1/users?limit=100").await).await;
+    assert_eq!(meta["limit"], 100);
+}
+
+async fn search_usernames(app: &TestApp, search: &str) -> (Vec<String>, Value) {
+    let encoded: String = url::form_urlencoded::byte_serialize(search.as_bytes()).collect();
+    let response = app
+        .get(&format!("/api/v1/users?search={encoded}&limit=100"))
+        .await;
+    let (data, meta) = expect_page(response).await;
+    let mut names: Vec<String> = data
+        .iter()
+        .map(|u| u["username"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    (names, meta)
+}
+
+#[tokio::test]
+async fn search_is_a_case_insensitive_substring_of_username_or_name() {
+    let app = spawn_app().await;
+    register_named(&app, "grace_hopper", "Admiral").await;
+    register_named(&app, "ada", "Ada LOVELACE").await;
+    register_named(&app, "alan", "Alan Turing").await;
+
+    let (names, meta) = search_usernames(&app, "HOPP").await;
+    assert_eq!(names, ["grace_hopper"]);
+    assert_eq!(meta["total"], 1);
+    assert_eq!(meta["total_pages"], 1);
+
+    let (names, _) = search_usernames(&app, "lovelace").await;
+    assert_eq!(names, ["ada"]);
+    let (names, _) = search_usernames(&app, "miRAL").await;
+    assert_eq!(names, ["grace_hopper"]);
+    // "a" is in every username or name.
+    let (names, meta) = search_usernames(&app, "A").await;
+    assert_eq!(names, ["ada", "alan", "grace_hopper"]);
+    assert_eq!(meta["total"], 3);
+    // An empty search filters nothing.
+    let (names, _) = search_usernames(&app, "").await;
+    assert_eq!(names.len(), 3);
+}
+
+#[tokio::test]
+async fn search_with_no_match_has_zero_total_and_zero_pages() {
+    let app = spawn_app().await;
+    register_named(&app, "someone", "Some One").await;
+    let response = app.get("/api/v1/users?search=zzzqqq").await;
+    let (data, meta) = expect_page(response).await;
+    assert!(data.is_empty());
+    assert_eq!(
+        meta,
+        json!({"page": 1, "limit": 10, "total": 0, "total_pages": 0})
+    );
+}
+
+#[tokio::test]
+async fn search_treats_wildcard_characters_literally() {
+    let app = spawn_app().await;
+    // Each pair: a name holding the special character, and a decoy that a
+    // pattern language (LIKE, glob, regex) would match instead.
+    register_named(&app, "pct_lit", "100% real").await;
+    register_named(&app, "pct_decoy", "100x real").await;
+    register_named(&app, "und_lit", "q_z").await;
+    register_named(&app, "und_decoy", "qxz").await;
+    register_named(&app, "bsl_lit", "k\\s").await;
+    register_named(&app, "bsl_decoy", "ks and kxs").await;
+    register_named(&app, "star_lit", "r*t").await;
+    register_named(&app, "star_decoy", "rrt rt").await;
+    register_named(&app, "qm_lit", "n?m").await;
+    register_named(&app, "qm_decoy", "nm nxm").await;
+    register_named(&app, "brk_lit", "x[ab]y").await;
+    register_named(&app, "brk_decoy", "xay").await;
+
+    let cases = [
+        ("0% r", "pct_lit"),
+        ("%", "pct_lit"),
+        ("q_z", "und_lit"),
+        ("k\\s", "bsl_lit"),
+        ("\\", "bsl_lit"),
+        ("r*t", "star_lit"),
+        ("*", "star_lit"),
+        ("n?m", "qm_lit"),
+        ("?", "qm_lit"),
+        ("[ab]", "brk_lit"),
+        ("x[a", "brk_lit"),
+        ("[", "brk_lit"),
+    ];
+    for (search, expected) in cases {
+        let (names, meta) = search_usernames(&app, search).await;
+        assert_eq!(names, [expected], "search {search:?}");
+        assert_eq!(meta["total"], 1, "search {search:?}");
+    }
+    // "_" is in every username above, literally.
+    let (names, meta) = search_usernames(&app, "_").await;
+    assert_eq!(names.len(), 12);
+    assert_eq!(meta["total"], 12);
+}
+
+#[tokio::test]
+async fn search_longer_than_100_characters_is_400() {
+    let app = spawn_app().await;
+    let response = app
+        .get(&format!("/api/v1/users?search={}", "a".repeat(101)))
+        .await;
+    expect_error(response, 400, "bad_request").await;
+    let response = app
+        .get(&format!("/api/v1/users?search={}", "é".repeat(101)))
+        .await;
+    expect_error(response, 400, "bad_request").await;
+    let (data, meta) = expect_page(
+        app.get(&format!("/api/v1/users?search={}", "a".repeat(100)))
+            .await,
+    )
+    .await;
+    assert!(data.is_empty());
+    assert_eq!(meta["total"], 0);
+    let (data, _) = expect_page(
+        app.get(&format!("/api/v1/users?search={}", "é".repeat(100)))
+            .await,
+    )
+    .await;
+    assert!(data.is_empty());
+}
+
+#[tokio::test]
+async fn search_combines_with_paging() {
+    let app = spawn_app().await;
+    for i in 0..3 {
+        register_named(&app, &format!("match_{i}"), "").await;
+        register_named(&app, &format!("other_{i}"), "").await;
+    }
+    let (data, meta) =
+        expect_page(app.get("/api/v1/users?search=MATCH&limit=2&page=2").await).await;
+    assert_eq!(
+        meta,
+        json!({"page": 2, "limit": 2, "total": 3, "total_pages": 2})
+    );
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0]["username"], "match_2");
+}
+
+#[tokio::test]
+async fn patch_updates_each_field_and_answers_the_private_user() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let path = format!("/api/v1/users/{}", user.id);
+    let before = expect_data(app.get(&path).await).await;
+
+    let changes = [
+        ("name", json!("New Name")),
+        ("bio", json!("A new bio")),
+        ("avatar_url", json!("https://example.com/new.png")),
+        ("email", json!(format!("new_{}", user.email))),
+    ];
+    for (field, value) in changes {
+        let response = app
+            .patch_json(&path, Some(&user.token), &json!({ field: value }))
+            .await;
+        let updated = expect_written(response, 200).await;
+        assert_private_user(&updated);
+        assert_eq!(updated[field], value, "{field}");
+        assert_eq!(updated["id"], user.id);
+        assert_eq!(updated["created_at"], before["created_at"]);
+        let public = expect_data(app.get(&path).await).await;
+        if field != "email" {
+            assert_eq!(public[field], value, "GET after PATCH {field}");
+        }
+    }
+    let after = expect_data(app.get(&path).await).await;
+    assert!(
+        assert_timestamp(&after["updated_at"]) >= assert_timestamp(&before["updated_at"]),
+        "updated_at went back"
+    );
+
+    // Several fields at once.
+    let response = app
+        .patch_json(
+            &path,
+            Some(&user.token),
+            &json!({"name": "Both", "bio": "Fields"}),
+        )
+        .await;
+    let updated = expect_written(response, 200).await;
+    assert_eq!(updated["name"], "Both");
+    assert_eq!(updated["bio"], "Fields");
+
+    // The new email logs in; the old one does not.
+    let response = app
+        .login(&format!("new_{}", user.email), &user.password)
+        .await;
+    expect_json(response, 200).await;
+    let response = app.login(&user.email, &user.password).await;
+    expect_error(response, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn patch_username_moves_the_profile() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let new_username = unique_name("renamed");
+    expect_data(
+        app.get(&format!("/api/v1/profiles/{}", user.username))
+            .await,
+    )
+    .await;
+    let response = app
+        .patch_json(
+            &format!("/api/v1/users/{}", user.id),
+            Some(&user.token),
+            &json!({"username": new_username}),
+        )
+        .await;
+    let updated = expect_written(response, 200).await;
+    assert_eq!(updated["username"], new_username.as_str());
+    let public = expect_data(app.get(&format!("/api/v1/users/{}", user.id)).await).await;
+    assert_eq!(public["username"], new_username.as_str());
+    let profile = expect_data(app.get(&format!("/api/v1/profiles/{new_username}")).await).await;
+    assert_eq!(profile["user"]["id"], user.id);
+    expect_error(
+        app.get(&format!("/api/v1/profiles/{}", user.username))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    // The token still works after a username change and login takes the new name.
+    let me = expect_data(app.get_auth("/api/v1/me", &user.token).await).await;
+    assert_eq!(me["username"], new_username.as_str());
+    expect_json(app.login(&new_username, &user.password).await, 200).await;
+    // The old name is free again.
+    app.register_with(&json!({
+        "username": user.username,
+        "email": "someone.else@example.com",
+        "password": TEST_PASSWORD,
+    }))
+    .await;
+}
+
+#[tokio::test]
+async fn patch_avatar_url_to_null_clears_it() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let path = format!("/api/v1/users/{}", user.id);
+    let response = app
+        .patch_json(
+            &path,
+            Some(&user.token),
+            &json!({"avatar_url": "https://example.com/a.png"}),
+        )
+        .await;
+    expect_written(response, 200).await;
+    let response = app
+        .patch_json(&path, Some(&user.token), &json!({"avatar_url": null}))
+        .await;
+    let updated = expect_written(response, 200).await;
+    assert!(updated["avatar_url"].is_null(), "{updated}");
+    let public = expect_data(app.get(&path).await).await;
+    assert!(public["avatar_url"].is_null(), "{public}");
+}
+
+#[tokio::test]
+async fn patch_applies_the_field_rules() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let path = format!("/api/v1/users/{}", user.id);
+    let bad = [
+        ("username", json!("No")),
+        ("username", json!("has space")),
+        ("email", json!("nope")),
+        ("password", json!("short")),
+        ("password", json!("p".repeat(129))),
+        ("name", json!("n".repeat(101))),
+        ("bio", json!("b".repeat(501))),
+        ("avatar_url", json!("javascript:alert(1)")),
+        ("avatar_url", json!("data:text/plain,hi")),
+        ("name", json!("nul\u{0}")),
+        ("bio", json!("nul\u{0}")),
+    ];
+    for (field, value) in bad {
+        let response = app
+            .patch_json(&path, Some(&user.token), &json!({ field: value }))
+            .await;
+        expect_validation(response, &[field]).await;
+    }
+    for body in [
+        json!({"role": "admin"}),
+        json!({"id": 5}),
+        json!({"name": 5}),
+        json!({"bio": ["x"]}),
+    ] {
+        let response = app.patch_json(&path, Some(&user.token), &body).await;
+        expect_error(response, 400, "bad_request").await;
+    }
+    // Nothing changed, and the role is still user.
+    let me = expect_data(app.get_auth("/api/v1/me", &user.token).await).await;
+    assert_eq!(me["role"], "user");
+    assert_eq!(me["username"], user.username.as_str());
+    assert_eq!(me["name"], "");
+}
+
+#[tokio::test]
+async fn patch_into_a_taken_username_or_email_is_409() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let other = app.register_user().await;
+    let path = format!("/api/v1/users/{}", user.id);
+    let response = app
+        .patch_json(
+            &path,
+            Some(&user.token),
+            &json!({"username": other.username}),
+        )
+        .await;
+    expect_error(response, 409, "conflict").await;
+    let response = app
+        .patch_json(
+            &path,
+            Some(&user.token),
+            &json!({"email": other.email.to_uppercase()}),
+        )
+        .await;
+    expect_error(response, 409, "conflict").await;
+    // Keeping one's own username is not a conflict.
+    let response = app
+        .patch_json(
+            &path,
+            Some(&user.token),
+            &json!({"username": user.username}),
+        )
+        .await;
+    expect_written(response, 200).await;
+}
+
+#[tokio::test]
+async fn password_change_kills_every_token_of_the_user() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let other_session = app.register_user().await;
+    let second = expect_json(app.login(&user.username, &user.password).await, 200).await;
+    let second_token = second["data"]["token"].as_str().unwrap().to_string();
+
+    let response = app
+        .patch_json(
+            &format!("/api/v1/users/{}", user.id),
+            Some(&user.token),
+            &json!({"password": "a brand new password"}),
+        )
+        .await;
+    expect_written(response, 200).await;
+
+    for token in [&user.token, &second_token] {
+        let response = app.get_auth("/api/v1/me", token).await;
+        expect_error(response, 401, "unauthorized").await;
+    }
+    // Another user's token is untouched.
+    expect_data(app.get_auth("/api/v1/me", &other_session.token).await).await;
+    // The old password is refused, the new one works.
+    expect_error(
+        app.login(&user.username, &user.password).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    let fresh = expect_json(app.login(&user.username, "a brand new password").await, 200).await;
+    let token = fresh["data"]["token"].as_str().unwrap();
+    expect_data(app.get_auth("/api/v1/me", token).await).await;
+}
+
+#[tokio::test]
+async fn delete_user_removes_links_socials_and_tokens() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let other = app.register_user().await;
+    let second = expect_json(app.login(&user.username, &user.password).await, 200).await;
+    let second_token = second["data"]["token"].as_str().unwrap().to_string();
+    let link = app
+        .create_link(
+            user.id,
+            &user.token,
+            &json!({"title": "Blog", "url": "https://example.com"}),
+        )
+        .await;
+    let social = app
+        .create_social(user.id, &user.token, "github", "https://github.com/x")
+        .await;
+    let other_link = app
+        .create_link(
+            other.id,
+            &other.token,
+            &json!({"title": "Other", "url": "https://example.org"}),
+        )
+        .await;
+    // Warm whatever the service caches.
+    expect_data(app.get(&format!("/api/v1/links/{}", link["id"])).await).await;
+    expect_data(app.get(&format!("/api/v1/socials/{}", social["id"])).await).await;
+    expect_data(
+        app.get(&format!("/api/v1/profiles/{}", user.username))
+            .await,
+    )
+    .await;
+
+    let response = app
+        .delete(&format!("/api/v1/users/{}", user.id), Some(&user.token))
+        .await;
+    expect_no_content(response).await;
+
+    for path in [
+        format!("/api/v1/users/{}", user.id),
+        format!("/api/v1/users/{}/links", user.id),
+        format!("/api/v1/users/{}/socials", user.id),
+        format!("/api/v1/links/{}", link["id"]),
+        format!("/api/v1/socials/{}", social["id"]),
+        format!("/api/v1/profiles/{}", user.username),
+    ] {
+        expect_error(app.get(&path).await, 404, "not_found").await;
+    }
+    for token in [&user.token, &second_token] {
+        expect_error(app.get_auth("/api/v1/me", token).await, 401, "unauthorized").await;
+    }
+    expect_error(
+        app.login(&user.username, &user.password).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    // The other user is untouched.
+    expect_data(
+        app.get(&format!("/api/v1/links/{}", other_link["id"]))
+            .await,
+    )
+    .await;
+    let (data, meta) = expect_page(app.get("/api/v1/users").await).await;
+    assert_eq!(meta["total"], 1);
+    assert_eq!(data[0]["id"], other.id);
+    // Deleting again: the token is dead, so 401; an admin gets 404.
+    let response = app
+        .delete(&format!("/api/v1/users/{}", user.id), Some(&user.token))
+        .await;
+    expect_error(response, 401, "unauthorized").await;
+    let admin = app.register_admin().await;
+    let response = app
+        .delete(&format!("/api/v1/users/{}", user.id), Some(&admin.token))
+        .await;
+    expect_error(response, 404, "not_found").await;
+    // The username and email can be registered again.
+    app.register_with(&json!({
+        "username": user.username, "email": user.email, "password": TEST_PASSWORD,
+    }))
+    .await;
+}
