@@ -22,11 +22,18 @@ use crate::metrics::Metrics;
 
 pub fn start(database_url: String, health: Arc<Health>, metrics: Arc<Metrics>) {
     tokio::spawn(async move {
+        let mut connected_before = false;
         loop {
             match outbox::listen(&database_url).await {
                 Ok(mut conn) => {
-                    // Anything owed while we were not listening is in the outbox.
-                    health.request_replay();
+                    // Anything owed while we were not listening is in the
+                    // outbox. At start-up the breaker is still open and its
+                    // recovery replays the outbox anyway; asking again would
+                    // re-bump writes that just bumped (one needless miss each).
+                    if connected_before || health.is_closed() {
+                        health.request_replay();
+                    }
+                    connected_before = true;
                     let mut notifications = std::pin::pin!(conn.notifications_stream());
                     while let Some(notification) = notifications.next().await {
                         let Ok(notification) = notification else {

@@ -4,6 +4,11 @@
 //! Keys are full entry keys, versions included, so a reader that started
 //! after a write (and so holds the newer version) never joins a load that
 //! began before it.
+//!
+//! A finished load leaves the map once its entry is stored in Redis; a reader
+//! whose lookup missed just before that store and that arrives just after it
+//! loads once more. That window is the store's round trip, so a stampede
+//! costs one load, rarely two, per process.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -12,14 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
 
 use crate::cache_support::{
-    DumpedKey, EntryKey, Owner, PATIENT_REDIS_TIMEOUT_MS, assert_fresh, counter_keys, counters,
-    del_keys, entry_key, fetch, is_counter, parse_entry_key, redis_connection, restore_as,
-    restore_deleted_entries, snapshot, spawn_cached, spawn_cached_with, spawn_truth, wait_cache_ok,
-    warm_all,
+    DumpedKey, EntryKey, Owner, PATIENT_REDIS_TIMEOUT_MS, TestRedis, assert_fresh, counter_keys,
+    counters, del_keys, entry_key, fetch, is_counter, parse_entry_key, redis_connection, redis_for,
+    restore_as, restore_deleted_entries, snapshot, spawn_cached, spawn_cached_with, spawn_truth,
+    wait_cache_ok, warm_all,
 };
 use crate::helpers::{
     TestApp, expect_json, query_strings, spawn_app_on, spawn_app_with, unique_name,
@@ -153,7 +152,7 @@ async fn assert_fresh_twice(app: &TestApp, truth: &TestApp, paths: &[String], co
 /// Copies of each snapshot entry under the versions a counter re-created from
 /// scratch would wrongly reuse: 0, 1, 2 and the few right after the old one.
 async fn forge_stale_versions(
-    con: &mut MultiplexedConnection,
+    con: &mut TestRedis,
     prefix: &str,
     snapshot: &[DumpedKey],
 ) -> Vec<u64> {
@@ -197,7 +196,7 @@ async fn scan_missed_keys_stay_unreachable() {
     let app = spawn_cached().await;
     let truth = spawn_truth(&app).await;
     let prefix = app.settings.cache_prefix.clone();
-    let mut con = redis_connection(&app.settings.redis_url).await;
+    let mut con = redis_for(&app.settings).await;
     let mut owner = Owner::create(&app, 2, 2).await;
     let other = Owner::create(&app, 1, 1).await;
     let mut gone = Vec::new();
@@ -270,7 +269,7 @@ async fn counter_loss_after_write() {
     let app = spawn_cached().await;
     let truth = spawn_truth(&app).await;
     let prefix = app.settings.cache_prefix.clone();
-    let mut con = redis_connection(&app.settings.redis_url).await;
+    let mut con = redis_for(&app.settings).await;
     let mut owner = Owner::create(&app, 2, 2).await;
     let mut gone = Vec::new();
 
@@ -305,7 +304,7 @@ async fn counter_loss_before_write() {
     let app = spawn_cached().await;
     let truth = spawn_truth(&app).await;
     let prefix = app.settings.cache_prefix.clone();
-    let mut con = redis_connection(&app.settings.redis_url).await;
+    let mut con = redis_for(&app.settings).await;
     let mut owner = Owner::create(&app, 2, 2).await;
     let mut gone = Vec::new();
 

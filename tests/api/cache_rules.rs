@@ -13,8 +13,8 @@ use futures_util::future::join_all;
 use serde_json::json;
 
 use crate::cache_support::{
-    Owner, assert_all_fresh, assert_fresh, fetch, fetch_with, is_counter, list_reads,
-    redis_connection, scan_keys, spawn_cached, spawn_cached_with, spawn_truth, warm, warm_all,
+    Owner, assert_all_fresh, assert_fresh, fetch, fetch_with, is_counter, list_reads, redis_for,
+    scan_keys, spawn_cached, spawn_cached_with, spawn_truth, warm, warm_all,
 };
 use crate::helpers::{TestApp, expect_json, unique_name};
 
@@ -575,7 +575,7 @@ async fn hit_miss_headers_and_etag() {
         let etag = fetch(&disabled, path).await.etag.expect("etag");
         assert_not_modified(&disabled, path, &etag).await;
     }
-    let mut con = redis_connection(&disabled.settings.redis_url).await;
+    let mut con = redis_for(&disabled.settings).await;
     let keys = scan_keys(&mut con, &disabled.settings.cache_prefix).await;
     let entries: Vec<&String> = keys
         .iter()
@@ -696,7 +696,7 @@ async fn every_key_has_ttl_and_no_secrets() {
     let me = app.get_auth("/api/v1/me", &third_token).await;
     assert_eq!(me.status().as_u16(), 200);
 
-    let mut con = redis_connection(&app.settings.redis_url).await;
+    let mut con = redis_for(&app.settings).await;
     let keys = scan_keys(&mut con, &prefix).await;
     assert!(
         keys.iter().any(|k| !is_counter(&prefix, k)),
@@ -739,7 +739,7 @@ async fn every_key_has_ttl_and_no_secrets() {
 
 /// Every value stored under `key`, whatever its type (members, fields and
 /// values of hashes, ...).
-async fn key_values(con: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<Vec<u8>> {
+async fn key_values(con: &mut crate::cache_support::TestRedis, key: &str) -> Vec<Vec<u8>> {
     let kind: String = redis::cmd("TYPE")
         .arg(key)
         .query_async(con)

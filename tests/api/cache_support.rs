@@ -351,7 +351,78 @@ pub fn list_reads() -> Vec<String> {
 // Redis inspection
 // ---------------------------------------------------------------------------
 
-pub async fn redis_connection(url: &str) -> MultiplexedConnection {
+/// A test's view of the Redis an app uses: one node, or a cluster (key
+/// commands routed by slot, SCAN run on every master).
+pub enum TestRedis {
+    Single(MultiplexedConnection),
+    Cluster {
+        routed: redis::cluster_async::ClusterConnection,
+        masters: Vec<MultiplexedConnection>,
+    },
+}
+
+impl redis::aio::ConnectionLike for TestRedis {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster { routed, .. } => routed.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster { routed, .. } => routed.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+/// The Redis `settings` point the app at: the cluster when
+/// `REDIS_CLUSTER_URLS` is set, else `REDIS_URL`.
+pub async fn redis_for(settings: &linkhub::config::Settings) -> TestRedis {
+    if settings.redis_cluster_urls.is_empty() {
+        return redis_connection(&settings.redis_url).await;
+    }
+    let routed = redis::cluster::ClusterClient::new(settings.redis_cluster_urls.clone())
+        .expect("cluster urls")
+        .get_async_connection()
+        .await
+        .expect("cannot connect to the redis cluster");
+    let mut seed = single_node(&settings.redis_cluster_urls[0]).await;
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut seed)
+        .await
+        .expect("CLUSTER NODES");
+    let mut masters = Vec::new();
+    for line in nodes.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() > 2 && fields[2].contains("master") && !fields[2].contains("fail") {
+            let address = fields[1].split('@').next().expect("node address");
+            masters.push(single_node(&format!("redis://{address}")).await);
+        }
+    }
+    TestRedis::Cluster { routed, masters }
+}
+
+/// One Redis node.
+pub async fn redis_connection(url: &str) -> TestRedis {
+    TestRedis::Single(single_node(url).await)
+}
+
+async fn single_node(url: &str) -> MultiplexedConnection {
     let client = redis::Client::open(url).expect("redis url");
     let config = AsyncConnectionConfig::new()
         .set_response_timeout(Some(Duration::from_secs(10)))
@@ -374,32 +445,38 @@ fn glob_escape(text: &str) -> String {
 }
 
 /// Every key whose name starts with `<prefix>:`, sorted.
-pub async fn scan_keys(con: &mut MultiplexedConnection, prefix: &str) -> Vec<String> {
+pub async fn scan_keys(con: &mut TestRedis, prefix: &str) -> Vec<String> {
     scan_match(con, &format!("{}:*", glob_escape(prefix))).await
 }
 
 /// Every version counter key (`<prefix>:ver:*`), sorted.
-pub async fn counter_keys(con: &mut MultiplexedConnection, prefix: &str) -> Vec<String> {
+pub async fn counter_keys(con: &mut TestRedis, prefix: &str) -> Vec<String> {
     scan_match(con, &format!("{}:ver:*", glob_escape(prefix))).await
 }
 
-async fn scan_match(con: &mut MultiplexedConnection, pattern: &str) -> Vec<String> {
+async fn scan_match(con: &mut TestRedis, pattern: &str) -> Vec<String> {
     let mut keys = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(con)
-            .await
-            .expect("SCAN");
-        keys.extend(batch);
-        cursor = next;
-        if cursor == 0 {
-            break;
+    let nodes: Vec<&mut MultiplexedConnection> = match con {
+        TestRedis::Single(c) => vec![c],
+        TestRedis::Cluster { masters, .. } => masters.iter_mut().collect(),
+    };
+    for node in nodes {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(node)
+                .await
+                .expect("SCAN");
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
         }
     }
     keys.sort();
@@ -450,7 +527,7 @@ pub struct DumpedKey {
 }
 
 /// DUMPs every key of the prefix (counters included).
-pub async fn snapshot(con: &mut MultiplexedConnection, prefix: &str) -> Vec<DumpedKey> {
+pub async fn snapshot(con: &mut TestRedis, prefix: &str) -> Vec<DumpedKey> {
     let mut dumped = Vec::new();
     for key in scan_keys(con, prefix).await {
         let payload: Option<Vec<u8>> = redis::cmd("DUMP")
@@ -475,11 +552,11 @@ pub async fn snapshot(con: &mut MultiplexedConnection, prefix: &str) -> Vec<Dump
 }
 
 /// RESTOREs `payload` under `key` (REPLACE) with a TTL of one minute.
-pub async fn restore_as(con: &mut MultiplexedConnection, key: &str, payload: &[u8]) {
+pub async fn restore_as(con: &mut TestRedis, key: &str, payload: &[u8]) {
     restore_with_ttl(con, key, payload, 60_000).await;
 }
 
-async fn restore_with_ttl(con: &mut MultiplexedConnection, key: &str, payload: &[u8], ttl_ms: i64) {
+async fn restore_with_ttl(con: &mut TestRedis, key: &str, payload: &[u8], ttl_ms: i64) {
     let () = redis::cmd("RESTORE")
         .arg(key)
         .arg(ttl_ms)
@@ -494,7 +571,7 @@ async fn restore_with_ttl(con: &mut MultiplexedConnection, key: &str, payload: &
 /// background SCAN had missed it. Counters are never touched. Returns the keys
 /// put back.
 pub async fn restore_deleted_entries(
-    con: &mut MultiplexedConnection,
+    con: &mut TestRedis,
     prefix: &str,
     snapshot: &[DumpedKey],
 ) -> Vec<String> {
@@ -523,7 +600,7 @@ pub async fn restore_deleted_entries(
 }
 
 /// The counters of the prefix and their values.
-pub async fn counters(con: &mut MultiplexedConnection, prefix: &str) -> BTreeMap<String, u64> {
+pub async fn counters(con: &mut TestRedis, prefix: &str) -> BTreeMap<String, u64> {
     let mut values = BTreeMap::new();
     for key in counter_keys(con, prefix).await {
         let value: Option<String> = redis::cmd("GET")
@@ -541,7 +618,7 @@ pub async fn counters(con: &mut MultiplexedConnection, prefix: &str) -> BTreeMap
     values
 }
 
-pub async fn del_keys(con: &mut MultiplexedConnection, keys: &[String]) {
+pub async fn del_keys(con: &mut TestRedis, keys: &[String]) {
     for key in keys {
         let _: i64 = redis::cmd("DEL")
             .arg(key)

@@ -77,6 +77,20 @@ pub async fn spawn_app_on(
 ) -> TestApp {
     let mut settings = test_settings(database_url, cache_prefix);
     configure(&mut settings);
+    // LINKHUB_TEST_REDIS_CLUSTER_URLS runs the suite on a Redis Cluster
+    // (scripts/redis-cluster.sh), except for tests that point the app at a
+    // Redis of their own (a private server behind a proxy).
+    if settings.redis_url == REDIS_URL
+        && settings.redis_cluster_urls.is_empty()
+        && let Ok(urls) = std::env::var("LINKHUB_TEST_REDIS_CLUSTER_URLS")
+    {
+        settings.redis_cluster_urls = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
     let application = Application::build(settings.clone())
         .await
         .expect("failed to build the application");
