@@ -14,3 +14,4 @@ mod cache_resilience;
 mod cache_rules;
 mod cache_support;
 mod proxy;
+mod scale_out;
