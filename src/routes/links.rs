@@ -3,7 +3,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::{JsonBody, PageParams, body, cached_response, message_response, parse_id};
+use super::{
+    JsonBody, PageParams, authorize, body, cached_response, commit, message_response, parse_id,
+};
 use crate::auth::Caller;
 use crate::db;
 use crate::domain::input::{LinkPatchInput, NewLinkInput, validate};
@@ -71,10 +73,8 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let user_id = parse_id(&id)?;
     let mut conn = state.db.get().await?;
-    if !db::users::exists(&mut conn, user_id).await? {
-        return Err(ApiError::not_found("user"));
-    }
-    caller.may_write_as(user_id)?;
+    let exists = db::users::exists(&mut conn, user_id).await?;
+    authorize(&caller, exists.then_some(user_id), "user")?;
     let input = body(input)?;
     validate(&input)?;
     let written = db::links::insert(
@@ -84,14 +84,13 @@ pub async fn create(
         input.url,
         position(input.position)?,
     )
-    .await?
-    .ok_or(ApiError::not_found("user"))?;
+    .await?;
     drop(conn);
-    state.cache.invalidate(written.changes).await;
+    let value = commit(&state, written, "user").await?;
     Ok(message_response(
         StatusCode::CREATED,
         "Link created successfully",
-        written.value,
+        value,
     ))
 }
 
@@ -113,10 +112,7 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let mut conn = state.db.get().await?;
-    let owner = db::links::owner_of(&mut conn, id)
-        .await?
-        .ok_or(ApiError::not_found("link"))?;
-    caller.may_write_as(owner)?;
+    authorize(&caller, db::links::owner_of(&mut conn, id).await?, "link")?;
     let input = body(input)?;
     validate(&input)?;
     let changes = db::links::LinkChanges {
@@ -124,15 +120,13 @@ pub async fn update(
         url: input.url,
         position: position(input.position)?,
     };
-    let written = db::links::update(&mut conn, id, changes)
-        .await?
-        .ok_or(ApiError::not_found("link"))?;
+    let written = db::links::update(&mut conn, id, changes).await?;
     drop(conn);
-    state.cache.invalidate(written.changes).await;
+    let value = commit(&state, written, "link").await?;
     Ok(message_response(
         StatusCode::OK,
         "Link updated successfully",
-        written.value,
+        value,
     ))
 }
 
@@ -151,15 +145,10 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let mut conn = state.db.get().await?;
-    let owner = db::links::owner_of(&mut conn, id)
-        .await?
-        .ok_or(ApiError::not_found("link"))?;
-    caller.may_write_as(owner)?;
-    let written = db::links::delete(&mut conn, id)
-        .await?
-        .ok_or(ApiError::not_found("link"))?;
+    authorize(&caller, db::links::owner_of(&mut conn, id).await?, "link")?;
+    let written = db::links::delete(&mut conn, id).await?;
     drop(conn);
-    state.cache.invalidate(written.changes).await;
+    commit(&state, written, "link").await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

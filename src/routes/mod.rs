@@ -21,9 +21,12 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::FutureExt;
 use serde::Deserialize;
 
+use crate::auth::Caller;
 use crate::cache::Served;
+use crate::db::Written;
 use crate::domain::resources::{DataBody, MessageBody as Message, PageRequest};
 use crate::error::ApiError;
+use crate::startup::AppState;
 
 /// Largest request body accepted (API.md: `413` above 64 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -157,6 +160,26 @@ pub async fn catch_panic(
             Err(ApiError::internal(format!("handler panicked on {path}: {what}")).into())
         }
     }
+}
+
+/// The order of checks of every write to a user's data: the caller is
+/// authenticated (the [`Caller`] extractor ran first), then the target exists
+/// (`404`; `owner` is its owner's id), then the caller may write as that
+/// owner (`403`).
+pub fn authorize(caller: &Caller, owner: Option<i64>, what: &'static str) -> Result<(), ApiError> {
+    caller.may_write_as(owner.ok_or(ApiError::not_found(what))?)
+}
+
+/// Finishes a committed write: its namespaces are invalidated before it
+/// answers (read-your-writes). `None`: the target vanished meanwhile (`404`).
+pub async fn commit<T>(
+    state: &AppState,
+    written: Option<Written<T>>,
+    what: &'static str,
+) -> Result<T, ApiError> {
+    let written = written.ok_or(ApiError::not_found(what))?;
+    state.cache.invalidate(written.changes).await;
+    Ok(written.value)
 }
 
 /// A path id: a positive 64-bit integer, anything else is `404`.

@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::{JsonBody, body, cached_response, message_response, parse_id};
+use super::{JsonBody, authorize, body, cached_response, commit, message_response, parse_id};
 use crate::auth::Caller;
 use crate::db;
 use crate::domain::input::{NewSocialInput, SocialPatchInput, validate};
@@ -68,21 +68,17 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let user_id = parse_id(&id)?;
     let mut conn = state.db.get().await?;
-    if !db::users::exists(&mut conn, user_id).await? {
-        return Err(ApiError::not_found("user"));
-    }
-    caller.may_write_as(user_id)?;
+    let exists = db::users::exists(&mut conn, user_id).await?;
+    authorize(&caller, exists.then_some(user_id), "user")?;
     let input = body(input)?;
     validate(&input)?;
-    let written = db::socials::insert(&mut conn, user_id, input.platform, input.url)
-        .await?
-        .ok_or(ApiError::not_found("user"))?;
+    let written = db::socials::insert(&mut conn, user_id, input.platform, input.url).await?;
     drop(conn);
-    state.cache.invalidate(written.changes).await;
+    let value = commit(&state, written, "user").await?;
     Ok(message_response(
         StatusCode::CREATED,
         "Social created successfully",
-        written.value,
+        value,
     ))
 }
 
@@ -105,25 +101,24 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let mut conn = state.db.get().await?;
-    let owner = db::socials::owner_of(&mut conn, id)
-        .await?
-        .ok_or(ApiError::not_found("social account"))?;
-    caller.may_write_as(owner)?;
+    authorize(
+        &caller,
+        db::socials::owner_of(&mut conn, id).await?,
+        "social account",
+    )?;
     let input = body(input)?;
     validate(&input)?;
     let changes = db::socials::SocialChanges {
         platform: input.platform,
         url: input.url,
     };
-    let written = db::socials::update(&mut conn, id, changes)
-        .await?
-        .ok_or(ApiError::not_found("social account"))?;
+    let written = db::socials::update(&mut conn, id, changes).await?;
     drop(conn);
-    state.cache.invalidate(written.changes).await;
+    let value = commit(&state, written, "social account").await?;
     Ok(message_response(
         StatusCode::OK,
         "Social updated successfully",
-        written.value,
+        value,
     ))
 }
 
@@ -142,14 +137,13 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let mut conn = state.db.get().await?;
-    let owner = db::socials::owner_of(&mut conn, id)
-        .await?
-        .ok_or(ApiError::not_found("social account"))?;
-    caller.may_write_as(owner)?;
-    let written = db::socials::delete(&mut conn, id)
-        .await?
-        .ok_or(ApiError::not_found("social account"))?;
+    authorize(
+        &caller,
+        db::socials::owner_of(&mut conn, id).await?,
+        "social account",
+    )?;
+    let written = db::socials::delete(&mut conn, id).await?;
     drop(conn);
-    state.cache.invalidate(written.changes).await;
+    commit(&state, written, "social account").await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -5,7 +5,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::{JsonBody, PageParams, body, cached_response, message_response, parse_id};
+use super::{
+    JsonBody, PageParams, authorize, body, cached_response, commit, message_response, parse_id,
+};
 use crate::auth::{Caller, password};
 use crate::db;
 use crate::domain::input::{NewUserInput, UserPatchInput, validate};
@@ -93,11 +95,11 @@ pub async fn register(
     let mut conn = state.db.get().await?;
     let written = db::users::insert(&mut conn, new).await?;
     drop(conn);
-    state.cache.invalidate(written.changes).await;
+    let value = commit(&state, Some(written), "user").await?;
     Ok(message_response(
         StatusCode::CREATED,
         "User created successfully",
-        written.value,
+        value,
     ))
 }
 
@@ -138,10 +140,8 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let mut conn = state.db.get().await?;
-    if !db::users::exists(&mut conn, id).await? {
-        return Err(ApiError::not_found("user"));
-    }
-    caller.may_write_as(id)?;
+    let exists = db::users::exists(&mut conn, id).await?;
+    authorize(&caller, exists.then_some(id), "user")?;
     let input = body(input)?;
     input.validate_all()?;
     let password_hash = match input.password {
@@ -157,15 +157,13 @@ pub async fn update(
         avatar_url: input.avatar_url,
         role: None,
     };
-    let written = db::users::update(&mut conn, id, changes)
-        .await?
-        .ok_or(ApiError::not_found("user"))?;
+    let written = db::users::update(&mut conn, id, changes).await?;
     drop(conn);
-    state.cache.invalidate(written.changes).await;
+    let value = commit(&state, written, "user").await?;
     Ok(message_response(
         StatusCode::OK,
         "User updated successfully",
-        written.value,
+        value,
     ))
 }
 
@@ -185,14 +183,10 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let mut conn = state.db.get().await?;
-    if !db::users::exists(&mut conn, id).await? {
-        return Err(ApiError::not_found("user"));
-    }
-    caller.may_write_as(id)?;
-    let written = db::users::delete(&mut conn, id)
-        .await?
-        .ok_or(ApiError::not_found("user"))?;
+    let exists = db::users::exists(&mut conn, id).await?;
+    authorize(&caller, exists.then_some(id), "user")?;
+    let written = db::users::delete(&mut conn, id).await?;
     drop(conn);
-    state.cache.invalidate(written.changes).await;
+    commit(&state, written, "user").await?;
     Ok(HttpResponse::NoContent().finish())
 }
