@@ -51,8 +51,7 @@ enum Backend {
     Cluster(deadpool_redis::cluster::Pool),
 }
 
-/// A pooled connection of either backend, held while its [`Shared`] handle
-/// is in use (dropping it returns the connection to the pool).
+/// A pooled connection of either backend (dropping it returns it to the pool).
 enum Conn {
     Single(deadpool_redis::Connection),
     Cluster(deadpool_redis::cluster::Connection),
@@ -126,6 +125,12 @@ pub enum Topology {
 /// timeouts, and the scripts.
 pub struct Store {
     backend: Backend,
+    /// The connection every command goes through, taken from the pool once
+    /// and kept until a command on it fails. deadpool-redis checks a
+    /// connection with a `PING` round trip each time it hands one out, which
+    /// doubled the round trips of a HIT; a multiplexed connection serves any
+    /// number of concurrent requests, so one checkout is enough.
+    current: std::sync::RwLock<Option<Shared>>,
     prefix: String,
     lookup: Script,
     bump: Script,
@@ -192,6 +197,7 @@ impl Store {
         };
         Ok(Self {
             backend,
+            current: std::sync::RwLock::new(None),
             prefix: prefix.to_owned(),
             lookup: Script::new(LOOKUP),
             bump: Script::new(BUMP),
@@ -210,27 +216,47 @@ impl Store {
         }
     }
 
-    /// A pooled connection (keep it alive while the handle is used) and the
-    /// handle to send commands through.
-    async fn conn(&self) -> StoreResult<(Conn, Shared)> {
+    /// The kept connection, or a fresh one from the pool (checked or newly
+    /// made) when there is none.
+    async fn conn(&self) -> StoreResult<Shared> {
+        let kept = self
+            .current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(conn) = kept {
+            return Ok(conn);
+        }
         let pooled = match &self.backend {
             Backend::Single(pool) => Conn::Single(pool.get().await?),
             Backend::Cluster(pool) => Conn::Cluster(pool.get().await?),
         };
-        let shared = pooled.shared();
-        Ok((pooled, shared))
+        let conn = pooled.shared();
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(conn.clone());
+        Ok(conn)
     }
 
-    /// Bounds a whole operation, pool wait included.
+    /// Bounds a whole operation, pool wait included. A failure drops the kept
+    /// connection: the next command takes one the pool has checked or made anew.
     async fn bounded<T>(&self, op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
-        tokio::time::timeout(self.timeout * 2, op)
+        let result = tokio::time::timeout(self.timeout * 2, op)
             .await
-            .unwrap_or(Err(StoreError::Timeout(self.timeout * 2)))
+            .unwrap_or(Err(StoreError::Timeout(self.timeout * 2)));
+        if result.is_err() {
+            *self
+                .current
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        }
+        result
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
         self.bounded(async {
-            let (_pooled, mut conn) = self.conn().await?;
+            let mut conn = self.conn().await?;
             let _: String = redis::cmd("PING").query_async(&mut conn).await?;
             Ok(())
         })
@@ -240,7 +266,7 @@ impl Store {
     /// One round trip: the namespace's version and the entry under it.
     pub async fn lookup(&self, ns: &Namespace, query: &str) -> StoreResult<Lookup> {
         self.bounded(async {
-            let (_pooled, mut conn) = self.conn().await?;
+            let mut conn = self.conn().await?;
             let (version, entry): (String, Option<Vec<u8>>) = self
                 .lookup
                 .key(keys::version_key(&self.prefix, ns))
@@ -256,7 +282,7 @@ impl Store {
     /// Stores an entry with its TTL (`SET .. EX`).
     pub async fn put(&self, key: &str, value: &[u8], ttl_secs: u64) -> StoreResult<()> {
         self.bounded(async {
-            let (_pooled, mut conn) = self.conn().await?;
+            let mut conn = self.conn().await?;
             let () = redis::cmd("SET")
                 .arg(key)
                 .arg(value)
@@ -274,7 +300,7 @@ impl Store {
     /// multiplexed connection.
     pub async fn bump(&self, namespaces: &[Namespace]) -> StoreResult<()> {
         self.bounded(async {
-            let (_pooled, conn) = self.conn().await?;
+            let conn = self.conn().await?;
             let calls = namespaces.iter().map(|ns| {
                 let mut shared = conn.clone();
                 async move {
@@ -295,7 +321,7 @@ impl Store {
     /// Current versions of `namespaces` (`None` where the counter is missing).
     pub async fn versions(&self, namespaces: &[Namespace]) -> StoreResult<Vec<Option<u64>>> {
         self.bounded(async {
-            let (_pooled, conn) = self.conn().await?;
+            let conn = self.conn().await?;
             let calls = namespaces.iter().map(|ns| {
                 let mut shared = conn.clone();
                 async move {
@@ -357,7 +383,7 @@ impl Store {
                 .arg(pattern)
                 .arg("COUNT")
                 .arg(count);
-            let (_pooled, mut conn) = self.conn().await?;
+            let mut conn = self.conn().await?;
             let reply = match (&mut conn, node) {
                 (Shared::Cluster(c), Some((host, port))) => {
                     let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
@@ -378,7 +404,7 @@ impl Store {
     async fn masters(&self) -> StoreResult<Vec<(String, u16)>> {
         let nodes: String = self
             .bounded(async {
-                let (_pooled, mut conn) = self.conn().await?;
+                let mut conn = self.conn().await?;
                 Ok(redis::cmd("CLUSTER")
                     .arg("NODES")
                     .query_async(&mut conn)
@@ -406,7 +432,7 @@ impl Store {
             by_tag.entry(hash_tag(key)).or_default().push(key);
         }
         self.bounded(async {
-            let (_pooled, conn) = self.conn().await?;
+            let conn = self.conn().await?;
             let calls = by_tag.into_values().map(|group| {
                 let mut shared = conn.clone();
                 async move {
