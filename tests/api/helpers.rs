@@ -207,11 +207,8 @@ impl TestApp {
         token: Option<&str>,
         body: &Value,
     ) -> reqwest::Response {
-        let mut request = self.client.post(self.url(path)).json(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.expect("POST failed")
+        self.send(reqwest::Method::POST, path, token, Some(body))
+            .await
     }
 
     pub async fn patch_json(
@@ -220,19 +217,33 @@ impl TestApp {
         token: Option<&str>,
         body: &Value,
     ) -> reqwest::Response {
-        let mut request = self.client.patch(self.url(path)).json(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.expect("PATCH failed")
+        self.send(reqwest::Method::PATCH, path, token, Some(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut request = self.client.delete(self.url(path));
+        self.send(reqwest::Method::DELETE, path, token, None).await
+    }
+
+    /// One request with an optional bearer token and JSON body.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method.clone(), self.url(path));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        request.send().await.expect("DELETE failed")
+        request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"))
     }
 
     /// Registers a unique user (password [`TEST_PASSWORD`]) and logs it in.
