@@ -34,107 +34,24 @@ CHAOS_STEADY_SECS (12: load between faults), CHAOS_FAULT_SECS (10),
 CHAOS_TIMEOUT_SECS (12: per request).
 """
 
-import asyncio
 import calendar
 import http.client
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from typing import NamedTuple
 
 from harness import (
-    Linkhub, RedisServer, drop_abandoned_databases, free_port, register_and_login, request, wait_until,
+    Linkhub, Proxy, RedisServer, drop_abandoned_databases, register_and_login, request, wait_until,
 )
 
 RECOVERY_LIMIT_SECS = 2.0
 MEMORY_LIMIT = 0.20
 MAX_LINKS_PER_USER = 20
-
-
-# --------------------------------------------------------------------------
-# The TCP proxy, run as its own process: SIGUSR1 cuts, SIGUSR2 restores.
-# --------------------------------------------------------------------------
-
-def proxy_main(listen_port, upstream_port):
-    live = set()
-    held = []
-    state = {"cut": False}
-
-    async def pump(reader, writer):
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.transport.abort()
-
-    async def handle(client_reader, client_writer):
-        if state["cut"]:
-            held.append(client_writer)
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
-        except OSError:
-            client_writer.transport.abort()
-            return
-        pair = (client_writer, up_writer)
-        live.add(pair)
-        try:
-            await asyncio.gather(pump(client_reader, up_writer), pump(up_reader, client_writer))
-        finally:
-            live.discard(pair)
-
-    def cut():
-        state["cut"] = True
-        for client_writer, up_writer in list(live):
-            client_writer.transport.abort()
-            up_writer.transport.abort()
-        live.clear()
-
-    def restore():
-        state["cut"] = False
-        for writer in held:
-            writer.transport.abort()
-        held.clear()
-
-    async def serve():
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGUSR1, cut)
-        loop.add_signal_handler(signal.SIGUSR2, restore)
-        server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
-        print("ready", flush=True)
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(serve())
-
-
-class Proxy:
-    def __init__(self, upstream_port):
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "proxy", str(self.port), str(upstream_port)],
-            stdout=subprocess.PIPE, text=True,
-        )
-        if self.proc.stdout.readline().strip() != "ready":
-            raise RuntimeError("proxy did not start")
-
-    def cut(self):
-        self.proc.send_signal(signal.SIGUSR1)
-
-    def restore(self):
-        self.proc.send_signal(signal.SIGUSR2)
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait()
 
 
 # --------------------------------------------------------------------------
@@ -146,6 +63,13 @@ def seq_of(text, mark):
     if text and text.startswith(mark) and text[1:].isdigit():
         return int(text[1:])
     return -1
+
+
+class Snapshot(NamedTuple):
+    """What one user's acknowledged writes say a read must show at least."""
+    bio: int        # seq of the acknowledged bio (-1: none)
+    links: dict     # link id -> acknowledged title seq
+    deleted: set    # link ids whose delete was acknowledged
 
 
 class UserState:
@@ -169,26 +93,26 @@ class Model:
 
     def snapshot(self, user):
         with self.lock:
-            return {
-                "bio": user.bio_acked,
-                "links": {i: s for i, s in user.links.items() if i not in user.deleting},
-                "deleted": set(user.deleted),
-            }
+            return Snapshot(
+                bio=user.bio_acked,
+                links={i: s for i, s in user.links.items() if i not in user.deleting},
+                deleted=set(user.deleted),
+            )
 
 
 def stale_reasons(snapshot, bio=None, links=None):
     """Why a read is older than the acknowledged writes in `snapshot` (empty: it is not)."""
     reasons = []
-    if bio is not None and seq_of(bio, "b") < snapshot["bio"]:
-        reasons.append(f"bio {bio!r} older than acknowledged b{snapshot['bio']}")
+    if bio is not None and seq_of(bio, "b") < snapshot.bio:
+        reasons.append(f"bio {bio!r} older than acknowledged b{snapshot.bio}")
     if links is not None:
         shown = {link["id"]: seq_of(link["title"], "t") for link in links}
-        for link_id, acked in snapshot["links"].items():
+        for link_id, acked in snapshot.links.items():
             if link_id not in shown:
                 reasons.append(f"acknowledged link {link_id} missing")
             elif shown[link_id] < acked:
                 reasons.append(f"link {link_id} title t{shown[link_id]} older than t{acked}")
-        for link_id in snapshot["deleted"] & set(shown):
+        for link_id in snapshot.deleted & set(shown):
             reasons.append(f"deleted link {link_id} still shown")
     return reasons
 
@@ -197,13 +121,57 @@ def stale_reasons(snapshot, bio=None, links=None):
 # The load.
 # --------------------------------------------------------------------------
 
+class Record(NamedTuple):
+    """One request a client sent."""
+    start: float    # time.monotonic() when it was sent
+    end: float      # ... and when it was answered or given up on
+    op: str         # e.g. "GET profile"
+    outcome: object  # the HTTP status (int), "timeout" or "error:<exception>"
+    x_cache: object  # the X-Cache header, or None
+
+
+class StaleRead(NamedTuple):
+    """A read that showed data older than an acknowledged write."""
+    at: float
+    op: str
+    reasons: list
+
+
+class Fault(NamedTuple):
+    """One injected fault and how long the service took to be whole again."""
+    label: str
+    kind: str        # "redis" or "pg"
+    start: float
+    end: float
+    recovery: object  # seconds, or None: never within the wait
+
+
+class LinkRow(NamedTuple):
+    owner: int
+    title: str
+
+
+class Replay(NamedTuple):
+    """A recovery linkhub logged: when (unix second) and how many outbox rows it replayed."""
+    at: int
+    rows: str
+
+
+class Row(NamedTuple):
+    """A line of the final table."""
+    check: str
+    figure: str
+    limit: str
+    result: str
+
+
 class Recorder:
     def __init__(self):
-        self.records = []  # (start, end, op, status or "timeout"/"error:<kind>", x-cache)
-        self.stale = []
+        self.records = []  # Record
+        self.stale = []    # StaleRead
 
-    def add(self, *record):
-        self.records.append(record)
+    def add(self, start, end, op, outcome, x_cache):
+        self.records.append(Record(start, end, op, outcome, x_cache))
 
 
 class Client(threading.Thread):
@@ -238,10 +206,10 @@ class Client(threading.Thread):
         # A link the owner started deleting after the snapshot may be gone.
         with self.model.lock:
             gone = user.deleting | user.deleted
-        snapshot = dict(snapshot, links={i: s for i, s in snapshot["links"].items() if i not in gone})
+        snapshot = snapshot._replace(links={i: s for i, s in snapshot.links.items() if i not in gone})
         reasons = stale_reasons(snapshot, **shown)
         if reasons:
-            self.rec.stale.append((time.monotonic(), op, reasons[:3]))
+            self.rec.stale.append(StaleRead(time.monotonic(), op, reasons[:3]))
 
     def run(self):
         due = time.monotonic()
@@ -271,12 +239,12 @@ class Client(threading.Thread):
             if status == 200:
                 self.check("GET links", user, snap, links=body["data"])
         elif r < 0.62:
-            candidates = list(snap["links"].items()) + [(i, None) for i in snap["deleted"]]
+            candidates = list(snap.links.items()) + [(i, None) for i in snap.deleted]
             if not candidates:
                 return
             link_id, acked = self.rng.choice(candidates)
             status, body = self.call("GET link", "GET", f"/api/v1/links/{link_id}")
-            only_this = dict(snap, links={} if acked is None else {link_id: acked})
+            only_this = snap._replace(links={} if acked is None else {link_id: acked})
             if status == 200:
                 self.check("GET link", user, only_this, links=[body["data"]])
             elif status == 404:
@@ -340,12 +308,11 @@ def cache_ok(base):
 
 
 def pg_ok(base, probe):
-    status, _, _ = request(base, "GET", "/readyz", timeout=2)
-    if status != 200:
+    if request(base, "GET", "/readyz", timeout=2).status != 200:
         return False
-    status, _, _ = request(base, "PATCH", f"/api/v1/users/{probe[0]}", {"name": f"probe {time.time()}"},
-                           probe[1], timeout=2)
-    return status == 200
+    answer = request(base, "PATCH", f"/api/v1/users/{probe.id}", {"name": f"probe {time.time()}"},
+                     probe.token, timeout=2)
+    return answer.status == 200
 
 
 def main():
@@ -370,7 +337,7 @@ def main():
         binary, name, f"redis://127.0.0.1:{redis_proxy.port}", os.path.join(workdir, "linkhub.log"),
         database_url=f"postgres://postgres@127.0.0.1:{pg_proxy.port}/{name}",
     )
-    faults = []  # (label, kind, start, end, recovery seconds or None)
+    faults = []  # Fault
     ok = False
     try:
         app.drop_database()
@@ -398,7 +365,7 @@ def main():
             end()
             ended = time.monotonic()
             recovery = wait_until(healthy, 30)
-            faults.append((label, kind, start, ended, recovery))
+            faults.append(Fault(label, kind, start, ended, recovery))
             shown = "never" if recovery is None else f"{recovery:.2f} s"
             print(f"chaos: {label}: fault {ended - start:.1f} s, recovered in {shown}", flush=True)
             time.sleep(steady)
@@ -438,21 +405,21 @@ def verify_final(app, model):
     bios = {int(r[0]): r[1] for r in app.sql(f"SELECT id, bio FROM users WHERE id IN ({ids})")}
     links = {}
     for row in app.sql(f"SELECT id, user_id, title FROM links WHERE user_id IN ({ids})"):
-        links[int(row[0])] = (int(row[1]), row[2])
+        links[int(row[0])] = LinkRow(owner=int(row[1]), title=row[2])
     missing_db, missing_api, examples = 0, 0, []
     for u in model.users:
         expected = model.snapshot(u)
         # In PostgreSQL
         db_bio = seq_of(bios.get(u.id), "b")
-        if db_bio < expected["bio"]:
+        if db_bio < expected.bio:
             missing_db += 1
-            examples.append(f"user {u.id}: PostgreSQL bio b{db_bio} < acknowledged b{expected['bio']}")
-        for link_id, seq in expected["links"].items():
+            examples.append(f"user {u.id}: PostgreSQL bio b{db_bio} < acknowledged b{expected.bio}")
+        for link_id, seq in expected.links.items():
             row = links.get(link_id)
-            if row is None or seq_of(row[1], "t") < seq:
+            if row is None or seq_of(row.title, "t") < seq:
                 missing_db += 1
                 examples.append(f"link {link_id}: acknowledged t{seq}, PostgreSQL has {row}")
-        for link_id in expected["deleted"] & set(links):
+        for link_id in expected.deleted & set(links):
             missing_db += 1
             examples.append(f"link {link_id}: acknowledged delete, still in PostgreSQL")
         # Through the API: equal to PostgreSQL, and at least what was acknowledged
@@ -471,7 +438,7 @@ def verify_final(app, model):
             if "bio" in shown and shown["bio"] != bios.get(u.id):
                 reasons.append(f"bio {shown['bio']!r} != PostgreSQL {bios.get(u.id)!r}")
             if "links" in shown:
-                in_db = {i: t for i, (owner, t) in links.items() if owner == u.id}
+                in_db = {i: row.title for i, row in links.items() if row.owner == u.id}
                 api = {link["id"]: link["title"] for link in shown["links"]}
                 if api != in_db:
                     reasons.append(f"links differ from PostgreSQL ({len(api)} vs {len(in_db)})")
@@ -482,19 +449,19 @@ def verify_final(app, model):
 
 
 def replayed_counts(logfile):
-    """(unix second, outbox rows replayed) of each recovery linkhub logged."""
+    """Each recovery linkhub logged, as a `Replay`."""
     counts = []
     for line in open(logfile, errors="replace"):
         if "Redis trusted again (" in line:
             when = calendar.timegm(time.strptime(line[1:21], "%Y-%m-%dT%H:%M:%SZ"))
-            counts.append((when, line.split("Redis trusted again (")[1].split()[0]))
+            counts.append(Replay(when, line.split("Redis trusted again (")[1].split()[0]))
     return counts
 
 
 def report(app, model, rec, faults, timeout, load_secs, rss_warm, rss_end, alive, workdir):
-    pg_windows = [(s, e + RECOVERY_LIMIT_SECS) for _, kind, s, e, _ in faults if kind == "pg"]
-    pg_cuts = [(s, e) for _, kind, s, e, _ in faults if kind == "pg"]
-    redis_faults = [(s, e) for _, kind, s, e, _ in faults if kind == "redis"]
+    pg_windows = [(f.start, f.end + RECOVERY_LIMIT_SECS) for f in faults if f.kind == "pg"]
+    pg_cuts = [(f.start, f.end) for f in faults if f.kind == "pg"]
+    redis_faults = [(f.start, f.end) for f in faults if f.kind == "redis"]
 
     def within(windows, start):
         return any(w_start <= start <= w_end for w_start, w_end in windows)
@@ -503,56 +470,56 @@ def report(app, model, rec, faults, timeout, load_secs, rss_warm, rss_end, alive
         return any(start <= w_end and end >= w_start for w_start, w_end in pg_windows)
 
     records = rec.records
-    bad_5xx = [r for r in records if isinstance(r[3], int) and r[3] >= 500
-               and not (r[3] == 503 and in_pg_window(r[0], r[1]))]
-    allowed_503 = [r for r in records if r[3] == 503 and in_pg_window(r[0], r[1])]
-    hung = [r for r in records if r[3] == "timeout" or (r[1] - r[0]) > timeout]
-    dropped = [r for r in records if isinstance(r[3], str) and r[3].startswith("error:")]
-    answered = [r for r in records if isinstance(r[3], int)]
-    latencies = sorted(r[1] - r[0] for r in answered)
+    bad_5xx = [r for r in records if isinstance(r.outcome, int) and r.outcome >= 500
+               and not (r.outcome == 503 and in_pg_window(r.start, r.end))]
+    allowed_503 = [r for r in records if r.outcome == 503 and in_pg_window(r.start, r.end)]
+    hung = [r for r in records if r.outcome == "timeout" or (r.end - r.start) > timeout]
+    dropped = [r for r in records if isinstance(r.outcome, str) and r.outcome.startswith("error:")]
+    answered = [r for r in records if isinstance(r.outcome, int)]
+    latencies = sorted(r.end - r.start for r in answered)
     p99 = latencies[int(len(latencies) * 0.99)] if latencies else 0
     xcache = {}
     for r in answered:
-        if r[4]:
-            xcache[r[4]] = xcache.get(r[4], 0) + 1
+        if r.x_cache:
+            xcache[r.x_cache] = xcache.get(r.x_cache, 0) + 1
     acked = sum(u.acked_writes for u in model.users)
-    during_pg = [r for r in answered if within(pg_cuts, r[0])]
-    during_redis = [r for r in answered if within(redis_faults, r[0])]
+    during_pg = [r for r in answered if within(pg_cuts, r.start)]
+    during_redis = [r for r in answered if within(redis_faults, r.start)]
     missing_db, missing_api, examples = verify_final(app, model)
     growth = (rss_end - rss_warm) / rss_warm if rss_warm else 0
 
     rows = []
 
     def row(check, figure, limit="", ok=None):
-        rows.append((check, str(figure), limit, "" if ok is None else ("PASS" if ok else "FAIL")))
+        rows.append(Row(check, str(figure), limit, "" if ok is None else ("PASS" if ok else "FAIL")))
 
     row("requests (load time)", f"{len(records)} ({load_secs:.0f} s, {len(records) / load_secs:.0f}/s)")
     row("X-Cache HIT / MISS / BYPASS",
         f"{xcache.get('HIT', 0)} / {xcache.get('MISS', 0)} / {xcache.get('BYPASS', 0)}")
     row("while PostgreSQL was cut: HIT / other 2xx / 503",
-        f"{sum(1 for r in during_pg if r[4] == 'HIT')} / "
-        f"{sum(1 for r in during_pg if r[3] < 300 and r[4] != 'HIT')} / "
-        f"{sum(1 for r in during_pg if r[3] == 503)}")
+        f"{sum(1 for r in during_pg if r.x_cache == 'HIT')} / "
+        f"{sum(1 for r in during_pg if r.outcome < 300 and r.x_cache != 'HIT')} / "
+        f"{sum(1 for r in during_pg if r.outcome == 503)}")
     row("while Redis was down: 2xx / BYPASS reads / 5xx",
-        f"{sum(1 for r in during_redis if r[3] < 300)} / "
-        f"{sum(1 for r in during_redis if r[4] == 'BYPASS')} / "
-        f"{sum(1 for r in during_redis if r[3] >= 500)}")
+        f"{sum(1 for r in during_redis if r.outcome < 300)} / "
+        f"{sum(1 for r in during_redis if r.x_cache == 'BYPASS')} / "
+        f"{sum(1 for r in during_redis if r.outcome >= 500)}")
     row("503 overlapping the PostgreSQL cut (+2 s)", len(allowed_503), "allowed")
     row("other 5xx", len(bad_5xx), "0", not bad_5xx)
     row(f"requests unanswered or slower than {timeout:.0f} s", len(hung), "0", not hung)
     row("connections dropped by linkhub", len(dropped), "0", not dropped)
     row("latency p99 / max", f"{p99 * 1000:.0f} ms / {latencies[-1] * 1000 if latencies else 0:.0f} ms")
     replays = replayed_counts(app.logfile)
-    for label, kind, start, end, recovery in faults:
-        shown = "never" if recovery is None else f"{recovery:.2f} s"
-        if kind == "redis" and recovery is not None:
+    for f in faults:
+        shown = "never" if f.recovery is None else f"{f.recovery:.2f} s"
+        if f.kind == "redis" and f.recovery is not None:
             # The first recovery logged at or after the fault ended.
-            ended_wall = time.time() - (time.monotonic() - end)
-            after = [n for when, n in replays if when >= int(ended_wall) - 1]
+            ended_wall = time.time() - (time.monotonic() - f.end)
+            after = [r for r in replays if r.at >= int(ended_wall) - 1]
             if after:
-                shown += f" ({after[0]} owed bumps replayed)"
-        row(f"recovery after: {label}", shown, f"<= {RECOVERY_LIMIT_SECS:.0f} s",
-            recovery is not None and recovery <= RECOVERY_LIMIT_SECS)
+                shown += f" ({after[0].rows} owed bumps replayed)"
+        row(f"recovery after: {f.label}", shown, f"<= {RECOVERY_LIMIT_SECS:.0f} s",
+            f.recovery is not None and f.recovery <= RECOVERY_LIMIT_SECS)
     row("same process throughout (no restart)", "yes" if alive else "no", "yes", alive)
     row("acknowledged writes", acked)
     row("acknowledged writes missing in PostgreSQL", missing_db, "0", missing_db == 0)
@@ -562,37 +529,35 @@ def report(app, model, rec, faults, timeout, load_secs, rss_warm, rss_end, alive
         f"{rss_warm / 1024:.1f} MiB -> {rss_end / 1024:.1f} MiB ({growth * 100:+.1f} %)",
         f"within {MEMORY_LIMIT * 100:.0f} %", abs(growth) <= MEMORY_LIMIT)
 
-    widths = [max(len(r[i]) for r in rows + [("check", "figure", "limit", "result")]) for i in range(4)]
+    header = Row("check", "figure", "limit", "result")
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     line = "+".join("-" * (w + 2) for w in widths)
     print(f"\n+{line}+")
-    for r in [("check", "figure", "limit", "result")] + rows:
+    for r in [header] + rows:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
-        if r[0] == "check":
+        if r is header:
             print(f"+{line}+")
     print(f"+{line}+")
     def phase(t):
         """Where `t` falls: in a fault, or how long after the last one ended."""
         last = None
-        for label, _, start, end, _ in faults:
-            if start <= t <= end:
-                return f"{t - start:.1f} s into {label}"
-            if end < t:
-                last = (label, end)
-        return f"{t - last[1]:.1f} s after {last[0]}" if last else "before the first fault"
+        for f in faults:
+            if f.start <= t <= f.end:
+                return f"{t - f.start:.1f} s into {f.label}"
+            if f.end < t:
+                last = f
+        return f"{t - last.end:.1f} s after {last.label}" if last else "before the first fault"
 
     for r in (bad_5xx + hung + dropped)[:10]:
-        print(f"chaos: {r[2]} sent {phase(r[0])} -> {r[3]} after {r[1] - r[0]:.2f} s")
-    for when, op, reasons in rec.stale[:10]:
-        print(f"chaos: stale {op} {phase(when)}: {reasons}")
+        print(f"chaos: {r.op} sent {phase(r.start)} -> {r.outcome} after {r.end - r.start:.2f} s")
+    for stale in rec.stale[:10]:
+        print(f"chaos: stale {stale.op} {phase(stale.at)}: {stale.reasons}")
     for example in examples[:10]:
         print(f"chaos: final check: {example}")
-    ok = all(r[3] != "FAIL" for r in rows)
+    ok = all(r.result != "FAIL" for r in rows)
     print("chaos: PASS" if ok else f"chaos: FAIL; linkhub log in {workdir}/linkhub.log")
     return ok
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "proxy":
-        proxy_main(int(sys.argv[2]), int(sys.argv[3]))
-    else:
-        sys.exit(main())
+    sys.exit(main())

@@ -1,19 +1,26 @@
-"""What the fuzzing and chaos gates share: a private Redis, a private linkhub
-process on its own database and key prefix, and a small HTTP client.
+"""The one Python test harness of the scripts (fuzzing and chaos gates): free
+ports, a private Redis, a TCP proxy that can cut a connection, a private
+linkhub process on its own database and key prefix, and a small HTTP client.
 
 Everything listens on 127.0.0.1 only. The shared PostgreSQL (5432) is used
 through a private database that is dropped afterwards; the shared Redis
 (6379) is never touched: each run starts its own `redis-server`.
 Standard library only.
+
+`python3 scripts/harness.py proxy LISTEN_PORT UPSTREAM_PORT` runs the proxy
+(what `Proxy` starts as a process of its own).
 """
 
+import asyncio
 import http.client
 import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from typing import NamedTuple
 
 PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432"
 
@@ -48,11 +55,16 @@ def drop_abandoned_databases(prefix):
     for name in out.split():
         pid = name.removeprefix(prefix)
         if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            subprocess.run(
-                ["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c",
-                 f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
-                check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
+            drop_database(name)
+
+
+def drop_database(name):
+    """Drops database `name` on the shared PostgreSQL, connections and all."""
+    subprocess.run(
+        ["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c",
+         f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+        check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
 
 
 class RedisServer:
@@ -86,6 +98,90 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def proxy_main(listen_port, upstream_port):
+    """The TCP proxy, run as its own process: SIGUSR1 cuts, SIGUSR2 restores.
+
+    A cut drops every live connection and black-holes new ones (accepted, never
+    answered) until it is restored."""
+    live = set()
+    held = []
+    state = {"cut": False}
+
+    async def pump(reader, writer):
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    async def handle(client_reader, client_writer):
+        if state["cut"]:
+            held.append(client_writer)
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        except OSError:
+            client_writer.transport.abort()
+            return
+        pair = (client_writer, up_writer)
+        live.add(pair)
+        try:
+            await asyncio.gather(pump(client_reader, up_writer), pump(up_reader, client_writer))
+        finally:
+            live.discard(pair)
+
+    def cut():
+        state["cut"] = True
+        for client_writer, up_writer in list(live):
+            client_writer.transport.abort()
+            up_writer.transport.abort()
+        live.clear()
+
+    def restore():
+        state["cut"] = False
+        for writer in held:
+            writer.transport.abort()
+        held.clear()
+
+    async def serve():
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, cut)
+        loop.add_signal_handler(signal.SIGUSR2, restore)
+        server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
+        print("ready", flush=True)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(serve())
+
+
+class Proxy:
+    """A TCP proxy on a free port in front of `upstream_port`, in a process of
+    its own (so a busy load generator cannot delay it); `cut()` and `restore()`."""
+
+    def __init__(self, upstream_port):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "proxy", str(self.port), str(upstream_port)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("proxy did not start")
+
+    def cut(self):
+        self.proc.send_signal(signal.SIGUSR1)
+
+    def restore(self):
+        self.proc.send_signal(signal.SIGUSR2)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
 
 
 class Linkhub:
@@ -141,11 +237,7 @@ class Linkhub:
                 self.proc.wait()
 
     def drop_database(self):
-        subprocess.run(
-            ["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c",
-             f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'],
-            check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        drop_database(self.db_name)
 
     def sql(self, query):
         """Runs `query` on this instance's database directly (not through any
@@ -158,8 +250,22 @@ class Linkhub:
         return [line.split("\t") for line in out.splitlines() if line]
 
 
+class Response(NamedTuple):
+    """An answer: its status, its JSON body (None when it is not JSON) and its
+    headers with lower-case names."""
+    status: int
+    body: object
+    headers: dict
+
+
+class Account(NamedTuple):
+    """A registered, logged-in user."""
+    id: int
+    token: str
+
+
 def request(base, method, path, body=None, token=None, timeout=10, conn=None, headers=None):
-    """One HTTP request; returns (status, parsed JSON or None, headers dict).
+    """One HTTP request; answers a `Response`.
     Raises OSError (socket.timeout included) when no answer came."""
     host, port = base.removeprefix("http://").split(":")
     own = conn is None
@@ -178,13 +284,14 @@ def request(base, method, path, body=None, token=None, timeout=10, conn=None, he
         parsed = None
         if raw and res.getheader("Content-Type", "").startswith("application/json"):
             parsed = json.loads(raw)
-        return res.status, parsed, {k.lower(): v for k, v in res.getheaders()}
+        return Response(res.status, parsed, {k.lower(): v for k, v in res.getheaders()})
     finally:
         if own:
             conn.close()
 
 
 def register_and_login(base, username, password="chaos-password-1"):
+    """Registers `username` and logs it in; answers its `Account`."""
     status, body, _ = request(
         base, "POST", "/api/v1/users",
         {"username": username, "email": f"{username}@example.com", "password": password,
@@ -197,4 +304,11 @@ def register_and_login(base, username, password="chaos-password-1"):
                               {"login": username, "password": password})
     if status != 200:
         raise RuntimeError(f"login {username}: {status} {body}")
-    return user_id, body["data"]["token"]
+    return Account(user_id, body["data"]["token"])
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "proxy":
+        proxy_main(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        sys.exit("usage: harness.py proxy LISTEN_PORT UPSTREAM_PORT")
