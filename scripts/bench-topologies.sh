@@ -6,9 +6,10 @@
 #   scripts/bench-topologies.sh            # DURATION=10s CONNECTIONS=64 REPS=3
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/linkhub-target}"
+. scripts/lib.sh
 DURATION="${DURATION:-10s}"; CONNECTIONS="${CONNECTIONS:-64}"; REPS="${REPS:-3}"
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+need_apt wrk wrk
+install_needed
 bash scripts/services.sh >/dev/null
 cargo build --release -q -p linkhub
 bin="$CARGO_TARGET_DIR/release/linkhub"
@@ -21,11 +22,11 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   redis-cli -p "$single_port" shutdown nosave >/dev/null 2>&1 || true
   BASE_PORT=$cluster_base bash scripts/redis-cluster.sh stop >/dev/null 2>&1 || true
-  psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+  drop_database "$db"
   rm -rf "$work"
 }
 trap cleanup EXIT
-psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null
+drop_database "$db"
 redis-server --port "$single_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes --logfile "$work/redis.log"
 cluster_urls=$(BASE_PORT=$cluster_base bash scripts/redis-cluster.sh start | sed -n 's/^REDIS_CLUSTER_URLS=//p')
 
@@ -34,7 +35,7 @@ start() { # name port extra-env...
   env RUST_LOG=warn DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" BIND_ADDR="127.0.0.1:$port" \
     CACHE_PREFIX=bench "$@" "$bin" > "$work/$name.log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" | grep -q '"cache":"ok"' && return; sleep 0.1; done
+  for _ in $(seq 1 100); do linkhub_ready "http://127.0.0.1:$port" && return; sleep 0.1; done
   echo "$name did not become ready" >&2; cat "$work/$name.log" >&2; exit 1
 }
 start single 18181 REDIS_URL="redis://127.0.0.1:$single_port"

@@ -18,6 +18,6 @@ if [ "${1:-}" = "--long" ]; then
   export CHAOS_CLIENTS="${CHAOS_CLIENTS:-32}" CHAOS_WARMUP_SECS="${CHAOS_WARMUP_SECS:-60}"
 fi
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/linkhub-target}"
+. scripts/lib.sh
 cargo build --release --locked --bin linkhub
 exec python3 scripts/chaos.py "$CARGO_TARGET_DIR/release/linkhub"

@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+. scripts/lib.sh
 SCHEMATHESIS_VERSION=4.32.5
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/linkhub-target}"
 venv="${SCHEMATHESIS_VENV:-/var/tmp/linkhub-schemathesis}"
 
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then

@@ -1,0 +1,44 @@
+# What linkhub's shell scripts share; sourced, never run:
+#
+#   . "$(dirname "$0")/lib.sh"          # from scripts/
+#   . scripts/lib.sh                    # from the repository root
+#
+# One definition of: the cargo environment, the step banner, installing
+# missing Debian packages, waiting for a linkhub to be ready, and dropping a
+# private database. Python scripts have theirs in scripts/harness.py; loadtest
+# keeps its own processes in loadtest/src/bench/procs.rs.
+
+# The shared target directory outside the clone, and rustup's cargo on PATH.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/linkhub-target}"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+# step "what" -> "== <STEP_PREFIX>what (HH:MM:SS)" on a line of its own.
+step() { printf '\n== %s%s (%s)\n' "${STEP_PREFIX:-}" "$*" "$(date -u +%H:%M:%S)"; }
+
+# need_apt COMMAND PACKAGE ...: each pair whose command is missing adds its
+# package; install_needed installs them all with one apt-get (idempotent).
+NEED_APT=()
+need_apt() {
+  while [ $# -ge 2 ]; do
+    command -v "$1" >/dev/null || NEED_APT+=("$2")
+    shift 2
+  done
+}
+install_needed() {
+  if [ ${#NEED_APT[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${NEED_APT[@]}"
+  fi
+  NEED_APT=()
+}
+
+# linkhub_ready URL: whether the linkhub at URL answers /readyz with its cache ok.
+linkhub_ready() {
+  curl -fsS "$1/readyz" 2>/dev/null | grep -q '"cache": *"ok"'
+}
+
+# drop_database NAME [SERVER]: drops a private database, quietly, on SERVER
+# (postgres://postgres@127.0.0.1:5432, the shared PostgreSQL).
+drop_database() {
+  psql -q "${2:-postgres://postgres@127.0.0.1:5432}/postgres" \
+    -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || true
+}
