@@ -10,12 +10,15 @@
 #   SMOKE_PROFILE=release scripts/loadtest-smoke.sh
 #
 # Settings: SMOKE_USERS (20), SMOKE_SECS (5), SMOKE_P95 (goose threshold,
-# "p95<1s"), PG_SERVER (postgres://postgres@127.0.0.1:5432), REDIS_URL.
+# "p95<1s"), PG_SERVER (postgres://postgres@127.0.0.1:5432), REDIS_URL,
+# LOADTEST_REPORTS (keep each scenario's goose report in
+# $LOADTEST_REPORTS/<scenario>/, e.g. for scripts/check-report-offline.py;
+# by default they go to a scratch directory that is removed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
+STEP_PREFIX="loadtest smoke: "
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/linkhub-target}"
-export PATH="$HOME/.cargo/bin:$PATH"
 profile="${SMOKE_PROFILE:-debug}"
 users="${SMOKE_USERS:-20}"
 secs="${SMOKE_SECS:-5}"
@@ -25,13 +28,13 @@ redis_url="${REDIS_URL:-redis://127.0.0.1:6379}"
 tag="lt_smoke_$$_${RANDOM}"
 db_url="$pg_server/$tag"
 work="$(mktemp -d /tmp/loadtest-smoke.XXXXXX)"
+reports="${LOADTEST_REPORTS:-$work/reports}"
 pid=""
-step() { printf '\n== loadtest smoke: %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 
 cleanup() {
   local status=$?
   if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  psql -q "$pg_server/postgres" -c "DROP DATABASE IF EXISTS \"$tag\" WITH (FORCE)" >/dev/null 2>&1 || true
+  drop_database "$tag" "$pg_server"
   redis-cli -u "$redis_url" --scan --pattern "$tag:*" 2>/dev/null \
     | xargs -r -n 500 redis-cli -u "$redis_url" unlink >/dev/null 2>&1 || true
   if [ "$status" -ne 0 ]; then
@@ -61,7 +64,7 @@ for _ in $(seq 1 10); do
   ready=""
   for _ in $(seq 1 300); do
     kill -0 "$pid" 2>/dev/null || break
-    if curl -fsS "http://127.0.0.1:$port/readyz" 2>/dev/null | grep -q '"cache": *"ok"'; then
+    if linkhub_ready "http://127.0.0.1:$port"; then
       ready=yes
       break
     fi
@@ -85,14 +88,15 @@ grep -q "0 created, 0 completed, $users already complete" "$work/reseed.log"
 
 for scenario in profiles search mixed stampede; do
   step "scenario $scenario (${secs}s)"
+  rm -rf "$reports/$scenario" # goose would write into "$scenario-2" next to an old run
   LOADTEST_USERS="$users" "$bin/loadtest" --host "$host" --scenarios "$scenario" \
     --users 4 --increase-rate 4 --run-time "${secs}s" \
     --threshold "error-rate<1%" --threshold "$p95" \
-    --output-dir "$work/reports/$scenario" --report-file --quiet \
+    --output-dir "$reports/$scenario" --report-file --quiet \
     >"$work/$scenario.log" 2>&1 || { tail -n 40 "$work/$scenario.log" >&2; exit 1; }
   summary=$(grep '^loadtest summary: ' "$work/$scenario.log")
   echo "$summary"
-  test -s "$work/reports/$scenario/report.html" && test -s "$work/reports/$scenario/report.json"
+  test -s "$reports/$scenario/report.html" && test -s "$reports/$scenario/report.json"
   case "$scenario" in
     mixed | stampede)
       # The read-your-writes check only means something if writes happened.

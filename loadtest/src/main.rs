@@ -8,17 +8,20 @@
 //!
 //! A goose run prints goose's metrics, then one `loadtest summary:` line (cache
 //! results seen by the profile reads, writes, stale reads) and exits non-zero
-//! when a `--threshold` failed or any read-back was stale.
+//! when a `--threshold` failed or any read-back was stale. Its HTML reports
+//! carry their chart script inline, so they work offline.
 
 mod api;
 mod bench;
 mod data;
+mod offline_report;
 mod scenarios;
 mod seed;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use goose::config::GooseConfiguration;
 use goose::prelude::*;
 
 fn main() -> ExitCode {
@@ -53,13 +56,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the goose scenarios the command line selects.
+/// Runs the goose scenarios the command line selects, then makes the HTML
+/// reports it wrote self-contained.
 async fn load_test() -> Result<(), String> {
-    let attack = GooseAttack::initialize().map_err(|e| e.to_string())?;
+    let config = GooseConfiguration::parse_args_default_or_exit();
+    let attack = GooseAttack::initialize_with_config(config.clone()).map_err(|e| e.to_string())?;
     let outcome = scenarios::register(attack).execute().await;
     let counters = scenarios::counters();
     let summary = serde_json::to_string(&counters).unwrap_or_default();
     println!("loadtest summary: {summary}");
+    // Reports are written when a threshold fails too; they are published either way.
+    offline_report::make_self_contained(&config)?;
     match outcome {
         Err(GooseError::ThresholdsFailed { .. }) => Err("a --threshold failed".to_owned()),
         Err(e) => Err(e.to_string()),
