@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::Results;
-use super::report::{median, read_medians};
+use super::report::{keys_label, median, read_medians};
 
 const BLUE: RGBColor = RGBColor(52, 101, 164);
 const ORANGE: RGBColor = RGBColor(230, 126, 34);
@@ -29,32 +29,20 @@ pub fn draw(out: &Path, r: &Results) -> Result<(), String> {
     Ok(())
 }
 
-/// A category's name under its bars, on two lines.
-fn short_name(name: &str) -> String {
-    if name.starts_with("linkhub, cached") {
-        "linkhub\ncached".into()
-    } else if name.starts_with("linkhub, cache off") {
-        "linkhub\ncache off".into()
-    } else if name.starts_with("linkhub /healthz") {
-        "linkhub\n/healthz".into()
-    } else if name.starts_with("floor, Redis") {
-        "floor, Redis conns\non the main thread".into()
-    } else if name.starts_with("floor, one") {
-        "floor, 1 conn per\nworker, no pool".into()
-    } else if name.starts_with("floor") {
-        "floor\n(1 Redis GET)".into()
-    } else {
-        name.into()
-    }
-}
-
 fn reads(path: &Path, r: &Results) -> Result<(), String> {
     let root = BitMapBackend::new(path, (1700, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let (left, right) = root.split_horizontally(820);
-    let names: Vec<String> = r.reads.iter().map(|(n, _)| short_name(n)).collect();
-    let medians: Vec<(f64, f64, f64)> =
-        r.reads.iter().map(|(_, runs)| read_medians(runs)).collect();
+    let names: Vec<String> = r
+        .reads
+        .iter()
+        .map(|read| read.target.chart_label().to_owned())
+        .collect();
+    let medians: Vec<(f64, f64, f64)> = r
+        .reads
+        .iter()
+        .map(|read| read_medians(&read.runs))
+        .collect();
     bars(
         &root,
         &left,
@@ -85,16 +73,12 @@ fn writes(path: &Path, r: &Results) -> Result<(), String> {
     let names: Vec<String> = r
         .writes
         .iter()
-        .map(|(keys, _, _)| match keys {
-            0 => "0 unrelated keys".to_owned(),
-            k if k.is_multiple_of(1_000_000) => format!("{}M unrelated keys", k / 1_000_000),
-            k => format!("{}k unrelated keys", k / 1000),
-        })
+        .map(|w| format!("{} unrelated keys", keys_label(w.unrelated_keys)))
         .collect();
     let ms = |f: fn(&super::wrk::WrkResult) -> u64| -> Vec<f64> {
         r.writes
             .iter()
-            .map(|(_, runs, _)| median(runs.iter().map(|x| f(x) as f64 / 1000.0)))
+            .map(|w| median(w.runs.iter().map(|x| f(x) as f64 / 1000.0)))
             .collect()
     };
     bars(

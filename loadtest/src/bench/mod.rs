@@ -3,13 +3,16 @@
 //! One run starts everything it measures on this machine — a private
 //! redis-server on a free port, a fresh PostgreSQL database, linkhub release
 //! instances (cache on, cache off, a second cache-on instance) and the floor
-//! binary — seeds the data set through the API, runs every comparison with
-//! `--reps` repetitions interleaved where the setup allows, and writes the
-//! report and its charts. Every process it started is killed when it ends,
-//! and the database is dropped.
+//! binary in its three connection layouts — seeds the data set through the
+//! API, then runs the comparisons [`run`] lists, each with `--reps`
+//! repetitions interleaved where the setup allows, and writes the report and
+//! its charts. Redis's own cost (CPU, commands, bytes) is read from the
+//! private Redis around each measurement ([`redis_stats`]). Every process it
+//! started is killed when it ends, and the database is dropped.
 
 mod charts;
 mod procs;
+mod redis_stats;
 mod report;
 mod wrk;
 
@@ -22,6 +25,7 @@ use futures_util::future::join_all;
 use serde_json::json;
 
 use self::procs::{Proc, free_port, scrape, series, sibling_binary, wait_until};
+use self::redis_stats::{RedisCost, RedisSample};
 use self::wrk::{Load, WrkResult};
 use crate::api::Api;
 use crate::data;
@@ -48,6 +52,18 @@ pub struct BenchArgs {
     /// wrk connections for the read comparison.
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
+    /// Unrelated keys in Redis (`DEBUG POPULATE`) at which writes are measured,
+    /// in increasing order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,100000,1000000,10000000"
+    )]
+    pub keyspaces: Vec<u64>,
+    /// Profile writes, each followed by a read that re-caches, per keyspace
+    /// level of the invalidation-cost measurement.
+    #[arg(long, default_value_t = 200)]
+    pub invalidation_writes: usize,
     /// Where BENCHMARKS.md and the charts go.
     #[arg(long, default_value = "docs")]
     pub out: PathBuf,
@@ -62,6 +78,94 @@ pub struct BenchArgs {
     pub command: String,
 }
 
+/// What a read comparison measures, in the order the report lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadTarget {
+    Cached,
+    /// The reference for a cached read: no pool checkout per request.
+    FloorPerWorker,
+    FloorPool,
+    FloorPrewarmed,
+    CacheOff,
+    Healthz,
+    /// The reference for linkhub's `/healthz`: the floor's, with no middleware.
+    BareHealthz,
+}
+
+impl ReadTarget {
+    pub const ALL: [Self; 7] = [
+        Self::Cached,
+        Self::FloorPerWorker,
+        Self::FloorPool,
+        Self::FloorPrewarmed,
+        Self::CacheOff,
+        Self::Healthz,
+        Self::BareHealthz,
+    ];
+
+    /// The report's name for it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Cached => "linkhub, cached profile (`HIT`)",
+            Self::FloorPerWorker => {
+                "floor (reference): actix-web + 1 Redis GET on one multiplexed connection per worker (FLOOR_CONNECTION=per-worker)"
+            }
+            Self::FloorPool => "floor: the same through a deadpool-redis checkout per request",
+            Self::FloorPrewarmed => {
+                "floor, pool connections opened on the main thread (FLOOR_PREWARM=8)"
+            }
+            Self::CacheOff => "linkhub, cache off (CACHE_ENABLED=false)",
+            Self::Healthz => "linkhub /healthz (middleware only, no I/O)",
+            Self::BareHealthz => "bare actix-web /healthz (the floor's)",
+        }
+    }
+
+    /// Its name under a chart's bars, on two lines.
+    pub fn chart_label(self) -> &'static str {
+        match self {
+            Self::Cached => "linkhub\ncached (HIT)",
+            Self::FloorPerWorker => "floor, 1 conn per\nworker (reference)",
+            Self::FloorPool => "floor, pool\ncheckout",
+            Self::FloorPrewarmed => "floor, pool conns\non the main thread",
+            Self::CacheOff => "linkhub\ncache off",
+            Self::Healthz => "linkhub\n/healthz",
+            Self::BareHealthz => "bare actix-web\n/healthz",
+        }
+    }
+}
+
+/// One read target's runs and what Redis spent on each.
+#[derive(Debug, Clone)]
+pub struct ReadRuns {
+    pub target: ReadTarget,
+    pub runs: Vec<WrkResult>,
+    pub redis: Vec<RedisCost>,
+}
+
+/// Writes at one keyspace size: the latency runs, then the invalidation cost.
+#[derive(Debug, Clone, Default)]
+pub struct WriteLevel {
+    pub unrelated_keys: u64,
+    pub keys_in_redis: u64,
+    /// wrk's PATCH runs (writes only).
+    pub runs: Vec<WrkResult>,
+    /// Redis's cost per PATCH over those runs, the purges they queued included.
+    pub redis_per_write: RedisCost,
+    /// Sequential profile writes, each followed by the read that re-caches it.
+    pub invalidation: Invalidation,
+}
+
+/// Redis's cost of a profile write followed by a re-caching read, with the
+/// background purge it queued; Redis's idle CPU over the same time subtracted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Invalidation {
+    pub writes: u64,
+    /// Re-reads answered `MISS` (each should: the write invalidated it).
+    pub misses: u64,
+    pub per_write: RedisCost,
+    pub seconds: f64,
+}
+
 /// Everything a run measured; the report and the charts are made from it.
 #[derive(Debug, Default)]
 pub struct Results {
@@ -72,20 +176,20 @@ pub struct Results {
     pub users: usize,
     pub seed: Option<seed::SeedReport>,
     pub profile_bytes: usize,
-    /// Comparison 1: (target name, runs).
-    pub reads: Vec<(String, Vec<WrkResult>)>,
+    /// Report section 1.
+    pub reads: Vec<ReadRuns>,
     /// Server-side X-Cache of the cached-read runs: (hits, misses).
     pub reads_cache: (f64, f64),
-    /// Comparison 2: (unrelated keys, runs, SCAN calls per write).
-    pub writes: Vec<(u64, Vec<WrkResult>, f64)>,
-    /// Comparison 3: PostgreSQL loads per burst: one instance; two instances (a, b).
+    /// Report section 2, one per keyspace level.
+    pub writes: Vec<WriteLevel>,
+    /// Report section 3: PostgreSQL loads per burst: one instance; two instances (a, b).
     pub stampede_one: Vec<f64>,
     pub stampede_two: Vec<(f64, f64)>,
-    /// Comparison 4: per rep (server hit ratio, client hit ratio, writes, stale reads, requests).
+    /// Report section 4: per rep (server hit ratio, client hit ratio, writes, stale reads, requests).
     pub mixed: Vec<MixedRun>,
     /// Other users' profiles still HIT after a user's writes: (hits, reads) per rep.
     pub kept: Vec<(u64, u64)>,
-    /// Comparison 5: per rep (idle KiB, peak KiB, requests/s); and one RSS series (s, KiB).
+    /// Report section 5: per rep (idle KiB, peak KiB, requests/s); and one RSS series (s, KiB).
     pub rss: Vec<RssRun>,
     pub rss_series: Vec<(f64, f64)>,
     pub machine: Vec<(String, String)>,
@@ -93,6 +197,12 @@ pub struct Results {
     pub seed_rss_kib: u64,
     /// `/proc/loadavg` at the start of each part (other work on the machine).
     pub load: Vec<(String, String)>,
+}
+
+impl Results {
+    pub fn read(&self, target: ReadTarget) -> Option<&ReadRuns> {
+        self.reads.iter().find(|r| r.target == target)
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -173,51 +283,63 @@ impl Env {
         })?;
         Ok((proc, base))
     }
+
+    /// Starts the floor binary in one of its connection layouts.
+    async fn start_floor(
+        &self,
+        client: &reqwest::Client,
+        name: &str,
+        prewarm: &str,
+        connection: &str,
+    ) -> Result<(Proc, String), String> {
+        let port = free_port()?;
+        let mut cmd = Command::new(sibling_binary("floor")?);
+        cmd.env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("REDIS_URL", &self.redis_url)
+            .env("FLOOR_PREWARM", prewarm)
+            .env("FLOOR_CONNECTION", connection);
+        let proc = Proc::spawn(name, cmd, &self.work.join(format!("{name}.log")))?;
+        let url = format!("http://127.0.0.1:{port}");
+        wait_until(
+            client,
+            &format!("{url}/healthz"),
+            Duration::from_secs(20),
+            |_| true,
+        )
+        .await?;
+        Ok((proc, url))
+    }
 }
 
+/// The running system a benchmark measures, started by [`Bench::start`] and
+/// stopped (every process killed, the database dropped) when dropped.
+struct Bench {
+    args: BenchArgs,
+    work: PathBuf,
+    env: Env,
+    client: reqwest::Client,
+    redis: redis::aio::MultiplexedConnection,
+    api: Api,
+    cached: Proc,
+    cached_url: String,
+    uncached_url: String,
+    floor_pool_url: String,
+    floor_prewarmed_url: String,
+    floor_per_worker_url: String,
+    hot: String,
+    hot_path: String,
+    /// Instances started by a comparison for the rest of the run.
+    more: Vec<Proc>,
+    /// Held so they are killed when the run ends. Fields drop in this order:
+    /// the processes first, the database last.
+    _others: Vec<Proc>,
+    _redis_server: Proc,
+    _database: DropDatabase,
+}
+
+/// Runs the suite: each comparison in turn, then the report and its charts.
 pub async fn run(args: BenchArgs) -> Result<(), String> {
     let started = Instant::now();
-    if let Err(e) = Command::new("wrk").arg("--version").output() {
-        return Err(format!(
-            "wrk is missing ({e}): apt-get install -y wrk (scripts/bench.sh does)"
-        ));
-    }
-    let work = args.work_dir.join(format!("run-{}", std::process::id()));
-    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())?;
-
-    // A private Redis: the keyspace comparison fills it with a million keys.
-    let redis_port = free_port()?;
-    let mut redis_cmd = Command::new("redis-server");
-    redis_cmd
-        .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .args(["--enable-debug-command", "local"])
-        .arg("--dir")
-        .arg(&work);
-    let _redis = Proc::spawn("redis-server", redis_cmd, &work.join("redis.log"))?;
-    let redis_url = format!("redis://127.0.0.1:{redis_port}");
-    let redis = redis::Client::open(redis_url.as_str()).map_err(|e| e.to_string())?;
-    let mut redis_conn = connect_redis(&redis).await?;
-
-    let db_name = format!("linkhub_bench_{}", std::process::id());
-    let env = Env {
-        linkhub: sibling_binary("linkhub")?,
-        database_url: format!("{}/{db_name}", args.postgres.trim_end_matches('/')),
-        redis_url: redis_url.clone(),
-        work: work.clone(),
-    };
-    let guard = DropDatabase {
-        server: args.postgres.clone(),
-        name: db_name.clone(),
-    };
-    guard.drop_now();
-
     let mut results = Results {
         args_reps: args.reps,
         secs: args.secs,
@@ -227,176 +349,275 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         machine: machine(),
         ..Results::default()
     };
-
-    println!("bench: seeding through a linkhub (cache on) on a fresh database {db_name}");
-    results.load.push(("start".into(), loadavg()));
-    {
-        // Seeded through an instance of its own: argon2's working memory,
-        // which glibc keeps after the hashes, must not count against the
-        // read path's memory (it is reported apart).
-        let (seeder, seeder_url) = env.start(&client, "linkhub-seed", &[], true).await?;
-        let report = seed_through_api(&env, &client, &seeder_url, args.users).await?;
-        results.seed = Some(report);
-        results.seed_rss_kib = procs::rss_kib(seeder.pid()).unwrap_or(0);
-        println!(
-            "bench:   the seeding instance's RSS: {} KiB",
-            results.seed_rss_kib
-        );
-    }
-    let (mut cached, cached_url) = env
-        .start(
-            &client,
-            "linkhub-cached",
-            &[("MIGRATE_ON_START", "false")],
-            true,
-        )
-        .await?;
-
-    let (_uncached, uncached_url) = env
-        .start(
-            &client,
-            "linkhub-cache-off",
-            &[("CACHE_ENABLED", "false"), ("MIGRATE_ON_START", "false")],
-            false,
-        )
-        .await?;
-    // The floor; the floor with its Redis connections opened on the main
-    // thread (as linkhub's start-up opens some of its own); and the floor
-    // without a pool checkout per request.
-    let mut floors = Vec::new();
-    for (name, prewarm, connection) in [
-        ("floor", "0", "pool"),
-        ("floor-prewarmed", "8", "pool"),
-        ("floor-per-worker", "0", "per-worker"),
-    ] {
-        let port = free_port()?;
-        let mut cmd = Command::new(sibling_binary("floor")?);
-        cmd.env("BIND_ADDR", format!("127.0.0.1:{port}"))
-            .env("REDIS_URL", &redis_url)
-            .env("FLOOR_PREWARM", prewarm)
-            .env("FLOOR_CONNECTION", connection);
-        let proc = Proc::spawn(name, cmd, &work.join(format!("{name}.log")))?;
-        let url = format!("http://127.0.0.1:{port}");
-        wait_until(
-            &client,
-            &format!("{url}/healthz"),
-            Duration::from_secs(20),
-            |_| true,
-        )
-        .await?;
-        floors.push((proc, url));
-    }
-    let floor_url = floors[0].1.clone();
-    let prewarmed_url = floors[1].1.clone();
-    let per_worker_url = floors[2].1.clone();
-
-    let api = Api::new(&cached_url, 8)?;
-    let hot = data::username(0);
-    let hot_path = format!("/api/v1/profiles/{hot}");
-    api.get(&hot_path).await?;
-    let (status, _, body) = api.get(&hot_path).await?;
-    if status != 200 {
-        return Err(format!("GET {hot_path} answered {status}"));
-    }
-    results.profile_bytes = body.len();
-    let () = redis::cmd("SET")
-        .arg(format!("floor:profile:{hot}"))
-        .arg(&body)
-        .query_async(&mut redis_conn)
-        .await
-        .map_err(|e| e.to_string())?;
-    let floor_body = client
-        .get(format!("{floor_url}{hot_path}"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .bytes()
-        .await
-        .map_err(|e| e.to_string())?;
-    if floor_body.as_ref() != body.as_slice() {
-        return Err("the floor does not answer the profile body linkhub answers".to_owned());
-    }
-
+    let mut bench = Bench::start(args, &mut results).await?;
     results.load.push(("before 1".into(), loadavg()));
-    // 1. Cached reads vs cache off vs /healthz vs the floor.
+    compare_profile_reads(&mut bench, &mut results).await?;
+    results.load.push(("before 2".into(), loadavg()));
+    measure_memory_under_profiles(&mut bench, &mut results).await?;
+    results.load.push(("before 3".into(), loadavg()));
+    measure_hit_ratio_under_mixed(&mut bench, &mut results).await?;
+    results.load.push(("before 4".into(), loadavg()));
+    count_stampede_loads(&mut bench, &mut results).await?;
+    results.load.push(("before 5".into(), loadavg()));
+    compare_writes_as_the_keyspace_grows(&mut bench, &mut results).await?;
+    results.load.push(("end".into(), loadavg()));
+
+    let args = &bench.args;
+    report::write(args, &results, started.elapsed())?;
+    charts::draw(&args.out, &results)?;
+    println!(
+        "bench: wrote {} and its charts in {:.0} s",
+        args.out.join("BENCHMARKS.md").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+impl Bench {
+    /// Starts a private Redis, a fresh database, seeds it through a linkhub
+    /// of its own, then starts the measured instances and the floors, and
+    /// checks that the floor answers the hot profile's body byte for byte.
+    async fn start(args: BenchArgs, results: &mut Results) -> Result<Self, String> {
+        if let Err(e) = Command::new("wrk").arg("--version").output() {
+            return Err(format!(
+                "wrk is missing ({e}): apt-get install -y wrk (scripts/bench.sh does)"
+            ));
+        }
+        let work = args.work_dir.join(format!("run-{}", std::process::id()));
+        std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+        std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())?;
+
+        // A private Redis: the keyspace comparison fills it with millions of keys.
+        let redis_port = free_port()?;
+        let mut redis_cmd = Command::new("redis-server");
+        redis_cmd
+            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--enable-debug-command", "local"])
+            .arg("--dir")
+            .arg(&work);
+        let redis_server = Proc::spawn("redis-server", redis_cmd, &work.join("redis.log"))?;
+        let redis_url = format!("redis://127.0.0.1:{redis_port}");
+        let redis_client = redis::Client::open(redis_url.as_str()).map_err(|e| e.to_string())?;
+        let mut redis = connect_redis(&redis_client).await?;
+
+        let db_name = format!("linkhub_bench_{}", std::process::id());
+        let env = Env {
+            linkhub: sibling_binary("linkhub")?,
+            database_url: format!("{}/{db_name}", args.postgres.trim_end_matches('/')),
+            redis_url,
+            work: work.clone(),
+        };
+        let database = DropDatabase {
+            server: args.postgres.clone(),
+            name: db_name.clone(),
+        };
+        database.drop_now();
+
+        println!("bench: seeding through a linkhub (cache on) on a fresh database {db_name}");
+        results.load.push(("start".into(), loadavg()));
+        {
+            // Seeded through an instance of its own: argon2's working memory,
+            // which glibc keeps after the hashes, must not count against the
+            // read path's memory (it is reported apart).
+            let (seeder, seeder_url) = env.start(&client, "linkhub-seed", &[], true).await?;
+            let report = seed_through_api(&env, &client, &seeder_url, args.users).await?;
+            results.seed = Some(report);
+            results.seed_rss_kib = procs::rss_kib(seeder.pid()).unwrap_or(0);
+            println!(
+                "bench:   the seeding instance's RSS: {} KiB",
+                results.seed_rss_kib
+            );
+        }
+        let (cached, cached_url) = env
+            .start(
+                &client,
+                "linkhub-cached",
+                &[("MIGRATE_ON_START", "false")],
+                true,
+            )
+            .await?;
+        let (uncached, uncached_url) = env
+            .start(
+                &client,
+                "linkhub-cache-off",
+                &[("CACHE_ENABLED", "false"), ("MIGRATE_ON_START", "false")],
+                false,
+            )
+            .await?;
+        // The floor through its pool; the same with the pool's connections
+        // opened on the main thread (as linkhub's start-up opens some of its
+        // own); and without a pool checkout per request.
+        let (floor_pool, floor_pool_url) = env.start_floor(&client, "floor", "0", "pool").await?;
+        let (floor_prewarmed, floor_prewarmed_url) = env
+            .start_floor(&client, "floor-prewarmed", "8", "pool")
+            .await?;
+        let (floor_per_worker, floor_per_worker_url) = env
+            .start_floor(&client, "floor-per-worker", "0", "per-worker")
+            .await?;
+
+        let api = Api::new(&cached_url, 8)?;
+        let hot = data::username(0);
+        let hot_path = format!("/api/v1/profiles/{hot}");
+        api.get(&hot_path).await?;
+        let (status, _, body) = api.get(&hot_path).await?;
+        if status != 200 {
+            return Err(format!("GET {hot_path} answered {status}"));
+        }
+        results.profile_bytes = body.len();
+        let () = redis::cmd("SET")
+            .arg(format!("floor:profile:{hot}"))
+            .arg(&body)
+            .query_async(&mut redis)
+            .await
+            .map_err(|e| e.to_string())?;
+        for floor in [&floor_pool_url, &floor_prewarmed_url, &floor_per_worker_url] {
+            let floor_body = client
+                .get(format!("{floor}{hot_path}"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .bytes()
+                .await
+                .map_err(|e| e.to_string())?;
+            if floor_body.as_ref() != body.as_slice() {
+                return Err(format!(
+                    "the floor at {floor} does not answer the profile body linkhub answers"
+                ));
+            }
+        }
+        Ok(Self {
+            args,
+            work,
+            env,
+            client,
+            redis,
+            api,
+            cached,
+            cached_url,
+            uncached_url,
+            floor_pool_url,
+            floor_prewarmed_url,
+            floor_per_worker_url,
+            hot,
+            hot_path,
+            more: Vec::new(),
+            _others: vec![uncached, floor_pool, floor_prewarmed, floor_per_worker],
+            _redis_server: redis_server,
+            _database: database,
+        })
+    }
+
+    fn url(&self, target: ReadTarget) -> String {
+        let hot = &self.hot_path;
+        match target {
+            ReadTarget::Cached => format!("{}{hot}", self.cached_url),
+            ReadTarget::FloorPerWorker => format!("{}{hot}", self.floor_per_worker_url),
+            ReadTarget::FloorPool => format!("{}{hot}", self.floor_pool_url),
+            ReadTarget::FloorPrewarmed => format!("{}{hot}", self.floor_prewarmed_url),
+            ReadTarget::CacheOff => format!("{}{hot}", self.uncached_url),
+            ReadTarget::Healthz => format!("{}/healthz", self.cached_url),
+            ReadTarget::BareHealthz => format!("{}/healthz", self.floor_pool_url),
+        }
+    }
+
+    /// Redis's counters now.
+    async fn redis_sample(&mut self) -> Result<RedisSample, String> {
+        RedisSample::take(&mut self.redis).await
+    }
+}
+
+/// Cached reads against their floors, cache off, and `/healthz` against
+/// bare actix-web's; Redis's cost per request of each.
+async fn compare_profile_reads(bench: &mut Bench, results: &mut Results) -> Result<(), String> {
+    let args = bench.args.clone();
     println!(
         "bench: 1/5 profile reads, {} connections, {} x {} s",
         args.connections, args.reps, args.secs
     );
-    let targets = [
-        ("linkhub, cached profile", format!("{cached_url}{hot_path}")),
-        (
-            "linkhub, cache off (CACHE_ENABLED=false)",
-            format!("{uncached_url}{hot_path}"),
-        ),
-        ("linkhub /healthz", format!("{cached_url}/healthz")),
-        (
-            "floor: actix-web + 1 Redis GET",
-            format!("{floor_url}{hot_path}"),
-        ),
-        (
-            "floor, Redis connections opened on the main thread (FLOOR_PREWARM=8)",
-            format!("{prewarmed_url}{hot_path}"),
-        ),
-        (
-            "floor, one multiplexed connection per worker, no pool (FLOOR_CONNECTION=per-worker)",
-            format!("{per_worker_url}{hot_path}"),
-        ),
-    ];
-    for (_, url) in &targets {
-        wrk::run(&work, url, Load::Get, 2, args.connections, 3)?;
+    for target in ReadTarget::ALL {
+        wrk::run(
+            &bench.work,
+            &bench.url(target),
+            Load::Get,
+            2,
+            args.connections,
+            3,
+        )?;
     }
-    let mut runs: Vec<Vec<WrkResult>> = vec![Vec::new(); targets.len()];
-    let before = scrape(&client, &cached_url).await?;
+    let mut reads: Vec<ReadRuns> = ReadTarget::ALL
+        .iter()
+        .map(|&target| ReadRuns {
+            target,
+            runs: Vec::new(),
+            redis: Vec::new(),
+        })
+        .collect();
+    let before = scrape(&bench.client, &bench.cached_url).await?;
     for rep in 0..args.reps {
-        for (i, (name, url)) in targets.iter().enumerate() {
-            let r = wrk::run(&work, url, Load::Get, 2, args.connections, args.secs)?;
+        for read in &mut reads {
+            let url = bench.url(read.target);
+            let redis_before = bench.redis_sample().await?;
+            let r = wrk::run(&bench.work, &url, Load::Get, 2, args.connections, args.secs)?;
+            let cost = (bench.redis_sample().await? - redis_before).per_request(r.requests);
             println!(
-                "bench:   rep {} {name}: {:.0} req/s, p50 {} us, p99 {} us, errors {}",
+                "bench:   rep {} {}: {:.0} req/s, p50 {} us, p99 {} us, errors {}; Redis {:.2} us CPU, {:.2} commands, {:.0} bytes out per request",
                 rep + 1,
+                read.target.label(),
                 r.rps(),
                 r.p50_us,
                 r.p99_us,
-                r.errors()
+                r.errors(),
+                cost.cpu_us,
+                cost.commands,
+                cost.output_bytes
             );
-            runs[i].push(r);
+            read.runs.push(r);
+            read.redis.push(cost);
         }
     }
-    let after = scrape(&client, &cached_url).await?;
+    let after = scrape(&bench.client, &bench.cached_url).await?;
     results.reads_cache = (
         delta(&before, &after, "hit"),
         delta(&before, &after, "miss") + delta(&before, &after, "bypass"),
     );
-    results.reads = targets
-        .iter()
-        .map(|(name, _)| (*name).to_owned())
-        .zip(runs)
-        .collect();
-    cached.check_running()?;
+    results.reads = reads;
+    bench.cached.check_running()
+}
 
-    results.load.push(("before 5".into(), loadavg()));
-    // 5. Resident memory under the profiles load (also warms the cache for 4).
+/// Resident memory under the profiles load (also warms the cache for the
+/// hit-ratio runs).
+async fn measure_memory_under_profiles(
+    bench: &mut Bench,
+    results: &mut Results,
+) -> Result<(), String> {
+    let args = bench.args.clone();
     println!(
         "bench: 2/5 resident memory under the profiles scenario, {} x {} s",
         args.reps, args.load_secs
     );
     for rep in 0..args.reps {
-        let idle = procs::rss_kib(cached.pid()).unwrap_or(0);
-        let before = scrape(&client, &cached_url).await?;
+        let idle = procs::rss_kib(bench.cached.pid()).unwrap_or(0);
+        let before = scrape(&bench.client, &bench.cached_url).await?;
         let mut goose = goose_run(
-            &cached_url,
+            &bench.cached_url,
             "profiles",
             64,
             args.load_secs,
             args.users,
-            &work,
+            &bench.work,
             rep,
         )?;
         let t0 = Instant::now();
         let mut peak = idle;
         let mut samples = Vec::new();
         while goose.check_running().is_ok() {
-            if let Some(kib) = procs::rss_kib(cached.pid()) {
+            if let Some(kib) = procs::rss_kib(bench.cached.pid()) {
                 peak = peak.max(kib);
                 samples.push((t0.elapsed().as_secs_f64(), kib as f64));
             }
@@ -406,7 +627,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             }
         }
         drop(goose);
-        let after = scrape(&client, &cached_url).await?;
+        let after = scrape(&bench.client, &bench.cached_url).await?;
         let reads = delta(&before, &after, "hit") + delta(&before, &after, "miss");
         println!(
             "bench:   rep {}: RSS idle {idle} KiB, peak {peak} KiB, {reads} profile reads",
@@ -421,26 +642,32 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             profile_reads: reads as u64,
         });
     }
+    Ok(())
+}
 
-    results.load.push(("before 4".into(), loadavg()));
-    // 4. Hit ratio under mixed, and other users' hits kept after writes.
+/// Hit ratio under mixed, and other users' hits kept after writes.
+async fn measure_hit_ratio_under_mixed(
+    bench: &mut Bench,
+    results: &mut Results,
+) -> Result<(), String> {
+    let args = bench.args.clone();
     println!(
         "bench: 3/5 hit ratio under the mixed scenario, {} x {} s",
         args.reps, args.load_secs
     );
     for rep in 0..args.reps {
-        let before = scrape(&client, &cached_url).await?;
+        let before = scrape(&bench.client, &bench.cached_url).await?;
         let goose = goose_run(
-            &cached_url,
+            &bench.cached_url,
             "mixed",
             32,
             args.load_secs,
             args.users,
-            &work,
+            &bench.work,
             100 + rep,
         )?;
-        let summary = wait_goose(goose, &work, 100 + rep, args.load_secs).await?;
-        let after = scrape(&client, &cached_url).await?;
+        let summary = wait_goose(goose, &bench.work, 100 + rep, args.load_secs).await?;
+        let after = scrape(&bench.client, &bench.cached_url).await?;
         let (hit, miss) = (
             delta(&before, &after, "hit"),
             delta(&before, &after, "miss") + delta(&before, &after, "bypass"),
@@ -464,7 +691,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         results.mixed.push(run);
     }
     for rep in 0..args.reps {
-        let kept = hits_kept_after_writes(&api, args.users, rep).await?;
+        let kept = hits_kept_after_writes(&bench.api, args.users, rep).await?;
         println!(
             "bench:   rep {}: {} of {} other profiles still HIT after the writes",
             rep + 1,
@@ -473,21 +700,27 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         );
         results.kept.push(kept);
     }
+    Ok(())
+}
 
-    results.load.push(("before 3".into(), loadavg()));
-    // 3. Stampede: 100 concurrent GETs of a just-invalidated hot profile.
+/// Stampede: 100 concurrent GETs of a just-invalidated hot profile, on
+/// one instance and split over two.
+async fn count_stampede_loads(bench: &mut Bench, results: &mut Results) -> Result<(), String> {
     println!("bench: 4/5 stampede");
-    let (_second, second_url) = env
+    let (second, second_url) = bench
+        .env
         .start(
-            &client,
+            &bench.client,
             "linkhub-cached-2",
             &[("MIGRATE_ON_START", "false")],
             true,
         )
         .await?;
-    let owner_token = api.login(&hot, data::PASSWORD).await?;
+    bench.more.push(second);
+    let api = &bench.api;
+    let owner_token = api.login(&bench.hot, data::PASSWORD).await?;
     let owner_id = api
-        .profile(&hot)
+        .profile(&bench.hot)
         .await?
         .ok_or("the hot profile is missing")?
         .user
@@ -498,27 +731,28 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         .pool_max_idle_per_host(128)
         .build()
         .map_err(|e| e.to_string())?;
-    for base in [&cached_url, &second_url] {
+    let cached_url = bench.cached_url.as_str();
+    for base in [cached_url, second_url.as_str()] {
         join_all((0..100).map(|_| burst_client.get(format!("{base}/healthz")).send())).await;
     }
-    for rep in 0..args.reps.max(5) {
+    for rep in 0..bench.args.reps.max(5) {
         let one = stampede(
-            &api,
+            api,
             &burst_client,
             &owner_token,
             owner_id,
-            &[&cached_url],
-            &hot_path,
+            &[cached_url],
+            &bench.hot_path,
             rep,
         )
         .await?;
         let two = stampede(
-            &api,
+            api,
             &burst_client,
             &owner_token,
             owner_id,
-            &[&cached_url, &second_url],
-            &hot_path,
+            &[cached_url, second_url.as_str()],
+            &bench.hot_path,
             rep,
         )
         .await?;
@@ -532,15 +766,27 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         results.stampede_one.push(one[0]);
         results.stampede_two.push((two[0], two[1]));
     }
+    Ok(())
+}
 
-    results.load.push(("before 2".into(), loadavg()));
-    // 2. Write latency as the Redis keyspace grows.
-    println!("bench: 5/5 write latency with 0, 100k and 1M unrelated keys");
+/// Writes as the Redis keyspace grows: at each level of unrelated keys,
+/// the write latency under wrk and Redis's cost per write, then the
+/// invalidation cost of a write followed by the read that re-caches.
+async fn compare_writes_as_the_keyspace_grows(
+    bench: &mut Bench,
+    results: &mut Results,
+) -> Result<(), String> {
+    let args = bench.args.clone();
+    println!(
+        "bench: 5/5 writes with {:?} unrelated keys in Redis",
+        args.keyspaces
+    );
     let mut writers = Vec::new();
     for k in 0..8 {
         let i = args.users - 1 - k;
-        let token = api.login(&data::username(i), data::PASSWORD).await?;
-        let id = api
+        let token = bench.api.login(&data::username(i), data::PASSWORD).await?;
+        let id = bench
+            .api
             .profile(&data::username(i))
             .await?
             .ok_or("a writer's profile is missing")?
@@ -549,29 +795,40 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         writers.push((id, token));
     }
     let script = wrk::patch_bio_script(&writers);
-    let write_url = format!("{cached_url}/");
-    for level in [0u64, 100_000, 1_000_000] {
+    let write_url = format!("{}/", bench.cached_url);
+    for &level in &args.keyspaces {
         if level > 0 {
+            let t0 = Instant::now();
             let () = redis::cmd("DEBUG")
                 .arg("POPULATE")
                 .arg(level)
                 .arg("unrelated")
                 .arg(64)
-                .query_async(&mut redis_conn)
+                .query_async(&mut bench.redis)
                 .await
                 .map_err(|e| format!("DEBUG POPULATE: {e}"))?;
+            println!(
+                "bench:   DEBUG POPULATE {level} took {:.1} s",
+                t0.elapsed().as_secs_f64()
+            );
         }
         let keys: u64 = redis::cmd("DBSIZE")
-            .query_async(&mut redis_conn)
+            .query_async(&mut bench.redis)
             .await
             .map_err(|e| e.to_string())?;
-        wrk::run(&work, &write_url, Load::Script(&script), 1, 4, 2)?;
-        // Let the purger finish what the warm-up queued.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let scans_before = scan_calls(&mut redis_conn).await?;
+        wrk::run(&bench.work, &write_url, Load::Script(&script), 1, 4, 2)?;
+        wait_for_purges(bench).await?;
+        let redis_before = bench.redis_sample().await?;
         let mut runs = Vec::new();
         for rep in 0..args.reps {
-            let r = wrk::run(&work, &write_url, Load::Script(&script), 1, 4, args.secs)?;
+            let r = wrk::run(
+                &bench.work,
+                &write_url,
+                Load::Script(&script),
+                1,
+                4,
+                args.secs,
+            )?;
             println!(
                 "bench:   {level} unrelated keys ({keys} in Redis), rep {}: {:.0} writes/s, p50 {} us, p99 {} us, errors {}",
                 rep + 1,
@@ -582,23 +839,93 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             );
             runs.push(r);
         }
-        let scans = scan_calls(&mut redis_conn).await? - scans_before;
+        wait_for_purges(bench).await?;
         let writes: u64 = runs.iter().map(|r| r.requests).sum();
-        results
-            .writes
-            .push((level, runs, scans as f64 / writes.max(1) as f64));
+        let redis_per_write = (bench.redis_sample().await? - redis_before).per_request(writes);
+        let invalidation =
+            invalidation_cost(bench, &writers[0], &data::username(args.users - 1), level).await?;
+        println!(
+            "bench:   {level} unrelated keys: Redis per PATCH {:.1} us CPU, {:.2} SCAN; per write + re-read {:.1} us CPU, {:.2} SCAN, {:.1} commands ({} of {} re-reads missed)",
+            redis_per_write.cpu_us,
+            redis_per_write.scans,
+            invalidation.per_write.cpu_us,
+            invalidation.per_write.scans,
+            invalidation.per_write.commands,
+            invalidation.misses,
+            invalidation.writes
+        );
+        results.writes.push(WriteLevel {
+            unrelated_keys: level,
+            keys_in_redis: keys,
+            runs,
+            redis_per_write,
+            invalidation,
+        });
     }
-    cached.check_running()?;
-    results.load.push(("end".into(), loadavg()));
+    bench.cached.check_running()
+}
 
-    report::write(&args, &results, started.elapsed())?;
-    charts::draw(&args.out, &results)?;
-    println!(
-        "bench: wrote {} and its charts in {:.0} s",
-        args.out.join("BENCHMARKS.md").display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+/// Redis's cost of `--invalidation-writes` profile writes by `writer` (id,
+/// token), one at a time, each followed by a read of its profile (which
+/// re-caches it), until the purges they queued are done; Redis's idle CPU
+/// rate, measured just before, is subtracted for the same time.
+async fn invalidation_cost(
+    bench: &mut Bench,
+    writer: &(i64, String),
+    username: &str,
+    level: u64,
+) -> Result<Invalidation, String> {
+    let path = format!("/api/v1/profiles/{username}");
+    let idle_for = Duration::from_secs(2);
+    let idle_before = bench.redis_sample().await?;
+    tokio::time::sleep(idle_for).await;
+    let idle = bench.redis_sample().await? - idle_before;
+    let idle_cpu_per_second = idle.cpu_seconds / idle_for.as_secs_f64();
+
+    let t0 = Instant::now();
+    let before = bench.redis_sample().await?;
+    let mut misses = 0;
+    let writes = bench.args.invalidation_writes as u64;
+    for n in 0..writes {
+        bench
+            .api
+            .patch_user(
+                &writer.1,
+                writer.0,
+                &json!({ "bio": format!("invalidation {level} {n}") }),
+            )
+            .await?;
+        let (status, cache, _) = bench.api.get(&path).await?;
+        if status != 200 {
+            return Err(format!("GET {path} after a write answered {status}"));
+        }
+        misses += u64::from(cache == "MISS");
+    }
+    wait_for_purges(bench).await?;
+    let mut spent = bench.redis_sample().await? - before;
+    let seconds = t0.elapsed().as_secs_f64();
+    spent.cpu_seconds = (spent.cpu_seconds - idle_cpu_per_second * seconds).max(0.0);
+    Ok(Invalidation {
+        writes,
+        misses,
+        per_write: spent.per_request(writes),
+        seconds,
+    })
+}
+
+/// Waits until Redis has served no SCAN for a second: the purges that
+/// earlier writes queued are done (at most a minute).
+async fn wait_for_purges(bench: &mut Bench) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = bench.redis_sample().await?.scans;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = bench.redis_sample().await?.scans;
+        if now == last || Instant::now() > deadline {
+            return Ok(());
+        }
+        last = now;
+    }
 }
 
 /// Registers an admin, promotes it with the linkhub binary, and seeds every
@@ -803,21 +1130,6 @@ async fn connect_redis(
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
-}
-
-/// `SCAN` calls Redis has served so far (INFO commandstats).
-async fn scan_calls(conn: &mut redis::aio::MultiplexedConnection) -> Result<u64, String> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(info
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_scan:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0))
 }
 
 /// The 1, 5 and 15 minute load averages.
