@@ -25,9 +25,9 @@ mod tests {
     use actix_web::middleware::from_fn;
     use actix_web::test as web_test;
 
+    use actix_web::HttpResponse;
     use actix_web::http::header;
     use actix_web::http::{Method, StatusCode};
-    use actix_web::HttpResponse;
 
     use super::cors::cors;
     use super::headers::{CSP_API, CSP_DOCS, security_headers};
