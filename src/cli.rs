@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::cache;
+use tracing_subscriber::EnvFilter;
+
+use crate::cache::{self, CacheConfig};
 use crate::config::Settings;
 use crate::db;
 use crate::startup::Application;
@@ -38,11 +40,7 @@ enum Command {
 pub fn main() -> ExitCode {
     keep_large_allocations_returnable();
     let cli = Cli::parse();
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,actix_server=warn"),
-    )
-    .format(crate::middleware::log_format)
-    .init();
+    init_logging();
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {
@@ -74,7 +72,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let app = Application::build(settings)
         .await
         .map_err(|e| e.to_string())?;
-    log::info!("linkhub listening on {bind} (port {})", app.port());
+    tracing::info!("linkhub listening on {bind} (port {})", app.port());
     app.run_until_stopped()
         .await
         .map_err(|e| format!("server error: {e}"))
@@ -84,7 +82,7 @@ async fn promote(settings: &Settings, username: &str) -> Result<(), String> {
     db::create_database_if_missing(&settings.database_url)
         .await
         .map_err(|e| e.to_string())?;
-    let pool = db::build_pool(&settings.database_url, 1, settings.db_timeout())
+    let pool = db::build_pool(&settings.database_url, 1, settings.db_timeout)
         .map_err(|e| e.to_string())?;
     let mut conn = pool.get().await.map_err(|e| format!("DATABASE_URL: {e}"))?;
     let written = db::users::promote(&mut conn, username)
@@ -95,13 +93,13 @@ async fn promote(settings: &Settings, username: &str) -> Result<(), String> {
     // must go. When Redis does not answer, the outbox rows stay and every
     // running instance replays them.
     if settings.cache_enabled {
-        match cache::deliver(settings, &written.changes).await {
+        match cache::deliver(&CacheConfig::from(settings), &written.changes).await {
             Ok(()) => {
                 db::outbox::delete(&mut conn, &written.changes.ids)
                     .await
                     .map_err(|e| e.to_string())?;
             }
-            Err(e) => log::warn!("cache invalidation left to the running instances: {e}"),
+            Err(e) => tracing::warn!("cache invalidation left to the running instances: {e}"),
         }
     }
     println!(
@@ -109,6 +107,19 @@ async fn promote(settings: &Settings, username: &str) -> Result<(), String> {
         written.value.username, written.value.id
     );
     Ok(())
+}
+
+/// Log lines go to stderr through `tracing`, filtered by `RUST_LOG` (default
+/// `info,actix_server=warn`); the `log` records of dependencies are bridged
+/// in. A request's lines carry `request{request_id=<id>}:`.
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
 }
 
 /// glibc raises its mmap threshold each time a large block is freed; past

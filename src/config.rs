@@ -18,7 +18,7 @@ pub struct Settings {
     /// `BIND_ADDR`: where the HTTP server listens (`127.0.0.1:0` picks a free port).
     pub bind_addr: String,
     /// `CACHE_TTL_SECS`: upper bound of every cache entry's lifetime.
-    pub cache_ttl_secs: u64,
+    pub cache_ttl: Duration,
     /// `CACHE_ENABLED`: `false` serves every read from PostgreSQL (`X-Cache: BYPASS`).
     pub cache_enabled: bool,
     /// `CACHE_PREFIX`: every Redis key linkhub writes starts with `<prefix>:`.
@@ -32,15 +32,15 @@ pub struct Settings {
     /// `REDIS_POOL_SIZE`: Redis connections at most (each one multiplexes many requests).
     pub redis_pool_size: usize,
     /// `REDIS_TIMEOUT_MS`: connect and command timeout towards Redis.
-    pub redis_timeout_ms: u64,
+    pub redis_timeout: Duration,
     /// `DB_TIMEOUT_MS`: how long a request waits for a PostgreSQL connection.
-    pub db_timeout_ms: u64,
+    pub db_timeout: Duration,
     /// `LOGIN_MAX_FAILURES`: failed logins per login name before `429`.
     pub login_max_failures: u32,
     /// `LOGIN_WINDOW_SECS`: the window those failures are counted in.
-    pub login_window_secs: u64,
+    pub login_window: Duration,
     /// `TOKEN_TTL_SECS`: lifetime of a bearer token.
-    pub token_ttl_secs: u64,
+    pub token_ttl: Duration,
     /// `CORS_ALLOWED_ORIGINS`: browser origins (`https://app.example.com`,
     /// comma-separated) whose pages may read the API's answers; none by default.
     pub cors_allowed_origins: Vec<String>,
@@ -83,18 +83,18 @@ impl Settings {
                 })
                 .unwrap_or_default(),
             bind_addr: string(&lookup, "BIND_ADDR", "127.0.0.1:8080"),
-            cache_ttl_secs: parse(&lookup, "CACHE_TTL_SECS", 3600, "a whole number of seconds")?,
+            cache_ttl: seconds(&lookup, "CACHE_TTL_SECS", 3600, "a whole number of seconds")?,
             cache_enabled: boolean(&lookup, "CACHE_ENABLED", true)?,
             cache_prefix: string(&lookup, "CACHE_PREFIX", "lh"),
             migrate_on_start: boolean(&lookup, "MIGRATE_ON_START", true)?,
             workers: parse(&lookup, "WORKERS", cores, "a positive whole number")?,
             db_pool_size: parse(&lookup, "DB_POOL_SIZE", 16, "a positive whole number")?,
             redis_pool_size: parse(&lookup, "REDIS_POOL_SIZE", 8, "a positive whole number")?,
-            redis_timeout_ms: parse(&lookup, "REDIS_TIMEOUT_MS", 250, "milliseconds")?,
-            db_timeout_ms: parse(&lookup, "DB_TIMEOUT_MS", 5000, "milliseconds")?,
+            redis_timeout: millis(&lookup, "REDIS_TIMEOUT_MS", 250)?,
+            db_timeout: millis(&lookup, "DB_TIMEOUT_MS", 5000)?,
             login_max_failures: parse(&lookup, "LOGIN_MAX_FAILURES", 10, "a whole number")?,
-            login_window_secs: parse(&lookup, "LOGIN_WINDOW_SECS", 60, "seconds")?,
-            token_ttl_secs: parse(&lookup, "TOKEN_TTL_SECS", 7 * 24 * 3600, "seconds")?,
+            login_window: seconds(&lookup, "LOGIN_WINDOW_SECS", 60, "seconds")?,
+            token_ttl: seconds(&lookup, "TOKEN_TTL_SECS", 7 * 24 * 3600, "seconds")?,
             cors_allowed_origins: origins(&lookup, "CORS_ALLOWED_ORIGINS")?,
         };
         settings.check()
@@ -102,19 +102,19 @@ impl Settings {
 
     fn check(self) -> Result<Self, ConfigError> {
         let positive = [
-            ("CACHE_TTL_SECS", self.cache_ttl_secs as usize),
-            ("WORKERS", self.workers),
-            ("DB_POOL_SIZE", self.db_pool_size),
-            ("REDIS_POOL_SIZE", self.redis_pool_size),
-            ("REDIS_TIMEOUT_MS", self.redis_timeout_ms as usize),
-            ("DB_TIMEOUT_MS", self.db_timeout_ms as usize),
-            ("LOGIN_WINDOW_SECS", self.login_window_secs as usize),
-            ("TOKEN_TTL_SECS", self.token_ttl_secs as usize),
+            ("CACHE_TTL_SECS", self.cache_ttl.is_zero()),
+            ("WORKERS", self.workers == 0),
+            ("DB_POOL_SIZE", self.db_pool_size == 0),
+            ("REDIS_POOL_SIZE", self.redis_pool_size == 0),
+            ("REDIS_TIMEOUT_MS", self.redis_timeout.is_zero()),
+            ("DB_TIMEOUT_MS", self.db_timeout.is_zero()),
+            ("LOGIN_WINDOW_SECS", self.login_window.is_zero()),
+            ("TOKEN_TTL_SECS", self.token_ttl.is_zero()),
         ];
-        if let Some((name, value)) = positive.into_iter().find(|(_, v)| *v == 0) {
+        if let Some((name, _)) = positive.into_iter().find(|(_, zero)| *zero) {
             return Err(ConfigError {
                 name,
-                value: value.to_string(),
+                value: "0".to_owned(),
                 expected: "a value greater than 0",
             });
         }
@@ -155,28 +155,48 @@ impl Settings {
         Ok(self)
     }
 
-    /// Where the cache lives.
-    pub fn redis_topology(&self) -> crate::cache::Topology {
+    /// Where the cache lives: the cluster when seed nodes are given, else the one node.
+    pub fn redis_topology(&self) -> RedisTopology {
         if self.redis_cluster_urls.is_empty() {
-            crate::cache::Topology::Single(self.redis_url.clone())
+            RedisTopology::Single(self.redis_url.clone())
         } else {
-            crate::cache::Topology::Cluster(self.redis_cluster_urls.clone())
+            RedisTopology::Cluster(self.redis_cluster_urls.clone())
         }
     }
+}
 
-    pub fn redis_timeout(&self) -> Duration {
-        Duration::from_millis(self.redis_timeout_ms)
-    }
-
-    pub fn db_timeout(&self) -> Duration {
-        Duration::from_millis(self.db_timeout_ms)
-    }
+/// Where the cache is: one node (`REDIS_URL`) or a cluster's seed nodes
+/// (`REDIS_CLUSTER_URLS`). Configuration, not a connection: the cache turns
+/// it into pools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTopology {
+    Single(String),
+    Cluster(Vec<String>),
 }
 
 fn string(lookup: &impl Fn(&str) -> Option<String>, name: &str, default: &str) -> String {
     lookup(name)
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| default.to_owned())
+}
+
+/// A variable counted in whole seconds.
+fn seconds(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    expected: &'static str,
+) -> Result<Duration, ConfigError> {
+    parse(lookup, name, default, expected).map(Duration::from_secs)
+}
+
+/// A variable counted in milliseconds.
+fn millis(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    parse(lookup, name, default, "milliseconds").map(Duration::from_millis)
 }
 
 fn parse<T: FromStr>(
@@ -261,7 +281,11 @@ mod tests {
         assert_eq!(s.database_url, "postgres://postgres@127.0.0.1:5432/linkhub");
         assert_eq!(s.redis_url, "redis://127.0.0.1:6379");
         assert_eq!(s.bind_addr, "127.0.0.1:8080");
-        assert_eq!(s.cache_ttl_secs, 3600);
+        assert_eq!(s.cache_ttl, Duration::from_secs(3600));
+        assert_eq!(s.redis_timeout, Duration::from_millis(250));
+        assert_eq!(s.db_timeout, Duration::from_millis(5000));
+        assert_eq!(s.login_window, Duration::from_secs(60));
+        assert_eq!(s.token_ttl, Duration::from_secs(7 * 24 * 3600));
         assert!(s.migrate_on_start && s.cache_enabled);
     }
 
@@ -273,6 +297,8 @@ mod tests {
         assert!(err.to_string().contains("MIGRATE_ON_START"), "{err}");
         let err = from(&[("DATABASE_URL", "mysql://x")]).unwrap_err();
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+        let err = from(&[("REDIS_TIMEOUT_MS", "0")]).unwrap_err();
+        assert!(err.to_string().contains("REDIS_TIMEOUT_MS"), "{err}");
         let err = from(&[("CACHE_PREFIX", "a*b")]).unwrap_err();
         assert!(err.to_string().contains("CACHE_PREFIX"), "{err}");
     }

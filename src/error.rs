@@ -140,8 +140,8 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            Self::Internal(cause) => log::error!("internal error: {cause}"),
-            Self::ServiceUnavailable(cause) => log::warn!("database unavailable: {cause}"),
+            Self::Internal(cause) => tracing::error!("internal error: {cause}"),
+            Self::ServiceUnavailable(cause) => tracing::warn!("database unavailable: {cause}"),
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());

@@ -2,14 +2,23 @@
 //! (diesel + diesel-async) with Redis as a cache-aside layer that keeps
 //! read-your-writes under races and faults.
 //!
-//! - [`config`]: settings from the environment.
-//! - [`startup`]: builds pools, cache and server.
-//! - [`routes`]: thin HTTP handlers, one file per resource.
-//! - [`reads`]: the cached reads (namespace, key, loader).
-//! - [`db`]: every SQL query, one file per table.
+//! The modules form layers; each uses only those above it in this list
+//! (`python3 ../shared/tools/layers.py src` checks that no two use each other):
+//!
+//! - [`config`]: settings from the environment, typed (durations, the Redis topology).
+//! - [`error`]: [`error::ApiError`], the one JSON error shape.
+//! - [`domain`]: parsed, valid values and the resources.
+//! - [`namespace`]: cache namespaces and which ones each write touches.
+//! - [`db`]: every SQL query, one file per table, the outbox included.
+//! - [`metrics`]: the Prometheus registry and counters.
 //! - [`cache`]: everything Redis.
-//! - [`middleware`]: request ids, security headers and CORS on every response.
-//! - [`auth`], [`domain`], [`error`], [`metrics`], [`openapi`].
+//! - [`auth`]: passwords, tokens, the login throttle, the [`auth::Caller`] extractor.
+//! - [`state`]: [`state::AppState`], what the services reach.
+//! - [`service`]: one function per use case (cached reads, writes, login).
+//! - [`routes`]: thin HTTP handlers, one file per resource, and the OpenAPI document.
+//! - [`middleware`]: request ids and spans, security headers, CORS, panics,
+//!   the JSON safety net, request metrics.
+//! - [`startup`], [`cli`]: wiring.
 
 pub mod auth;
 pub mod cache;
@@ -20,8 +29,9 @@ pub mod domain;
 pub mod error;
 pub mod metrics;
 pub mod middleware;
-pub mod openapi;
-pub mod reads;
+pub mod namespace;
 pub mod routes;
 pub mod schema;
+pub mod service;
 pub mod startup;
+pub mod state;

@@ -1,14 +1,13 @@
-//! Prometheus metrics, one registry per [`crate::startup::Application`] (so
-//! several apps in one test process count separately). Served at `/metrics`.
+//! Prometheus metrics: the registry and its counters, one registry per
+//! application (so several apps in one test process count separately).
+//! Served at `/metrics`. Nothing here knows the application state: the
+//! request middleware, the cache and the handlers each record what they see.
 
-use std::time::Instant;
+use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::web;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -196,17 +195,27 @@ impl Metrics {
         self.owed_notify_delay.observe(delay_secs);
     }
 
-    pub fn set_breaker_open(&self, open: bool) {
-        self.cache_breaker_open
-            .with_label_values(&["redis"])
-            .set(i64::from(open));
+    /// The gauge that is 1 while the cache's breaker is open; the breaker
+    /// owns it and keeps it in step with its state.
+    pub fn breaker_open_gauge(&self) -> IntGauge {
+        self.cache_breaker_open.with_label_values(&["redis"])
+    }
+
+    /// Counts and times one HTTP request under its route pattern.
+    pub fn http_request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        self.http_requests
+            .with_label_values(&[method, route, &status.to_string()])
+            .inc();
+        self.http_duration
+            .with_label_values(&[method, route])
+            .observe(took.as_secs_f64());
     }
 
     /// The Prometheus text format of everything registered.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
-            log::error!("cannot encode metrics: {e}");
+            tracing::error!("cannot encode metrics: {e}");
         }
         String::from_utf8(buffer).unwrap_or_default()
     }
@@ -222,40 +231,4 @@ fn set_pool(gauge: &IntGaugeVec, status: &deadpool::Status) {
     ] {
         gauge.with_label_values(&[state]).set(value);
     }
-}
-
-/// Middleware: counts every request by its route pattern (not its raw path,
-/// which would give one series per id) and times it.
-pub async fn track(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let metrics = req
-        .app_data::<web::Data<crate::startup::AppState>>()
-        .cloned();
-    let result = next.call(req).await;
-    if let Some(state) = metrics {
-        let (route, status) = match &result {
-            Ok(res) => (
-                res.request()
-                    .match_pattern()
-                    .unwrap_or_else(|| "unmatched".to_owned()),
-                res.status().as_u16(),
-            ),
-            Err(e) => (
-                "unmatched".to_owned(),
-                e.as_response_error().status_code().as_u16(),
-            ),
-        };
-        let m = &state.metrics;
-        m.http_requests
-            .with_label_values(&[method.as_str(), route.as_str(), &status.to_string()])
-            .inc();
-        m.http_duration
-            .with_label_values(&[method.as_str(), route.as_str()])
-            .observe(started.elapsed().as_secs_f64());
-    }
-    result
 }

@@ -8,22 +8,18 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::middleware::{Logger, from_fn};
 use actix_web::{App, HttpServer, web};
+use tracing::Instrument;
+use tracing_actix_web::TracingLogger;
 
 use crate::auth::throttle::LoginThrottle;
 use crate::cache::{Cache, CacheConfig};
 use crate::config::Settings;
 use crate::db::{self, DatabaseSetupError, DbPool};
 use crate::metrics::Metrics;
-use crate::{middleware, routes};
-
-/// What every handler can reach, built once at start-up.
-pub struct AppState {
-    pub db: DbPool,
-    pub cache: Cache,
-    pub metrics: Arc<Metrics>,
-    pub login_throttle: LoginThrottle,
-    pub settings: Settings,
-}
+use crate::middleware::request_id::{RequestSpan, request_id};
+use crate::middleware::{cors, headers, json_errors, metrics, panics};
+use crate::routes;
+use crate::state::AppState;
 
 /// Why linkhub could not start; each message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -55,25 +51,17 @@ impl Application {
         let pool = db::build_pool(
             &settings.database_url,
             settings.db_pool_size,
-            settings.db_timeout(),
+            settings.db_timeout,
         )?;
         let metrics = Arc::new(Metrics::default());
         let cache = Cache::start(
-            CacheConfig {
-                topology: settings.redis_topology(),
-                database_url: settings.database_url.clone(),
-                prefix: settings.cache_prefix.clone(),
-                pool_size: settings.redis_pool_size,
-                timeout: settings.redis_timeout(),
-                ttl_secs: settings.cache_ttl_secs,
-                enabled: settings.cache_enabled,
-            },
+            CacheConfig::from(&settings),
             pool.clone(),
             Arc::clone(&metrics),
         )
         .map_err(StartupError::Redis)?;
         if settings.cache_enabled && cache.ping().await.is_err() {
-            log::warn!(
+            tracing::warn!(
                 "Redis at REDIS_URL does not answer; serving from PostgreSQL (X-Cache: BYPASS) until it does"
             );
         }
@@ -89,29 +77,33 @@ impl Application {
         })?;
         let workers = settings.workers;
         let cors_origins = settings.cors_allowed_origins.clone();
+        // The parts extractors and middleware need are registered on their
+        // own, so none of them takes the whole state.
+        let pool_data = web::Data::new(pool.clone());
+        let metrics_data = web::Data::from(Arc::clone(&metrics));
         let state = web::Data::new(AppState {
             db: pool,
             cache,
             metrics,
-            login_throttle: LoginThrottle::new(
-                settings.login_max_failures,
-                std::time::Duration::from_secs(settings.login_window_secs),
-            ),
+            login_throttle: LoginThrottle::new(settings.login_max_failures, settings.login_window),
             settings,
         });
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(pool_data.clone())
+                .app_data(metrics_data.clone())
                 .configure(routes::extractor_errors)
-                .wrap(from_fn(crate::metrics::track))
-                .wrap(from_fn(routes::catch_panic))
-                .wrap(middleware::cors(&cors_origins))
-                .wrap(routes::json_errors())
-                .wrap(from_fn(middleware::security_headers))
+                .wrap(from_fn(metrics::track))
+                .wrap(from_fn(panics::catch_panic))
+                .wrap(cors::cors(&cors_origins))
+                .wrap(json_errors::json_errors())
+                .wrap(from_fn(headers::security_headers))
                 .wrap(Logger::new(
                     "%a \"%r\" %s %b %Dms \"%{User-Agent}i\" request_id=%{X-Request-Id}i",
                 ))
-                .wrap(from_fn(middleware::request_id))
+                .wrap(TracingLogger::<RequestSpan>::new())
+                .wrap(from_fn(request_id))
                 .configure(routes::configure)
         })
         .workers(workers)
@@ -140,21 +132,25 @@ impl Application {
 /// Expired tokens are refused by the auth query already; this only keeps the
 /// table from growing forever.
 fn sweep_expired_tokens(pool: DbPool) {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
-        loop {
-            every.tick().await;
-            let swept = match pool.get().await {
-                Ok(mut conn) => db::tokens::delete_expired(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match swept {
-                Ok(0) => {}
-                Ok(n) => log::info!("removed {n} expired token(s)"),
-                Err(e) => log::warn!("sweeping expired tokens failed: {e}"),
+    let span = tracing::info_span!("token_sweep");
+    tokio::spawn(
+        async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+            loop {
+                every.tick().await;
+                let swept = match pool.get().await {
+                    Ok(mut conn) => db::tokens::delete_expired(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match swept {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("removed {n} expired token(s)"),
+                    Err(e) => tracing::warn!("sweeping expired tokens failed: {e}"),
+                }
             }
         }
-    });
+        .instrument(span),
+    );
 }

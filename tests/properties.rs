@@ -11,12 +11,12 @@
 //! * The `LIKE` pattern of a search term matches exactly the texts that
 //!   contain the (lower-cased) term: `%`, `_` and `\` in a term are literal.
 
-use linkhub::cache::Namespace;
 use linkhub::cache::keys::{
     entry_key, entry_pattern, parse_entry_key, users_list_query, version_key,
 };
 use linkhub::db::users::like_contains_pattern;
 use linkhub::domain::input::is_valid_username;
+use linkhub::namespace::Namespace;
 use proptest::prelude::*;
 
 /// Characters that mean something in a Redis glob or break a key on the wire.

@@ -1,71 +1,9 @@
 //! Authentication: password hashing, bearer tokens, the authenticated-caller
 //! extractor and the login throttle.
 
+pub mod caller;
 pub mod password;
 pub mod throttle;
 pub mod token;
 
-use std::future::Future;
-use std::pin::Pin;
-
-use actix_web::{FromRequest, HttpRequest, web};
-
-use crate::db;
-use crate::domain::resources::PrivateUser;
-use crate::error::ApiError;
-use crate::startup::AppState;
-
-/// The caller of an authenticated endpoint. Extracting it answers `401` when
-/// the token is missing, malformed, expired or revoked.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub user: PrivateUser,
-    /// The SHA-256 of the presented token (for logout).
-    pub token_hash: Vec<u8>,
-}
-
-impl Caller {
-    pub fn is_admin(&self) -> bool {
-        self.user.role == "admin"
-    }
-
-    /// Writes to a user's data need that user's token or an admin's.
-    pub fn may_write_as(&self, owner_id: i64) -> Result<(), ApiError> {
-        if self.user.id == owner_id || self.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden)
-        }
-    }
-}
-
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let token = bearer_token(req);
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        Box::pin(async move {
-            let token = token.ok_or(ApiError::Unauthorized)?;
-            let state = state.ok_or_else(|| ApiError::internal("application state is missing"))?;
-            let token_hash = token::digest(&token);
-            let mut conn = state.db.get().await?;
-            let user = db::tokens::user_of(&mut conn, &token_hash)
-                .await?
-                .ok_or(ApiError::Unauthorized)?;
-            Ok(Caller { user, token_hash })
-        })
-    }
-}
-
-fn bearer_token(req: &HttpRequest) -> Option<String> {
-    let value = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
-}
+pub use self::caller::Caller;

@@ -23,7 +23,7 @@ pub async fn hash(password: String) -> Result<String, ApiError> {
 pub async fn verify(password: String, stored: String) -> Result<bool, ApiError> {
     blocking(move || {
         let Ok(parsed) = argon2::PasswordHash::new(&stored) else {
-            log::error!("a stored password hash is not a PHC string");
+            tracing::error!("a stored password hash is not a PHC string");
             return Ok(false);
         };
         Ok(Argon2::default()
@@ -60,7 +60,9 @@ async fn blocking<T: Send + 'static>(
         .acquire()
         .await
         .map_err(|e| ApiError::internal(format!("password hashing is shut down: {e}")))?;
-    tokio::task::spawn_blocking(f)
+    // The blocking thread logs under the span of the request that hashes.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| ApiError::internal(format!("password task failed: {e}")))?
 }

@@ -16,69 +16,9 @@
 //! here, and everything else is an integer. So no input can add a `:`, a glob
 //! character or a line break to a key or to a SCAN pattern, and keys stay short.
 
-use std::fmt;
-use std::str::FromStr;
-
 use sha2::{Digest, Sha256};
 
-/// A set of cached reads that one version counter invalidates together.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Namespace {
-    /// The users list and its searches.
-    Users,
-    /// One user's public record, links list and socials list.
-    User(i64),
-    /// One profile, by username (a rename touches the old and the new name).
-    Profile(String),
-    /// One link by id.
-    Link(i64),
-    /// One social account by id.
-    Social(i64),
-}
-
-impl Namespace {
-    /// The metric label: the namespace's kind, never its id (bounded cardinality).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Users => "users",
-            Self::User(_) => "user",
-            Self::Profile(_) => "profile",
-            Self::Link(_) => "link",
-            Self::Social(_) => "social",
-        }
-    }
-}
-
-impl fmt::Display for Namespace {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Users => f.write_str("users"),
-            Self::User(id) => write!(f, "user:{id}"),
-            Self::Profile(name) => write!(f, "profile:{name}"),
-            Self::Link(id) => write!(f, "link:{id}"),
-            Self::Social(id) => write!(f, "social:{id}"),
-        }
-    }
-}
-
-impl FromStr for Namespace {
-    type Err = ();
-
-    /// Parses the `Display` form back (outbox rows, SCANned keys).
-    fn from_str(s: &str) -> Result<Self, ()> {
-        let id = |v: &str| v.parse::<i64>().map_err(|_| ());
-        match s.split_once(':') {
-            None if s == "users" => Ok(Self::Users),
-            Some(("user", v)) => id(v).map(Self::User),
-            Some(("link", v)) => id(v).map(Self::Link),
-            Some(("social", v)) => id(v).map(Self::Social),
-            Some(("profile", v)) if crate::domain::input::is_valid_username(v) => {
-                Ok(Self::Profile(v.to_owned()))
-            }
-            _ => Err(()),
-        }
-    }
-}
+use crate::namespace::Namespace;
 
 /// The version counter of `ns`.
 pub fn version_key(prefix: &str, ns: &Namespace) -> String {
@@ -126,21 +66,6 @@ pub fn users_list_query(search: Option<&str>, page: u64, limit: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn namespaces_round_trip_through_their_text() {
-        for ns in [
-            Namespace::Users,
-            Namespace::User(42),
-            Namespace::Profile("alice_1".into()),
-            Namespace::Link(7),
-            Namespace::Social(3),
-        ] {
-            assert_eq!(ns.to_string().parse::<Namespace>(), Ok(ns));
-        }
-        assert!("profile:Bad*".parse::<Namespace>().is_err());
-        assert!("user:x".parse::<Namespace>().is_err());
-    }
 
     #[test]
     fn counters_sit_outside_every_entry_pattern() {

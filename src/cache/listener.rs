@@ -16,11 +16,17 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::health::Health;
+use super::breaker::Breaker;
+use super::owed::OwedBumps;
 use crate::db::outbox;
 use crate::metrics::Metrics;
 
-pub fn start(database_url: String, health: Arc<Health>, metrics: Arc<Metrics>) {
+pub fn start(
+    database_url: String,
+    breaker: Arc<Breaker>,
+    owed: Arc<OwedBumps>,
+    metrics: Arc<Metrics>,
+) {
     tokio::spawn(async move {
         let mut connected_before = false;
         loop {
@@ -30,8 +36,8 @@ pub fn start(database_url: String, health: Arc<Health>, metrics: Arc<Metrics>) {
                     // outbox. At start-up the breaker is still open and its
                     // recovery replays the outbox anyway; asking again would
                     // re-bump writes that just bumped (one needless miss each).
-                    if connected_before || health.is_closed() {
-                        health.request_replay();
+                    if connected_before || breaker.lets_through() {
+                        owed.request_replay();
                     }
                     connected_before = true;
                     let mut notifications = std::pin::pin!(conn.notifications_stream());
@@ -42,14 +48,16 @@ pub fn start(database_url: String, health: Arc<Health>, metrics: Arc<Metrics>) {
                         if let Some((sent_at, namespaces)) =
                             outbox::parse_owed(&notification.payload)
                         {
-                            health.owe(&namespaces);
+                            owed.owe(&namespaces);
                             let delay = chrono::Utc::now().timestamp_micros() - sent_at;
                             metrics.owed_notification(delay.max(0) as f64 / 1e6);
                         }
                     }
-                    log::warn!("cache: the owed-bump listener lost its connection; reconnecting");
+                    tracing::warn!(
+                        "cache: the owed-bump listener lost its connection; reconnecting"
+                    );
                 }
-                Err(e) => log::debug!("cache: cannot listen for owed bumps yet: {e}"),
+                Err(e) => tracing::debug!("cache: cannot listen for owed bumps yet: {e}"),
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

@@ -1,7 +1,8 @@
 //! The cache: cache-aside reads from Redis with versioned namespaces, and
 //! invalidation that keeps read-your-writes under races and faults. This is
 //! the reference implementation of the protocol; everything Redis lives below
-//! this module, and handlers only call [`Cache::read`] and [`Cache::invalidate`].
+//! this module, and the service layer only calls [`Cache::read`] and
+//! [`Cache::invalidate`].
 //!
 //! # The rules
 //! 1. **Versions are taken before the database read.** A lookup returns the
@@ -27,29 +28,33 @@
 //! 6. **TTL on every entry** (`SET .. EX`, at most `CACHE_TTL_SECS`, jittered down).
 //! 7. **One load per key** in a process (single-flight on the versioned key).
 
-pub mod health;
+pub mod breaker;
 pub mod keys;
 mod listener;
+mod owed;
 mod purge;
 mod recovery;
 pub mod single_flight;
 pub mod store;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use rand::RngExt;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
-use self::health::Health;
-pub use self::keys::Namespace;
+use self::breaker::Breaker;
+use self::owed::OwedBumps;
 use self::purge::Purger;
 use self::single_flight::SingleFlight;
-pub use self::store::Topology;
-use self::store::{Store, StoreError};
+use self::store::{Lookup, Store, StoreError};
+use crate::config::{RedisTopology, Settings};
 use crate::db::{DbPool, outbox};
 use crate::error::ApiError;
 use crate::metrics::{CacheResult, Metrics};
+use crate::namespace::Namespace;
 
 /// A rendered response as stored in Redis: status, strong ETag and JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,25 +119,41 @@ type LoadOutcome = Result<Arc<Entry>, ApiError>;
 
 pub struct Cache {
     store: Arc<Store>,
-    health: Arc<Health>,
+    breaker: Arc<Breaker>,
+    owed: Arc<OwedBumps>,
     metrics: Arc<Metrics>,
     flights: SingleFlight<LoadOutcome>,
     purger: Purger,
     db: DbPool,
     enabled: bool,
-    ttl_secs: u64,
+    ttl: Duration,
 }
 
-/// How the cache is set up; see [`crate::config::Settings`].
+/// How the cache is set up: the part of [`Settings`] it reads.
+#[derive(Debug, Clone)]
 pub struct CacheConfig {
-    pub topology: Topology,
+    pub topology: RedisTopology,
     /// For the dedicated connection that listens for other instances' owed bumps.
     pub database_url: String,
     pub prefix: String,
     pub pool_size: usize,
-    pub timeout: std::time::Duration,
-    pub ttl_secs: u64,
+    pub timeout: Duration,
+    pub ttl: Duration,
     pub enabled: bool,
+}
+
+impl From<&Settings> for CacheConfig {
+    fn from(settings: &Settings) -> Self {
+        Self {
+            topology: settings.redis_topology(),
+            database_url: settings.database_url.clone(),
+            prefix: settings.cache_prefix.clone(),
+            pool_size: settings.redis_pool_size,
+            timeout: settings.redis_timeout,
+            ttl: settings.cache_ttl,
+            enabled: settings.cache_enabled,
+        }
+    }
 }
 
 impl Cache {
@@ -146,38 +167,41 @@ impl Cache {
             config.pool_size,
             config.timeout,
         )?);
-        let health = Arc::new(Health::default());
-        metrics.set_breaker_open(true);
+        let breaker = Arc::new(Breaker::new(metrics.breaker_open_gauge()));
+        let owed = Arc::new(OwedBumps::default());
         let purger = Purger::start(Arc::clone(&store), Arc::clone(&metrics));
         if config.enabled {
             listener::start(
                 config.database_url.clone(),
-                Arc::clone(&health),
+                Arc::clone(&breaker),
+                Arc::clone(&owed),
                 Arc::clone(&metrics),
             );
-            recovery::start(
-                Arc::clone(&store),
-                Arc::clone(&health),
-                db.clone(),
-                purger.clone(),
-                Arc::clone(&metrics),
-            );
+            recovery::start(recovery::Recovery {
+                store: Arc::clone(&store),
+                breaker: Arc::clone(&breaker),
+                owed: Arc::clone(&owed),
+                db: db.clone(),
+                purger: purger.clone(),
+                metrics: Arc::clone(&metrics),
+            });
         }
         Ok(Self {
             store,
-            health,
+            breaker,
+            owed,
             metrics,
             flights: SingleFlight::default(),
             purger,
             db,
             enabled: config.enabled,
-            ttl_secs: config.ttl_secs,
+            ttl: config.ttl,
         })
     }
 
     /// `"ok"` when reads are served from Redis, `"degraded"` while they bypass it.
     pub fn status(&self) -> &'static str {
-        if self.enabled && self.health.is_closed() {
+        if self.enabled && self.breaker.lets_through() {
             "ok"
         } else {
             "degraded"
@@ -206,65 +230,98 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
     {
-        let kind = ns.kind();
-        if !self.enabled || !self.health.is_closed() || self.health.is_owed(&ns) {
-            return self.bypass(kind, load).await;
+        if !self.may_serve(&ns) {
+            return self.bypass(&ns, load).await;
         }
-        let lookup = match self.store.lookup(&ns, query).await {
-            Ok(lookup) => lookup,
-            Err(e) => {
-                self.redis_failed("lookup", &e);
-                return self.bypass(kind, load).await;
-            }
+        let Some(lookup) = self.look_up(&ns, query).await else {
+            return self.bypass(&ns, load).await;
         };
         if let Some(entry) = lookup.entry.and_then(Entry::decode) {
-            self.metrics.cache_request(kind, CacheResult::Hit);
-            return Ok(Served {
-                entry: Arc::new(entry),
-                result: CacheResult::Hit,
-            });
+            return self.served(&ns, Ok(Arc::new(entry)), CacheResult::Hit);
         }
         let key = keys::entry_key(self.store.prefix(), &ns, &lookup.version, query);
-        let ttl = self.jittered_ttl();
+        let loaded = self.load_once_and_store(&ns, key, load()).await;
+        self.served(&ns, loaded, CacheResult::Miss)
+    }
+
+    /// Redis may answer for `ns`: the cache is on, the breaker lets reads
+    /// through and no bump of `ns` is owed.
+    fn may_serve(&self, ns: &Namespace) -> bool {
+        self.enabled && self.breaker.lets_through() && !self.owed.is_owed(ns)
+    }
+
+    /// The version of `ns` and the entry under it (rule 1: the version is
+    /// taken before any database read); `None` when Redis failed.
+    async fn look_up(&self, ns: &Namespace, query: &str) -> Option<Lookup> {
+        match self.store.lookup(ns, query).await {
+            Ok(lookup) => Some(lookup),
+            Err(e) => {
+                self.redis_failed("lookup", &e);
+                None
+            }
+        }
+    }
+
+    /// Loads a missed entry once per key in this process (rule 7) and stores
+    /// it under the version taken before the load, with a TTL (rule 6). The
+    /// load runs as its own task, under the span of the request that started it.
+    async fn load_once_and_store<Fut>(
+        &self,
+        ns: &Namespace,
+        key: String,
+        load: Fut,
+    ) -> Result<Arc<Entry>, ApiError>
+    where
+        Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
+    {
+        let kind = ns.kind();
+        let ttl = self.jittered_ttl_secs();
         let store = Arc::clone(&self.store);
-        let health = Arc::clone(&self.health);
+        let breaker = Arc::clone(&self.breaker);
         let metrics = Arc::clone(&self.metrics);
-        let load = load();
         let task_key = key.clone();
         let (outcome, _leader) = self
             .flights
             .run(
                 &key,
-                move || async move {
-                    metrics.cache_load(kind);
-                    let entry = Arc::new(Entry::render(load.await)?);
-                    if let Err(e) = store.put(&task_key, &entry.encode(), ttl).await {
-                        log::warn!("cache: storing {task_key} failed: {e}");
-                        if health.trip() {
-                            metrics.set_breaker_open(true);
+                move || {
+                    async move {
+                        metrics.cache_load(kind);
+                        let entry = Arc::new(Entry::render(load.await)?);
+                        if let Err(e) = store.put(&task_key, &entry.encode(), ttl).await {
+                            tracing::warn!("cache: storing {task_key} failed: {e}");
+                            breaker.trip();
                         }
+                        Ok(entry)
                     }
-                    Ok(entry)
+                    .in_current_span()
                 },
                 || Err(ApiError::internal("a cache load panicked")),
             )
             .await;
-        self.metrics.cache_request(kind, CacheResult::Miss);
+        outcome
+    }
+
+    /// Counts a read of `ns` as `result` (a failed load too) and answers it.
+    fn served(
+        &self,
+        ns: &Namespace,
+        entry: LoadOutcome,
+        result: CacheResult,
+    ) -> Result<Served, ApiError> {
+        self.metrics.cache_request(ns.kind(), result);
         Ok(Served {
-            entry: outcome?,
-            result: CacheResult::Miss,
+            entry: entry?,
+            result,
         })
     }
 
-    async fn bypass<Fut>(
-        &self,
-        kind: &'static str,
-        load: impl FnOnce() -> Fut,
-    ) -> Result<Served, ApiError>
+    async fn bypass<F, Fut>(&self, ns: &Namespace, load: F) -> Result<Served, ApiError>
     where
+        F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<u8>, ApiError>>,
     {
-        self.metrics.cache_request(kind, CacheResult::Bypass);
+        self.metrics.cache_request(ns.kind(), CacheResult::Bypass);
         let entry = Entry::render(load().await)?;
         Ok(Served {
             entry: Arc::new(entry),
@@ -284,7 +341,7 @@ impl Cache {
             self.forget_outbox_rows(pending.ids);
             return;
         }
-        if !self.health.is_closed() {
+        if !self.breaker.lets_through() {
             self.owe(&pending.namespaces).await;
             return;
         }
@@ -307,7 +364,7 @@ impl Cache {
     /// until recovery delivered it, and tells the other instances, before the
     /// write answers, to do the same (they may reach Redis and deliver it).
     async fn owe(&self, namespaces: &[Namespace]) {
-        self.health.owe(namespaces);
+        self.owed.owe(namespaces);
         for ns in namespaces {
             self.metrics.cache_bump_failure(ns.kind());
         }
@@ -318,7 +375,7 @@ impl Cache {
             Err(e) => Err(e.to_string()),
         };
         if let Err(e) = announced {
-            log::warn!("cache: could not announce owed bumps to other instances: {e}");
+            tracing::warn!("cache: could not announce owed bumps to other instances: {e}");
         }
     }
 
@@ -329,49 +386,45 @@ impl Cache {
             return;
         }
         let db = self.db.clone();
-        tokio::spawn(async move {
-            let deleted = match db.get().await {
-                Ok(mut conn) => outbox::delete(&mut conn, &ids)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = deleted {
-                log::warn!("cache: outbox rows {ids:?} stay for the next replay: {e}");
+        tokio::spawn(
+            async move {
+                let deleted = match db.get().await {
+                    Ok(mut conn) => outbox::delete(&mut conn, &ids)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = deleted {
+                    tracing::warn!("cache: outbox rows {ids:?} stay for the next replay: {e}");
+                }
             }
-        });
+            .in_current_span(),
+        );
     }
 
     fn redis_failed(&self, what: &str, err: &StoreError) {
-        if self.health.trip() {
-            self.metrics.set_breaker_open(true);
-            log::warn!("cache: {what} failed ({err}); reads bypass Redis until it recovers");
+        if self.breaker.trip() {
+            tracing::warn!("cache: {what} failed ({err}); reads bypass Redis until it recovers");
         }
     }
 
-    fn jittered_ttl(&self) -> u64 {
-        // Up to 10 % shorter, so entries written together do not expire together.
-        let jitter = self.ttl_secs / 10;
+    /// The TTL of a new entry in seconds: up to 10 % shorter than the
+    /// configured one, so entries written together do not expire together.
+    fn jittered_ttl_secs(&self) -> u64 {
+        let ttl = self.ttl.as_secs();
+        let jitter = ttl / 10;
         if jitter == 0 {
-            return self.ttl_secs;
+            return ttl;
         }
-        self.ttl_secs - rand::rng().random_range(0..=jitter)
+        ttl - rand::rng().random_range(0..=jitter)
     }
 }
 
 /// Bumps the namespaces of a write made outside the server (the CLI), with
 /// no breaker: the caller decides what to do when Redis does not answer.
-pub async fn deliver(
-    settings: &crate::config::Settings,
-    pending: &outbox::Pending,
-) -> Result<(), StoreError> {
-    let store = Store::new(
-        &settings.redis_topology(),
-        &settings.cache_prefix,
-        1,
-        settings.redis_timeout(),
-    )
-    .map_err(StoreError::Protocol)?;
+pub async fn deliver(config: &CacheConfig, pending: &outbox::Pending) -> Result<(), StoreError> {
+    let store = Store::new(&config.topology, &config.prefix, 1, config.timeout)
+        .map_err(StoreError::Protocol)?;
     store.bump(&pending.namespaces).await
 }
 

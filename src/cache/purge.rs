@@ -9,40 +9,57 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::keys::{self, Namespace};
+use tracing::{Instrument, Span};
+
+use super::keys;
 use super::store::{Store, StoreResult};
 use crate::metrics::Metrics;
+use crate::namespace::Namespace;
 
 /// Keys SCAN is asked to look at per step.
 const SCAN_COUNT: usize = 1000;
 
+/// Bumped namespaces, with the span of whoever bumped them (a request, or
+/// recovery), so the purge logs under that request's id.
+type Queued = (Vec<Namespace>, Span);
+
 #[derive(Clone)]
 pub struct Purger {
-    queue: mpsc::UnboundedSender<Vec<Namespace>>,
+    queue: mpsc::UnboundedSender<Queued>,
 }
 
 impl Purger {
     pub fn start(store: Arc<Store>, metrics: Arc<Metrics>) -> Self {
-        let (queue, mut rx) = mpsc::unbounded_channel::<Vec<Namespace>>();
+        let (queue, mut rx) = mpsc::unbounded_channel::<Queued>();
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
+            while let Some((first, started_by)) = rx.recv().await {
                 let mut batch: HashSet<Namespace> = first.into_iter().collect();
-                while let Ok(more) = rx.try_recv() {
+                // A batch of several writes logs under the first one's span;
+                // the others are linked to it.
+                let span = tracing::info_span!(parent: &started_by, "purge");
+                while let Ok((more, also_by)) = rx.try_recv() {
+                    span.follows_from(&also_by);
                     batch.extend(more);
                 }
-                if let Err(e) = purge(&store, &metrics, batch).await {
-                    log::warn!(
-                        "cache: SCAN invalidation failed, stale entries left to their TTL: {e}"
-                    );
+                let purged = purge(&store, &metrics, batch)
+                    .instrument(span.clone())
+                    .await;
+                if let Err(e) = purged {
+                    span.in_scope(|| {
+                        tracing::warn!(
+                            "cache: SCAN invalidation failed, stale entries left to their TTL: {e}"
+                        );
+                    });
                 }
             }
         });
         Self { queue }
     }
 
+    /// Queues `namespaces` for a purge started by the current span.
     pub fn enqueue(&self, namespaces: Vec<Namespace>) {
         // The receiver lives as long as the runtime; a send can only fail at shutdown.
-        let _ = self.queue.send(namespaces);
+        let _ = self.queue.send((namespaces, Span::current()));
     }
 }
 

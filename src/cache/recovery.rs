@@ -8,7 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::health::Health;
+use super::breaker::Breaker;
+use super::owed::OwedBumps;
 use super::purge::Purger;
 use super::store::Store;
 use crate::db::{DbPool, outbox};
@@ -24,28 +25,17 @@ const LEFTOVER_AGE_SECS: i32 = 10;
 /// of writes to few namespaces costs few bumps.
 const BATCH: i64 = 5000;
 
-struct Recovery {
-    store: Arc<Store>,
-    health: Arc<Health>,
-    db: DbPool,
-    purger: Purger,
-    metrics: Arc<Metrics>,
+/// What recovery works with; built by [`super::Cache::start`].
+pub struct Recovery {
+    pub store: Arc<Store>,
+    pub breaker: Arc<Breaker>,
+    pub owed: Arc<OwedBumps>,
+    pub db: DbPool,
+    pub purger: Purger,
+    pub metrics: Arc<Metrics>,
 }
 
-pub fn start(
-    store: Arc<Store>,
-    health: Arc<Health>,
-    db: DbPool,
-    purger: Purger,
-    metrics: Arc<Metrics>,
-) {
-    let recovery = Recovery {
-        store,
-        health,
-        db,
-        purger,
-        metrics,
-    };
+pub fn start(recovery: Recovery) {
     tokio::spawn(async move {
         let mut last_sweep = Instant::now();
         loop {
@@ -57,29 +47,28 @@ pub fn start(
 
 impl Recovery {
     async fn tick(&self, last_sweep: &mut Instant) {
-        if !self.health.is_closed() {
+        if !self.breaker.lets_through() {
             let recovered = match self.store.ping().await {
                 Ok(()) => self.settle_owed().await,
                 Err(e) => Err(e.to_string()),
             };
             match recovered {
                 Ok(replayed) => {
-                    self.health.close();
-                    self.metrics.set_breaker_open(false);
-                    log::info!("cache: Redis trusted again ({replayed} owed bump(s) replayed)");
+                    self.breaker.close();
+                    tracing::info!("cache: Redis trusted again ({replayed} owed bump(s) replayed)");
                 }
-                Err(e) => log::debug!("cache: still bypassing Redis: {e}"),
+                Err(e) => tracing::debug!("cache: still bypassing Redis: {e}"),
             }
-        } else if self.health.has_owed() || self.health.take_replay_request() {
+        } else if self.owed.has_owed() || self.owed.take_replay_request() {
             // Owed since the last recovery: a write of this instance that
             // raced it, or another instance's, announced over NOTIFY.
             if let Err(e) = self.settle_owed().await {
-                log::warn!("cache: replaying owed bumps failed: {e}");
+                tracing::warn!("cache: replaying owed bumps failed: {e}");
             }
         } else if last_sweep.elapsed() >= SWEEP_EVERY {
             *last_sweep = Instant::now();
             if let Err(e) = self.replay(LEFTOVER_AGE_SECS).await {
-                log::warn!("cache: replaying leftover outbox rows failed: {e}");
+                tracing::warn!("cache: replaying leftover outbox rows failed: {e}");
             }
         }
     }
@@ -87,9 +76,9 @@ impl Recovery {
     /// Replays the whole outbox, then forgets the owed namespaces it covered:
     /// their rows were committed before the snapshot, so the replay bumped them.
     async fn settle_owed(&self) -> Result<usize, String> {
-        let owed = self.health.snapshot_owed();
+        let owed = self.owed.snapshot_owed();
         let replayed = self.replay(0).await?;
-        self.health.settle(owed);
+        self.owed.settle(owed);
         Ok(replayed)
     }
 

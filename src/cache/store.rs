@@ -8,34 +8,43 @@ use redis::aio::ConnectionLike;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Script, Value};
 
-use super::keys::{self, Namespace};
+use super::keys;
+use crate::config::RedisTopology;
+use crate::namespace::Namespace;
+
+/// Lua that sets `fresh` to a counter value re-created from the Redis clock
+/// in microseconds: above any value the counter held before it went missing
+/// (rule 3). Written once, composed into both scripts below.
+macro_rules! fresh_counter_from_time {
+    () => {
+        "local t = redis.call('TIME')\n\
+         local fresh = t[1] .. string.format('%06d', tonumber(t[2]))\n"
+    };
+}
 
 /// Reads a namespace's version — re-creating a missing counter from the Redis
-/// clock in microseconds, a value no counter of that namespace has held — and
-/// the entry stored under it, in one round trip. The entry key is derived from
-/// the version inside the script; it shares the counter's hash tag, so the
-/// script touches a single slot on a cluster too.
-const LOOKUP: &str = r"
-local v = redis.call('GET', KEYS[1])
-if not v then
-  local t = redis.call('TIME')
-  local fresh = t[1] .. string.format('%06d', tonumber(t[2]))
-  if redis.call('SET', KEYS[1], fresh, 'NX') then v = fresh else v = redis.call('GET', KEYS[1]) end
-end
-return {v, redis.call('GET', ARGV[1] .. v .. ':' .. ARGV[2])}
-";
+/// clock — and the entry stored under it, in one round trip. The entry key is
+/// derived from the version inside the script; it shares the counter's hash
+/// tag, so the script touches a single slot on a cluster too.
+const LOOKUP: &str = concat!(
+    "local v = redis.call('GET', KEYS[1])\n",
+    "if not v then\n",
+    fresh_counter_from_time!(),
+    "  if redis.call('SET', KEYS[1], fresh, 'NX') then v = fresh else v = redis.call('GET', KEYS[1]) end\n",
+    "end\n",
+    "return {v, redis.call('GET', ARGV[1] .. v .. ':' .. ARGV[2])}\n",
+);
 
 /// Bumps one counter. A missing counter is re-created from the clock instead
 /// of `INCR`'s 1, so versions of lost counters are never used twice.
-const BUMP: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.call('INCR', KEYS[1])
-end
-local t = redis.call('TIME')
-local fresh = t[1] .. string.format('%06d', tonumber(t[2]))
-redis.call('SET', KEYS[1], fresh)
-return tonumber(fresh)
-";
+const BUMP: &str = concat!(
+    "if redis.call('EXISTS', KEYS[1]) == 1 then\n",
+    "  return redis.call('INCR', KEYS[1])\n",
+    "end\n",
+    fresh_counter_from_time!(),
+    "redis.call('SET', KEYS[1], fresh)\n",
+    "return tonumber(fresh)\n",
+);
 
 /// What a lookup found.
 pub struct Lookup {
@@ -113,14 +122,6 @@ pub struct KeyScan {
     count: usize,
 }
 
-/// Where the cache is: one node (`REDIS_URL`) or a cluster's seed nodes
-/// (`REDIS_CLUSTER_URLS`).
-#[derive(Debug, Clone)]
-pub enum Topology {
-    Single(String),
-    Cluster(Vec<String>),
-}
-
 /// The Redis side of the cache: a pool of multiplexed connections with short
 /// timeouts, and the scripts.
 pub struct Store {
@@ -156,13 +157,13 @@ impl Store {
     /// bounded by `timeout`: an unreachable Redis costs a request that long at
     /// most (and the circuit breaker makes it cost that once).
     pub fn new(
-        topology: &Topology,
+        topology: &RedisTopology,
         prefix: &str,
         pool_size: usize,
         timeout: Duration,
     ) -> Result<Self, String> {
         let backend = match topology {
-            Topology::Single(url) => {
+            RedisTopology::Single(url) => {
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout));
@@ -179,7 +180,7 @@ impl Store {
                         .map_err(|e| e.to_string())?,
                 )
             }
-            Topology::Cluster(urls) => {
+            RedisTopology::Cluster(urls) => {
                 let manager = deadpool_redis::cluster::Manager::new(urls.clone(), false)
                     .map_err(|e| e.to_string())?;
                 Backend::Cluster(
@@ -486,6 +487,13 @@ fn parse_cluster_masters(nodes: &str) -> Vec<(String, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_snippet_is_in_both_scripts_once() {
+        for script in [LOOKUP, BUMP] {
+            assert_eq!(script.matches("redis.call('TIME')").count(), 1, "{script}");
+        }
+    }
 
     #[test]
     fn hash_tags_follow_redis_cluster_rules() {

@@ -3,11 +3,10 @@
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::users::{lock_owner, owner_namespaces};
+use super::users::lock_owner;
 use super::{Written, count_to_u64, outbox};
-use crate::cache::Namespace;
 use crate::domain::resources::{Link, PageRequest};
-use crate::error::ApiError;
+use crate::namespace;
 use crate::schema::{links, users};
 
 /// The columns a PATCH may set.
@@ -74,19 +73,28 @@ pub async fn page_of_user(
     Ok((rows, count_to_u64(total)))
 }
 
+/// What adding a link came to. Both refusals leave the database unchanged.
+#[derive(Debug)]
+pub enum NewLink {
+    Created(Written<Link>),
+    NoSuchUser,
+    /// No position was given and the user's last link already has the
+    /// highest one a link can have.
+    NoPositionLeft,
+}
+
 /// Adds a link; without a position it goes after the user's last link. The
 /// owner row is locked first, so concurrent appends get distinct positions.
-/// `Ok(None)`: no such user.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     user_id: i64,
     title: String,
     url: String,
     position: Option<i32>,
-) -> Result<Option<Written<Link>>, ApiError> {
-    conn.transaction::<_, ApiError, _>(async |conn| {
+) -> QueryResult<NewLink> {
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let Some(username) = lock_owner(conn, user_id).await? else {
-            return Ok(None);
+            return Ok(NewLink::NoSuchUser);
         };
         let position = match position {
             Some(p) => p,
@@ -96,14 +104,10 @@ pub async fn insert(
                     .select(diesel::dsl::max(links::position))
                     .first(conn)
                     .await?;
-                match last {
+                match last.map(|p| p.checked_add(1)) {
                     None => 0,
-                    Some(p) => p.checked_add(1).ok_or_else(|| {
-                        ApiError::invalid_field(
-                            "position",
-                            "the last link already has the highest position",
-                        )
-                    })?,
+                    Some(Some(next)) => next,
+                    Some(None) => return Ok(NewLink::NoPositionLeft),
                 }
             }
         };
@@ -117,10 +121,9 @@ pub async fn insert(
             .returning(Link::as_returning())
             .get_result(conn)
             .await?;
-        let mut namespaces = owner_namespaces(user_id, &username);
-        namespaces.push(Namespace::Link(link.id));
+        let namespaces = namespace::touched_by_link_write(user_id, &username, link.id);
         let changes = outbox::record(conn, namespaces).await?;
-        Ok(Some(Written {
+        Ok(NewLink::Created(Written {
             value: link,
             changes,
         }))
@@ -133,8 +136,8 @@ pub async fn update(
     conn: &mut AsyncPgConnection,
     id: i64,
     changes: LinkChanges,
-) -> Result<Option<Written<Link>>, ApiError> {
-    conn.transaction::<_, ApiError, _>(async |conn| {
+) -> QueryResult<Option<Written<Link>>> {
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let Some((user_id, username)) = locked_link_owner(conn, id).await? else {
             return Ok(None);
         };
@@ -152,8 +155,7 @@ pub async fn update(
                     .get_result(conn)
                     .await?
             };
-        let mut namespaces = owner_namespaces(user_id, &username);
-        namespaces.push(Namespace::Link(id));
+        let namespaces = namespace::touched_by_link_write(user_id, &username, id);
         let pending = outbox::record(conn, namespaces).await?;
         Ok(Some(Written {
             value: link,
@@ -164,17 +166,13 @@ pub async fn update(
 }
 
 /// `Ok(None)`: no such link.
-pub async fn delete(
-    conn: &mut AsyncPgConnection,
-    id: i64,
-) -> Result<Option<Written<()>>, ApiError> {
-    conn.transaction::<_, ApiError, _>(async |conn| {
+pub async fn delete(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Written<()>>> {
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let Some((user_id, username)) = locked_link_owner(conn, id).await? else {
             return Ok(None);
         };
         diesel::delete(links::table.find(id)).execute(conn).await?;
-        let mut namespaces = owner_namespaces(user_id, &username);
-        namespaces.push(Namespace::Link(id));
+        let namespaces = namespace::touched_by_link_write(user_id, &username, id);
         let changes = outbox::record(conn, namespaces).await?;
         Ok(Some(Written { value: (), changes }))
     })

@@ -114,7 +114,7 @@ pub async fn create_database_if_missing(database_url: &str) -> Result<(), Databa
     let create = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
     match diesel::sql_query(create).execute(&mut admin).await {
         Ok(_) => {
-            log::info!("created database {name}");
+            tracing::info!("created database {name}");
             Ok(())
         }
         // Another instance created it first.
@@ -166,7 +166,7 @@ pub async fn run_migrations(database_url: &str) -> Result<(), DatabaseSetupError
     match outcome {
         Ok(0) => Ok(()),
         Ok(n) => {
-            log::info!("applied {n} migration(s)");
+            tracing::info!("applied {n} migration(s)");
             Ok(())
         }
         Err(cause) => Err(DatabaseSetupError::Migrate { url: shown, cause }),

@@ -8,7 +8,7 @@
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::cache::Namespace;
+use crate::namespace::Namespace;
 use crate::schema::cache_outbox;
 
 /// The outbox rows of one write.
@@ -60,7 +60,9 @@ pub async fn pending(
         match ns.parse() {
             Ok(ns) => pending.namespaces.push(ns),
             Err(()) => {
-                log::warn!("cache_outbox row {id} names an unknown namespace {ns:?}; dropping it")
+                tracing::warn!(
+                    "cache_outbox row {id} names an unknown namespace {ns:?}; dropping it"
+                )
             }
         }
     }

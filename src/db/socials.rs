@@ -3,11 +3,10 @@
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::users::{lock_owner, owner_namespaces};
+use super::users::lock_owner;
 use super::{Written, outbox};
-use crate::cache::Namespace;
 use crate::domain::resources::Social;
-use crate::error::ApiError;
+use crate::namespace;
 use crate::schema::{socials, users};
 
 /// The columns a PATCH may set.
@@ -53,8 +52,8 @@ pub async fn insert(
     user_id: i64,
     platform: String,
     url: String,
-) -> Result<Option<Written<Social>>, ApiError> {
-    conn.transaction::<_, ApiError, _>(async |conn| {
+) -> QueryResult<Option<Written<Social>>> {
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let Some(username) = lock_owner(conn, user_id).await? else {
             return Ok(None);
         };
@@ -67,8 +66,7 @@ pub async fn insert(
             .returning(Social::as_returning())
             .get_result(conn)
             .await?;
-        let mut namespaces = owner_namespaces(user_id, &username);
-        namespaces.push(Namespace::Social(social.id));
+        let namespaces = namespace::touched_by_social_write(user_id, &username, social.id);
         let changes = outbox::record(conn, namespaces).await?;
         Ok(Some(Written {
             value: social,
@@ -83,8 +81,8 @@ pub async fn update(
     conn: &mut AsyncPgConnection,
     id: i64,
     changes: SocialChanges,
-) -> Result<Option<Written<Social>>, ApiError> {
-    conn.transaction::<_, ApiError, _>(async |conn| {
+) -> QueryResult<Option<Written<Social>>> {
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let Some((user_id, username)) = locked_social_owner(conn, id).await? else {
             return Ok(None);
         };
@@ -101,8 +99,7 @@ pub async fn update(
                 .get_result(conn)
                 .await?
         };
-        let mut namespaces = owner_namespaces(user_id, &username);
-        namespaces.push(Namespace::Social(id));
+        let namespaces = namespace::touched_by_social_write(user_id, &username, id);
         let pending = outbox::record(conn, namespaces).await?;
         Ok(Some(Written {
             value: social,
@@ -113,19 +110,15 @@ pub async fn update(
 }
 
 /// `Ok(None)`: no such social account.
-pub async fn delete(
-    conn: &mut AsyncPgConnection,
-    id: i64,
-) -> Result<Option<Written<()>>, ApiError> {
-    conn.transaction::<_, ApiError, _>(async |conn| {
+pub async fn delete(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Written<()>>> {
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let Some((user_id, username)) = locked_social_owner(conn, id).await? else {
             return Ok(None);
         };
         diesel::delete(socials::table.find(id))
             .execute(conn)
             .await?;
-        let mut namespaces = owner_namespaces(user_id, &username);
-        namespaces.push(Namespace::Social(id));
+        let namespaces = namespace::touched_by_social_write(user_id, &username, id);
         let changes = outbox::record(conn, namespaces).await?;
         Ok(Some(Written { value: (), changes }))
     })

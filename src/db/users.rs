@@ -4,9 +4,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::{Written, count_to_u64, outbox};
-use crate::cache::Namespace;
 use crate::domain::resources::{PageRequest, PrivateUser, PublicUser};
-use crate::error::ApiError;
+use crate::namespace;
 use crate::schema::{auth_tokens, links, socials, users};
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
@@ -55,26 +54,21 @@ pub struct Credentials {
     pub password_hash: String,
 }
 
-/// Every namespace whose cached data shows this user.
-fn user_namespaces(id: i64, username: &str) -> Vec<Namespace> {
-    vec![
-        Namespace::Users,
-        Namespace::User(id),
-        Namespace::Profile(username.to_owned()),
-    ]
-}
-
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     new: NewUser,
-) -> Result<Written<PrivateUser>, ApiError> {
-    conn.transaction::<_, ApiError, _>(async |conn| {
+) -> QueryResult<Written<PrivateUser>> {
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let user: PrivateUser = diesel::insert_into(users::table)
             .values(&new)
             .returning(PrivateUser::as_returning())
             .get_result(conn)
             .await?;
-        let changes = outbox::record(conn, user_namespaces(user.id, &user.username)).await?;
+        let changes = outbox::record(
+            conn,
+            namespace::touched_by_user_write(user.id, &user.username),
+        )
+        .await?;
         Ok(Written {
             value: user,
             changes,
@@ -198,8 +192,8 @@ pub async fn update(
     conn: &mut AsyncPgConnection,
     id: i64,
     changes: UserChanges,
-) -> Result<Option<Written<PrivateUser>>, ApiError> {
-    conn.transaction::<_, ApiError, _>(async |conn| {
+) -> QueryResult<Option<Written<PrivateUser>>> {
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let Some(old_username) = users::table
             .find(id)
             .select(users::username)
@@ -232,8 +226,7 @@ pub async fn update(
                 .execute(conn)
                 .await?;
         }
-        let mut namespaces = user_namespaces(id, &old_username);
-        namespaces.push(Namespace::Profile(user.username.clone()));
+        let namespaces = namespace::touched_by_user_update(id, &old_username, &user.username);
         let pending = outbox::record(conn, namespaces).await?;
         Ok(Some(Written {
             value: user,
@@ -245,11 +238,8 @@ pub async fn update(
 
 /// Deletes the user; links, socials and tokens go with it (ON DELETE CASCADE).
 /// `Ok(None)`: no such user.
-pub async fn delete(
-    conn: &mut AsyncPgConnection,
-    id: i64,
-) -> Result<Option<Written<()>>, ApiError> {
-    conn.transaction::<_, ApiError, _>(async |conn| {
+pub async fn delete(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Written<()>>> {
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let Some(username) = users::table
             .find(id)
             .select(users::username)
@@ -271,9 +261,7 @@ pub async fn delete(
             .load(conn)
             .await?;
         diesel::delete(users::table.find(id)).execute(conn).await?;
-        let mut namespaces = user_namespaces(id, &username);
-        namespaces.extend(link_ids.into_iter().map(Namespace::Link));
-        namespaces.extend(social_ids.into_iter().map(Namespace::Social));
+        let namespaces = namespace::touched_by_user_delete(id, &username, link_ids, social_ids);
         let changes = outbox::record(conn, namespaces).await?;
         Ok(Some(Written { value: (), changes }))
     })
@@ -284,7 +272,7 @@ pub async fn delete(
 pub async fn promote(
     conn: &mut AsyncPgConnection,
     username: &str,
-) -> Result<Option<Written<PrivateUser>>, ApiError> {
+) -> QueryResult<Option<Written<PrivateUser>>> {
     let id: Option<i64> = users::table
         .filter(users::username.eq(username))
         .select(users::id)
@@ -314,14 +302,6 @@ pub(super) async fn lock_owner(
         .first(conn)
         .await
         .optional()
-}
-
-/// The namespaces a change to one of the user's links or socials touches.
-pub(super) fn owner_namespaces(user_id: i64, username: &str) -> Vec<Namespace> {
-    vec![
-        Namespace::User(user_id),
-        Namespace::Profile(username.to_owned()),
-    ]
 }
 
 #[cfg(test)]

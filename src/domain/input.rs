@@ -134,6 +134,63 @@ pub struct SocialPatchInput {
     pub url: Option<String>,
 }
 
+/// Longest accepted search term, in characters.
+const MAX_SEARCH_CHARS: usize = 100;
+
+/// A search term of the users list: at most 100 characters, no NUL. Every
+/// character is literal; the SQL layer escapes it for `LIKE` and the cache
+/// hashes it for a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchTerm(String);
+
+impl SearchTerm {
+    pub fn parse(raw: String) -> Result<Self, ApiError> {
+        if raw.chars().count() > MAX_SEARCH_CHARS {
+            return Err(ApiError::bad_request(
+                "search must be at most 100 characters",
+            ));
+        }
+        if raw.contains('\0') {
+            return Err(ApiError::bad_request(
+                "search must not contain a NUL character",
+            ));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A name that passed the username rule; only such a name may become part
+/// of a cache key or reach the database as a profile lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    /// `None` for a name that breaks the rule (no such user can exist).
+    pub fn parse(raw: String) -> Option<Self> {
+        is_valid_username(&raw).then_some(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A link position as the column's type; the field rule already bounds it
+/// to `0..=i32::MAX`, this keeps the conversion from ever truncating.
+pub fn link_position(value: Option<i64>) -> Result<Option<i32>, ApiError> {
+    value
+        .map(|p| {
+            i32::try_from(p).map_err(|_| {
+                ApiError::invalid_field("position", "must be an integer from 0 to 2147483647")
+            })
+        })
+        .transpose()
+}
+
 /// Runs the field rules of a body; a failure is a `422` whose `details` maps
 /// each field to its messages.
 pub fn validate<T: Validate>(input: &T) -> Result<(), ApiError> {
@@ -334,6 +391,15 @@ mod tests {
         assert!(platform_rule("mastodon-social_2").is_ok());
         assert!(platform_rule("").is_err());
         assert!(platform_rule("X").is_err());
+    }
+
+    #[test]
+    fn search_terms_are_bounded_and_nul_free() {
+        assert!(SearchTerm::parse("é".repeat(100)).is_ok());
+        assert!(SearchTerm::parse("é".repeat(101)).is_err());
+        assert!(SearchTerm::parse("a\0b".to_owned()).is_err());
+        assert!(link_position(Some(i64::from(i32::MAX) + 1)).is_err());
+        assert_eq!(link_position(Some(7)).expect("in range"), Some(7));
     }
 
     #[test]

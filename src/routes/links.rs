@@ -3,16 +3,13 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::{
-    JsonBody, PageParams, authorize, body, cached_response, commit, message_response, parse_id,
-};
+use super::{JsonBody, PageParams, body, cached_response, message_response, parse_id};
 use crate::auth::Caller;
-use crate::db;
-use crate::domain::input::{LinkPatchInput, NewLinkInput, validate};
+use crate::domain::input::{LinkPatchInput, NewLinkInput};
 use crate::domain::resources::{DataBody, Link, MessageBody, Page};
 use crate::error::{ApiError, ErrorBody};
-use crate::reads;
-use crate::startup::AppState;
+use crate::service::{self, reads};
+use crate::state::AppState;
 
 /// A user's links, ordered by position then id.
 #[utoipa::path(get, path = "/api/v1/users/{id}/links", tag = "links",
@@ -72,25 +69,11 @@ pub async fn create(
     input: JsonBody<NewLinkInput>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = parse_id(&id)?;
-    let mut conn = state.db.get().await?;
-    let exists = db::users::exists(&mut conn, user_id).await?;
-    authorize(&caller, exists.then_some(user_id), "user")?;
-    let input = body(input)?;
-    validate(&input)?;
-    let written = db::links::insert(
-        &mut conn,
-        user_id,
-        input.title,
-        input.url,
-        position(input.position)?,
-    )
-    .await?;
-    drop(conn);
-    let value = commit(&state, written, "user").await?;
+    let link = service::links::create(&state, &caller, user_id, body(input)).await?;
     Ok(message_response(
         StatusCode::CREATED,
         "Link created successfully",
-        value,
+        link,
     ))
 }
 
@@ -111,22 +94,11 @@ pub async fn update(
     input: JsonBody<LinkPatchInput>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    let mut conn = state.db.get().await?;
-    authorize(&caller, db::links::owner_of(&mut conn, id).await?, "link")?;
-    let input = body(input)?;
-    validate(&input)?;
-    let changes = db::links::LinkChanges {
-        title: input.title,
-        url: input.url,
-        position: position(input.position)?,
-    };
-    let written = db::links::update(&mut conn, id, changes).await?;
-    drop(conn);
-    let value = commit(&state, written, "link").await?;
+    let link = service::links::update(&state, &caller, id, body(input)).await?;
     Ok(message_response(
         StatusCode::OK,
         "Link updated successfully",
-        value,
+        link,
     ))
 }
 
@@ -144,21 +116,6 @@ pub async fn delete(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    let mut conn = state.db.get().await?;
-    authorize(&caller, db::links::owner_of(&mut conn, id).await?, "link")?;
-    let written = db::links::delete(&mut conn, id).await?;
-    drop(conn);
-    commit(&state, written, "link").await?;
+    service::links::delete(&state, &caller, id).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// The validated position as the column's type (the field rule bounds it).
-fn position(value: Option<i64>) -> Result<Option<i32>, ApiError> {
-    value
-        .map(|p| {
-            i32::try_from(p).map_err(|_| {
-                ApiError::invalid_field("position", "must be an integer from 0 to 2147483647")
-            })
-        })
-        .transpose()
 }

@@ -1,32 +1,26 @@
-//! HTTP: one file per resource, handlers kept thin (extract → parse → call
-//! `db`/`cache` → map to a response). This file holds the routing table and
-//! what every handler shares: how extractor errors, unknown routes and panics
-//! become the JSON error shape, and how a cached read becomes a response.
+//! HTTP: one file per resource, handlers kept thin (extract → call a
+//! service → respond), each with its OpenAPI annotation beside it. This file
+//! holds the routing table and what every handler shares: how extractor
+//! errors and unknown routes become the JSON error shape, how a body's error
+//! waits for the authorization, and how a cached read becomes a response.
 
 pub mod auth;
 pub mod links;
+pub mod openapi;
 pub mod ops;
 pub mod profiles;
 pub mod socials;
 pub mod users;
 
-use std::panic::AssertUnwindSafe;
-
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use futures_util::FutureExt;
 use serde::Deserialize;
 
-use crate::auth::Caller;
 use crate::cache::Served;
-use crate::db::Written;
-use crate::domain::resources::{DataBody, MessageBody as Message, PageRequest};
+use crate::domain::resources::{MessageBody as Message, PageRequest};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::service::Body;
 
 /// Largest request body accepted (API.md: `413` above 64 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -111,77 +105,6 @@ async fn method_not_allowed(allow: &'static str) -> HttpResponse {
     response
 }
 
-/// Safety net: an error response that is not JSON (one actix produced itself)
-/// is replaced by the JSON error of its status.
-pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
-    ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
-        let is_json = res
-            .response()
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-        if is_json {
-            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
-        }
-        let error = match res.status() {
-            StatusCode::NOT_FOUND => ApiError::not_found("route"),
-            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
-            StatusCode::UNAUTHORIZED => ApiError::Unauthorized,
-            status if status.is_client_error() => {
-                ApiError::bad_request(status.canonical_reason().unwrap_or("bad request"))
-            }
-            status => ApiError::internal(format!("non-JSON {status} response replaced")),
-        };
-        let (req, _) = res.into_parts();
-        let res = ServiceResponse::new(req, error.error_response()).map_into_right_body();
-        Ok(ErrorHandlerResponse::Response(res))
-    })
-}
-
-/// A panic in a handler becomes a JSON `500` (logged), not a dropped
-/// connection. It answers an error rather than a response: building a
-/// response needs the request, and a clone of it taken before routing would
-/// make actix's router panic.
-pub async fn catch_panic(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let path = req.path().to_owned();
-    match AssertUnwindSafe(next.call(req)).catch_unwind().await {
-        Ok(result) => result,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(ApiError::internal(format!("handler panicked on {path}: {what}")).into())
-        }
-    }
-}
-
-/// The order of checks of every write to a user's data: the caller is
-/// authenticated (the [`Caller`] extractor ran first), then the target exists
-/// (`404`; `owner` is its owner's id), then the caller may write as that
-/// owner (`403`).
-pub fn authorize(caller: &Caller, owner: Option<i64>, what: &'static str) -> Result<(), ApiError> {
-    caller.may_write_as(owner.ok_or(ApiError::not_found(what))?)
-}
-
-/// Finishes a committed write: its namespaces are invalidated before it
-/// answers (read-your-writes). `None`: the target vanished meanwhile (`404`).
-pub async fn commit<T>(
-    state: &AppState,
-    written: Option<Written<T>>,
-    what: &'static str,
-) -> Result<T, ApiError> {
-    let written = written.ok_or(ApiError::not_found(what))?;
-    state.cache.invalidate(written.changes).await;
-    Ok(written.value)
-}
-
 /// A path id: a positive 64-bit integer, anything else is `404`.
 pub fn parse_id(raw: &str) -> Result<i64, ApiError> {
     match raw.parse::<i64>() {
@@ -194,7 +117,9 @@ pub fn parse_id(raw: &str) -> Result<i64, ApiError> {
 /// authenticated: `401` is checked before anything about the request.
 pub type JsonBody<T> = Result<web::Json<T>, actix_web::Error>;
 
-pub fn body<T>(body: JsonBody<T>) -> Result<T, ApiError> {
+/// The body for a service, its extraction error as an [`ApiError`] that the
+/// service raises once the caller is authorized.
+pub fn body<T>(body: JsonBody<T>) -> Body<T> {
     body.map(web::Json::into_inner).map_err(|e| {
         e.as_error::<ApiError>()
             .cloned()
@@ -215,15 +140,7 @@ pub struct PageParams {
 
 impl PageParams {
     pub fn parse(&self) -> Result<PageRequest, ApiError> {
-        let page = self.page.unwrap_or(1);
-        let limit = self.limit.unwrap_or(10);
-        if page == 0 {
-            return Err(ApiError::bad_request("page must be 1 or more"));
-        }
-        if !(1..=100).contains(&limit) {
-            return Err(ApiError::bad_request("limit must be from 1 to 100"));
-        }
-        Ok(PageRequest { page, limit })
+        PageRequest::parse(self.page, self.limit)
     }
 }
 
@@ -267,12 +184,6 @@ fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
     value.split(',').map(str::trim).any(|candidate| {
         candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
     })
-}
-
-/// Serializes a `{"data": ...}` body for the cache.
-pub fn data_json<T: serde::Serialize>(data: T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(&DataBody { data })
-        .map_err(|e| ApiError::internal(format!("serializing a response: {e}")))
 }
 
 /// `201` or `200` with `{"message": ..., "data": ...}`.

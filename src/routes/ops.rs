@@ -7,9 +7,9 @@ use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::db;
-use crate::openapi::ApiDoc;
-use crate::startup::AppState;
+use super::openapi::ApiDoc;
+use crate::service;
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -41,11 +41,12 @@ pub async fn healthz() -> HttpResponse {
         (status = 503, description = "PostgreSQL does not answer", body = Readiness),
     ))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database_ok = db::ping(&state.db).await;
+    let readiness = service::ops::readiness(&state).await;
+    let database_ok = readiness.database_ok;
     let body = Readiness {
         status: if database_ok { "ok" } else { "unavailable" },
         database: if database_ok { "ok" } else { "unavailable" },
-        cache: state.cache.status(),
+        cache: readiness.cache,
     };
     if database_ok {
         HttpResponse::Ok().json(body)
@@ -59,13 +60,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    state.metrics.set_db_pool(&state.db.status());
-    state
-        .metrics
-        .set_redis_pool(&state.cache.redis_pool_status());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(service::ops::metrics_text(&state))
 }
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {

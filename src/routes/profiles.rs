@@ -3,11 +3,11 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::cached_response;
-use crate::domain::input::is_valid_username;
+use crate::domain::input::Username;
 use crate::domain::resources::{DataBody, Profile};
 use crate::error::{ApiError, ErrorBody};
-use crate::reads;
-use crate::startup::AppState;
+use crate::service::reads;
+use crate::state::AppState;
 
 /// A user's public profile with its ordered links and socials.
 #[utoipa::path(get, path = "/api/v1/profiles/{username}", tag = "profiles", params(("username" = String, Path)),
@@ -22,11 +22,8 @@ pub async fn get(
     state: web::Data<AppState>,
     username: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let username = username.into_inner();
     // A name that breaks the username rule cannot exist; it never reaches a key.
-    if !is_valid_username(&username) {
-        return Err(ApiError::not_found("profile"));
-    }
+    let username = Username::parse(username.into_inner()).ok_or(ApiError::not_found("profile"))?;
     Ok(cached_response(
         &req,
         reads::profile(&state, username).await?,

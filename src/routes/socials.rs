@@ -3,14 +3,13 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::{JsonBody, authorize, body, cached_response, commit, message_response, parse_id};
+use super::{JsonBody, body, cached_response, message_response, parse_id};
 use crate::auth::Caller;
-use crate::db;
-use crate::domain::input::{NewSocialInput, SocialPatchInput, validate};
+use crate::domain::input::{NewSocialInput, SocialPatchInput};
 use crate::domain::resources::{DataBody, MessageBody, Social};
 use crate::error::{ApiError, ErrorBody};
-use crate::reads;
-use crate::startup::AppState;
+use crate::service::{self, reads};
+use crate::state::AppState;
 
 /// All of a user's social accounts, ordered by platform (no paging).
 #[utoipa::path(get, path = "/api/v1/users/{id}/socials", tag = "socials", params(("id" = i64, Path, minimum = 1)),
@@ -67,18 +66,11 @@ pub async fn create(
     input: JsonBody<NewSocialInput>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = parse_id(&id)?;
-    let mut conn = state.db.get().await?;
-    let exists = db::users::exists(&mut conn, user_id).await?;
-    authorize(&caller, exists.then_some(user_id), "user")?;
-    let input = body(input)?;
-    validate(&input)?;
-    let written = db::socials::insert(&mut conn, user_id, input.platform, input.url).await?;
-    drop(conn);
-    let value = commit(&state, written, "user").await?;
+    let social = service::socials::create(&state, &caller, user_id, body(input)).await?;
     Ok(message_response(
         StatusCode::CREATED,
         "Social created successfully",
-        value,
+        social,
     ))
 }
 
@@ -100,25 +92,11 @@ pub async fn update(
     input: JsonBody<SocialPatchInput>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    let mut conn = state.db.get().await?;
-    authorize(
-        &caller,
-        db::socials::owner_of(&mut conn, id).await?,
-        "social account",
-    )?;
-    let input = body(input)?;
-    validate(&input)?;
-    let changes = db::socials::SocialChanges {
-        platform: input.platform,
-        url: input.url,
-    };
-    let written = db::socials::update(&mut conn, id, changes).await?;
-    drop(conn);
-    let value = commit(&state, written, "social account").await?;
+    let social = service::socials::update(&state, &caller, id, body(input)).await?;
     Ok(message_response(
         StatusCode::OK,
         "Social updated successfully",
-        value,
+        social,
     ))
 }
 
@@ -136,14 +114,6 @@ pub async fn delete(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    let mut conn = state.db.get().await?;
-    authorize(
-        &caller,
-        db::socials::owner_of(&mut conn, id).await?,
-        "social account",
-    )?;
-    let written = db::socials::delete(&mut conn, id).await?;
-    drop(conn);
-    commit(&state, written, "social account").await?;
+    service::socials::delete(&state, &caller, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -5,19 +5,13 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::{
-    JsonBody, PageParams, authorize, body, cached_response, commit, message_response, parse_id,
-};
-use crate::auth::{Caller, password};
-use crate::db;
-use crate::domain::input::{NewUserInput, UserPatchInput, validate};
+use super::{JsonBody, PageParams, body, cached_response, message_response, parse_id};
+use crate::auth::Caller;
+use crate::domain::input::{NewUserInput, SearchTerm, UserPatchInput};
 use crate::domain::resources::{DataBody, MessageBody, Page, PrivateUser, PublicUser};
 use crate::error::{ApiError, ErrorBody};
-use crate::reads;
-use crate::startup::AppState;
-
-/// Longest accepted search term.
-const MAX_SEARCH_CHARS: usize = 100;
+use crate::service::{self, reads};
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ListParams {
@@ -51,19 +45,8 @@ pub async fn list(
         limit: params.limit,
     }
     .parse()?;
-    if let Some(search) = &params.search {
-        if search.chars().count() > MAX_SEARCH_CHARS {
-            return Err(ApiError::bad_request(
-                "search must be at most 100 characters",
-            ));
-        }
-        if search.contains('\0') {
-            return Err(ApiError::bad_request(
-                "search must not contain a NUL character",
-            ));
-        }
-    }
-    let served = reads::users_list(&state, params.search, page).await?;
+    let search = params.search.map(SearchTerm::parse).transpose()?;
+    let served = reads::users_list(&state, search, page).await?;
     Ok(cached_response(&req, served))
 }
 
@@ -81,25 +64,11 @@ pub async fn register(
     state: web::Data<AppState>,
     input: JsonBody<NewUserInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body(input)?;
-    validate(&input)?;
-    let password_hash = password::hash(input.password).await?;
-    let new = db::users::NewUser {
-        username: input.username,
-        email: input.email,
-        password_hash,
-        name: input.name.unwrap_or_default(),
-        bio: input.bio.unwrap_or_default(),
-        avatar_url: input.avatar_url,
-    };
-    let mut conn = state.db.get().await?;
-    let written = db::users::insert(&mut conn, new).await?;
-    drop(conn);
-    let value = commit(&state, Some(written), "user").await?;
+    let user = service::users::register(&state, body(input)?).await?;
     Ok(message_response(
         StatusCode::CREATED,
         "User created successfully",
-        value,
+        user,
     ))
 }
 
@@ -139,31 +108,11 @@ pub async fn update(
     input: JsonBody<UserPatchInput>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    let mut conn = state.db.get().await?;
-    let exists = db::users::exists(&mut conn, id).await?;
-    authorize(&caller, exists.then_some(id), "user")?;
-    let input = body(input)?;
-    input.validate_all()?;
-    let password_hash = match input.password {
-        Some(p) => Some(password::hash(p).await?),
-        None => None,
-    };
-    let changes = db::users::UserChanges {
-        username: input.username,
-        email: input.email,
-        password_hash,
-        name: input.name,
-        bio: input.bio,
-        avatar_url: input.avatar_url,
-        role: None,
-    };
-    let written = db::users::update(&mut conn, id, changes).await?;
-    drop(conn);
-    let value = commit(&state, written, "user").await?;
+    let user = service::users::update(&state, &caller, id, body(input)).await?;
     Ok(message_response(
         StatusCode::OK,
         "User updated successfully",
-        value,
+        user,
     ))
 }
 
@@ -182,11 +131,6 @@ pub async fn delete(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    let mut conn = state.db.get().await?;
-    let exists = db::users::exists(&mut conn, id).await?;
-    authorize(&caller, exists.then_some(id), "user")?;
-    let written = db::users::delete(&mut conn, id).await?;
-    drop(conn);
-    commit(&state, written, "user").await?;
+    service::users::delete(&state, &caller, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

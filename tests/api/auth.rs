@@ -555,7 +555,7 @@ async fn the_throttle_lifts_when_the_window_passes() {
     let ten_checks = started.elapsed().as_secs_f64() * 5.0;
     let window_secs = ((ten_checks * 2.0).ceil() as u64 + 2).clamp(4, 60);
     let app = spawn_app_on(&probe.database_url, &probe.settings.cache_prefix, |s| {
-        s.login_window_secs = window_secs
+        s.login_window = Duration::from_secs(window_secs)
     })
     .await;
 

@@ -740,7 +740,7 @@ async fn stale_set_race(slow_database: bool) {
     })
     .await;
     let fast = spawn_app_on(&app.database_url, &app.settings.cache_prefix, |s| {
-        s.redis_timeout_ms = PATIENT_REDIS_TIMEOUT_MS;
+        s.redis_timeout = Duration::from_millis(PATIENT_REDIS_TIMEOUT_MS);
     })
     .await;
     wait_cache_ok(&fast).await;

@@ -635,7 +635,7 @@ async fn stampede_loads_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_has_ttl_and_no_secrets() {
     const TTL: u64 = 120;
-    let app = spawn_cached_with(|s| s.cache_ttl_secs = TTL).await;
+    let app = spawn_cached_with(|s| s.cache_ttl = Duration::from_secs(TTL)).await;
     let prefix = app.settings.cache_prefix.clone();
     let admin = app.register_admin().await;
     let mut owner = Owner::create(&app, 2, 2).await;

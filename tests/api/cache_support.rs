@@ -140,7 +140,7 @@ pub const PATIENT_REDIS_TIMEOUT_MS: u64 = 2000;
 /// [`spawn_app_with`] with a patient Redis timeout, once the cache is in use.
 pub async fn spawn_cached_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let app = spawn_app_with(|s| {
-        s.redis_timeout_ms = PATIENT_REDIS_TIMEOUT_MS;
+        s.redis_timeout = Duration::from_millis(PATIENT_REDIS_TIMEOUT_MS);
         configure(s);
     })
     .await;

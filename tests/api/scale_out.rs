@@ -17,7 +17,7 @@ async fn second_instance(app: &TestApp) -> TestApp {
     let other = spawn_app_on(&app.database_url, &app.settings.cache_prefix, |s| {
         s.redis_url = app.settings.redis_url.clone();
         s.redis_cluster_urls = app.settings.redis_cluster_urls.clone();
-        s.redis_timeout_ms = app.settings.redis_timeout_ms;
+        s.redis_timeout = app.settings.redis_timeout;
     })
     .await;
     wait_cache_ok(&other).await;
@@ -59,7 +59,7 @@ async fn only_the_writer_lost_redis() {
     wait_cache_ok(&writer).await;
     let reader = spawn_app_on(&writer.database_url, &writer.settings.cache_prefix, |s| {
         s.redis_url = redis.url();
-        s.redis_timeout_ms = PATIENT_REDIS_TIMEOUT_MS;
+        s.redis_timeout = Duration::from_millis(PATIENT_REDIS_TIMEOUT_MS);
     })
     .await;
     wait_cache_ok(&reader).await;

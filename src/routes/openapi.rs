@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{auth, links, ops, profiles, socials, users};
+use super::{auth, links, ops, profiles, socials, users};
 
 #[derive(OpenApi)]
 #[openapi(

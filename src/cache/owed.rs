@@ -1,22 +1,16 @@
-//! Whether the cache may be used right now: a circuit breaker over Redis, and
-//! the namespaces whose version bump is still owed.
-//!
-//! The breaker starts open: nothing is served from Redis until the recovery
-//! task has replayed the outbox (bumps owed by writes of any instance, or of
-//! this one before a restart). Any Redis error opens it again; the request
-//! that saw the error paid one timeout, every later one bypasses at once
-//! until recovery closes it.
+//! The namespaces whose version bump is still owed (rule 4): their cached
+//! entries must not be trusted until recovery has replayed the outbox rows
+//! that cover them. Filled by this instance's failed bumps and by other
+//! instances' announcements (`NOTIFY`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::keys::Namespace;
+use crate::namespace::Namespace;
 
 #[derive(Default)]
-pub struct Health {
-    /// `true` once recovery succeeded and no error was seen since.
-    closed: AtomicBool,
+pub struct OwedBumps {
     /// Bumps the outbox still owes, with the sequence number of the write that
     /// added them (so a recovery clears only what it covered).
     owed: Mutex<HashMap<Namespace, u64>>,
@@ -30,21 +24,7 @@ pub struct Health {
 /// What a recovery may clear: the owed namespaces as they were before it read the outbox.
 pub struct OwedSnapshot(HashMap<Namespace, u64>);
 
-impl Health {
-    /// `true` when reads may use Redis at all.
-    pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    /// Opens the breaker; returns `true` for the call that opened it.
-    pub fn trip(&self) -> bool {
-        self.closed.swap(false, Ordering::AcqRel)
-    }
-
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-    }
-
+impl OwedBumps {
     /// `true` when `ns` has a bump owed: its cached entries must not be trusted.
     pub fn is_owed(&self, ns: &Namespace) -> bool {
         self.has_owed() && self.lock_owed().contains_key(ns)
@@ -106,26 +86,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_breaker_starts_open_until_recovery() {
-        let health = Health::default();
-        assert!(!health.is_closed());
-        health.close();
-        assert!(health.is_closed());
-        assert!(health.trip());
-        assert!(
-            !health.trip(),
-            "only the first failure reports the transition"
-        );
-    }
-
-    #[test]
     fn settle_keeps_namespaces_owed_again_after_the_snapshot() {
-        let health = Health::default();
-        health.owe(&[Namespace::User(1), Namespace::User(2)]);
-        let snapshot = health.snapshot_owed();
-        health.owe(&[Namespace::User(2)]);
-        health.settle(snapshot);
-        assert!(!health.is_owed(&Namespace::User(1)));
-        assert!(health.is_owed(&Namespace::User(2)));
+        let owed = OwedBumps::default();
+        owed.owe(&[Namespace::User(1), Namespace::User(2)]);
+        let snapshot = owed.snapshot_owed();
+        owed.owe(&[Namespace::User(2)]);
+        owed.settle(snapshot);
+        assert!(!owed.is_owed(&Namespace::User(1)));
+        assert!(owed.is_owed(&Namespace::User(2)));
     }
 }

@@ -3,12 +3,13 @@
 //! loader (the SQL layer call that runs on a miss). Handlers call these and
 //! never build keys themselves.
 
-use crate::cache::{Namespace, Served, keys};
+use crate::cache::{Served, keys};
 use crate::db;
-use crate::domain::resources::{Page, PageRequest, Profile};
+use crate::domain::input::{SearchTerm, Username};
+use crate::domain::resources::{DataBody, Page, PageRequest, Profile};
 use crate::error::ApiError;
-use crate::routes::data_json;
-use crate::startup::AppState;
+use crate::namespace::Namespace;
+use crate::state::AppState;
 
 pub async fn user(state: &AppState, id: i64) -> Result<Served, ApiError> {
     let pool = state.db.clone();
@@ -26,10 +27,11 @@ pub async fn user(state: &AppState, id: i64) -> Result<Served, ApiError> {
 
 pub async fn users_list(
     state: &AppState,
-    search: Option<String>,
+    search: Option<SearchTerm>,
     page: PageRequest,
 ) -> Result<Served, ApiError> {
     let pool = state.db.clone();
+    let search = search.as_ref().map(SearchTerm::as_str).map(str::to_owned);
     let query = keys::users_list_query(search.as_deref(), page.page, page.limit);
     state
         .cache
@@ -41,9 +43,10 @@ pub async fn users_list(
         .await
 }
 
-/// `username` must already satisfy the username rule (it becomes part of a key).
-pub async fn profile(state: &AppState, username: String) -> Result<Served, ApiError> {
+/// Only a name that passed the username rule becomes part of a key.
+pub async fn profile(state: &AppState, username: Username) -> Result<Served, ApiError> {
     let pool = state.db.clone();
+    let username = username.as_str().to_owned();
     state
         .cache
         .read(
@@ -126,6 +129,12 @@ pub async fn social(state: &AppState, id: i64) -> Result<Served, ApiError> {
             data_json(social)
         })
         .await
+}
+
+/// Serializes a `{"data": ...}` body for the cache.
+fn data_json<T: serde::Serialize>(data: T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(&DataBody { data })
+        .map_err(|e| ApiError::internal(format!("serializing a response: {e}")))
 }
 
 fn page_json<T: serde::Serialize>(

@@ -1,0 +1,28 @@
+//! Operations: readiness and the metrics snapshot.
+
+use crate::db;
+use crate::state::AppState;
+
+/// What `/readyz` reports.
+pub struct Readiness {
+    /// PostgreSQL answered a trivial query.
+    pub database_ok: bool,
+    /// `ok`, or `degraded` while reads bypass Redis.
+    pub cache: &'static str,
+}
+
+pub async fn readiness(state: &AppState) -> Readiness {
+    Readiness {
+        database_ok: db::ping(&state.db).await,
+        cache: state.cache.status(),
+    }
+}
+
+/// The Prometheus text of every metric, the pool gauges read just now.
+pub fn metrics_text(state: &AppState) -> String {
+    state.metrics.set_db_pool(&state.db.status());
+    state
+        .metrics
+        .set_redis_pool(&state.cache.redis_pool_status());
+    state.metrics.render()
+}

@@ -1,0 +1,55 @@
+//! Creating, changing and deleting social accounts.
+
+use super::{Body, authorize, invalidate_committed};
+use crate::auth::Caller;
+use crate::db;
+use crate::domain::input::{NewSocialInput, SocialPatchInput, validate};
+use crate::domain::resources::Social;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Adds a social account to user `user_id`; one per platform and user.
+pub async fn create(
+    state: &AppState,
+    caller: &Caller,
+    user_id: i64,
+    input: Body<NewSocialInput>,
+) -> Result<Social, ApiError> {
+    let mut conn = state.db.get().await?;
+    let exists = db::users::exists(&mut conn, user_id).await?;
+    authorize(caller, exists.then_some(user_id), "user")?;
+    let input = input?;
+    validate(&input)?;
+    let written = db::socials::insert(&mut conn, user_id, input.platform, input.url).await?;
+    drop(conn);
+    invalidate_committed(state, written, "user").await
+}
+
+pub async fn update(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    input: Body<SocialPatchInput>,
+) -> Result<Social, ApiError> {
+    let mut conn = state.db.get().await?;
+    let owner = db::socials::owner_of(&mut conn, id).await?;
+    authorize(caller, owner, "social account")?;
+    let input = input?;
+    validate(&input)?;
+    let changes = db::socials::SocialChanges {
+        platform: input.platform,
+        url: input.url,
+    };
+    let written = db::socials::update(&mut conn, id, changes).await?;
+    drop(conn);
+    invalidate_committed(state, written, "social account").await
+}
+
+pub async fn delete(state: &AppState, caller: &Caller, id: i64) -> Result<(), ApiError> {
+    let mut conn = state.db.get().await?;
+    let owner = db::socials::owner_of(&mut conn, id).await?;
+    authorize(caller, owner, "social account")?;
+    let written = db::socials::delete(&mut conn, id).await?;
+    drop(conn);
+    invalidate_committed(state, written, "social account").await
+}

@@ -1,0 +1,21 @@
+//! The application state: what the services reach, built once at start-up
+//! by [`crate::startup`]. Extractors and middleware do not take it whole:
+//! the pieces they need (the PostgreSQL pool for [`crate::auth::Caller`],
+//! the [`Metrics`] for the request metrics) are registered on their own.
+
+use std::sync::Arc;
+
+use crate::auth::throttle::LoginThrottle;
+use crate::cache::Cache;
+use crate::config::Settings;
+use crate::db::DbPool;
+use crate::metrics::Metrics;
+
+/// What every use case can reach.
+pub struct AppState {
+    pub db: DbPool,
+    pub cache: Cache,
+    pub metrics: Arc<Metrics>,
+    pub login_throttle: LoginThrottle,
+    pub settings: Settings,
+}
