@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn login_by_username_answers_a_bearer_token_and_the_private_user() {
@@ -84,7 +84,7 @@ async fn login_with_a_bad_body_is_400() {
         json!({"login": 1, "password": "something"}),
         json!({"login": "someone", "password": "something", "extra": true}),
     ] {
-        let response = app.post_json("/api/v1/auth/login", None, &body).await;
+        let response = app.post_json(paths::LOGIN, None, &body).await;
         expect_error(response, 400, "bad_request").await;
     }
 }
@@ -93,17 +93,12 @@ async fn login_with_a_bad_body_is_400() {
 async fn me_needs_a_valid_token() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    expect_error(app.get("/api/v1/me").await, 401, "unauthorized").await;
-    expect_error(
-        app.get_auth("/api/v1/me", "not-a-token").await,
-        401,
-        "unauthorized",
-    )
-    .await;
+    expect_error(app.get(paths::ME).await, 401, "unauthorized").await;
+    expect_error(app.me("not-a-token").await, 401, "unauthorized").await;
     // The token in the wrong scheme is not a bearer token.
     let response = app
         .client
-        .get(app.url("/api/v1/me"))
+        .get(app.url(paths::ME))
         .header("authorization", format!("Basic {}", user.token))
         .send()
         .await
@@ -111,7 +106,7 @@ async fn me_needs_a_valid_token() {
     expect_error(response, 401, "unauthorized").await;
     let response = app
         .client
-        .get(app.url("/api/v1/me"))
+        .get(app.url(paths::ME))
         .header("authorization", "Bearer")
         .send()
         .await
@@ -125,7 +120,7 @@ async fn me_answers_the_callers_private_user_and_is_never_a_cache_hit() {
     let user = app.register_user().await;
     let other = app.register_user().await;
     for _ in 0..3 {
-        let response = app.get_auth("/api/v1/me", &user.token).await;
+        let response = app.me(&user.token).await;
         assert_ne!(
             header(&response, "x-cache").as_deref(),
             Some("HIT"),
@@ -137,20 +132,16 @@ async fn me_answers_the_callers_private_user_and_is_never_a_cache_hit() {
         assert_eq!(me["email"], user.email.as_str());
     }
     // The other user's token gets the other user, even right after.
-    let response = app.get_auth("/api/v1/me", &other.token).await;
+    let response = app.me(&other.token).await;
     assert_ne!(header(&response, "x-cache").as_deref(), Some("HIT"));
     let me = expect_data(response).await;
     assert_eq!(me["id"], other.id);
     // A change shows at once.
     let response = app
-        .patch_json(
-            &format!("/api/v1/users/{}", user.id),
-            Some(&user.token),
-            &json!({"name": "Changed"}),
-        )
+        .update_user(user.id, Some(&user.token), &json!({"name": "Changed"}))
         .await;
     expect_written(response, 200).await;
-    let me = expect_data(app.get_auth("/api/v1/me", &user.token).await).await;
+    let me = expect_data(app.me(&user.token).await).await;
     assert_eq!(me["name"], "Changed");
 }
 
@@ -158,7 +149,7 @@ async fn me_answers_the_callers_private_user_and_is_never_a_cache_hit() {
 async fn me_is_marked_private_for_http_caches() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let response = app.get_auth("/api/v1/me", &user.token).await;
+    let response = app.me(&user.token).await;
     let cache_control = header(&response, "cache-control").unwrap_or_default();
     assert!(
         cache_control.contains("no-store") || cache_control.contains("private"),
@@ -170,35 +161,21 @@ async fn me_is_marked_private_for_http_caches() {
 async fn logout_kills_only_that_token() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let second = expect_json(app.login(&user.username, &user.password).await, 200).await;
-    let second_token = second["data"]["token"].as_str().unwrap().to_string();
+    let second_token = app.login_token(&user.username, &user.password).await;
 
-    let response = app
-        .post_json("/api/v1/auth/logout", Some(&user.token), &json!({}))
-        .await;
+    let response = app.logout(Some(&user.token)).await;
     expect_no_content(response).await;
-    expect_error(
-        app.get_auth("/api/v1/me", &user.token).await,
-        401,
-        "unauthorized",
-    )
-    .await;
+    expect_error(app.me(&user.token).await, 401, "unauthorized").await;
     // A dead token cannot write either.
     let response = app
-        .patch_json(
-            &format!("/api/v1/users/{}", user.id),
-            Some(&user.token),
-            &json!({"name": "x"}),
-        )
+        .update_user(user.id, Some(&user.token), &json!({"name": "x"}))
         .await;
     expect_error(response, 401, "unauthorized").await;
     // Logging out twice: the token is dead.
-    let response = app
-        .post_json("/api/v1/auth/logout", Some(&user.token), &json!({}))
-        .await;
+    let response = app.logout(Some(&user.token)).await;
     expect_error(response, 401, "unauthorized").await;
     // The other token lives on.
-    let me = expect_data(app.get_auth("/api/v1/me", &second_token).await).await;
+    let me = expect_data(app.me(&second_token).await).await;
     assert_eq!(me["id"], user.id);
 }
 
@@ -208,7 +185,7 @@ async fn logout_without_a_body_works_and_without_a_token_is_401() {
     let user = app.register_user().await;
     let response = app
         .client
-        .post(app.url("/api/v1/auth/logout"))
+        .post(app.url(paths::LOGOUT))
         .bearer_auth(&user.token)
         .send()
         .await
@@ -216,7 +193,7 @@ async fn logout_without_a_body_works_and_without_a_token_is_401() {
     expect_no_content(response).await;
     let response = app
         .client
-        .post(app.url("/api/v1/auth/logout"))
+        .post(app.url(paths::LOGOUT))
         .send()
         .await
         .unwrap();
@@ -226,38 +203,26 @@ async fn logout_without_a_body_works_and_without_a_token_is_401() {
 /// Every write on a user's resources, as (method, path, body).
 fn writes(user_id: i64, link_id: i64, social_id: i64) -> Vec<(&'static str, String, Value)> {
     vec![
-        (
-            "PATCH",
-            format!("/api/v1/users/{user_id}"),
-            json!({"name": "x"}),
-        ),
-        ("DELETE", format!("/api/v1/users/{user_id}"), Value::Null),
+        ("PATCH", paths::user(user_id), json!({"name": "x"})),
+        ("DELETE", paths::user(user_id), Value::Null),
         (
             "POST",
-            format!("/api/v1/users/{user_id}/links"),
+            paths::links(user_id),
             json!({"title": "t", "url": "https://example.com"}),
         ),
         (
             "POST",
-            format!("/api/v1/users/{user_id}/socials"),
+            paths::socials(user_id),
             json!({"platform": "newone", "url": "https://example.com"}),
         ),
+        ("PATCH", paths::link(link_id), json!({"title": "x"})),
+        ("DELETE", paths::link(link_id), Value::Null),
         (
             "PATCH",
-            format!("/api/v1/links/{link_id}"),
-            json!({"title": "x"}),
-        ),
-        ("DELETE", format!("/api/v1/links/{link_id}"), Value::Null),
-        (
-            "PATCH",
-            format!("/api/v1/socials/{social_id}"),
+            paths::social(social_id),
             json!({"url": "https://example.net"}),
         ),
-        (
-            "DELETE",
-            format!("/api/v1/socials/{social_id}"),
-            Value::Null,
-        ),
+        ("DELETE", paths::social(social_id), Value::Null),
     ]
 }
 
@@ -279,14 +244,14 @@ async fn send(
 async fn user_with_link_and_social(app: &TestApp) -> (RegisteredUser, i64, i64) {
     let user = app.register_user().await;
     let link = app
-        .create_link(
+        .add_link(
             user.id,
             &user.token,
             &json!({"title": "Mine", "url": "https://example.com/mine"}),
         )
         .await;
     let social = app
-        .create_social(user.id, &user.token, "github", "https://github.com/mine")
+        .add_social(user.id, &user.token, "github", "https://github.com/mine")
         .await;
     (
         user,
@@ -319,11 +284,7 @@ async fn writes_without_a_valid_token_are_401_before_anything_else() {
         }
     }
     // Nothing was changed.
-    let profile = expect_data(
-        app.get(&format!("/api/v1/profiles/{}", owner.username))
-            .await,
-    )
-    .await;
+    let profile = expect_data(app.profile(&owner.username).await).await;
     assert_eq!(profile["user"]["name"], "");
     assert_eq!(profile["links"].as_array().unwrap().len(), 1);
     assert_eq!(profile["socials"].as_array().unwrap().len(), 1);
@@ -352,11 +313,7 @@ async fn writes_to_another_users_resources_are_403() {
         assert_eq!(status, 403, "{method} {path}");
         expect_error(response, 403, "forbidden").await;
     }
-    let profile = expect_data(
-        app.get(&format!("/api/v1/profiles/{}", owner.username))
-            .await,
-    )
-    .await;
+    let profile = expect_data(app.profile(&owner.username).await).await;
     assert_eq!(profile["user"]["name"], "");
     assert_eq!(profile["links"].as_array().unwrap().len(), 1);
     assert_eq!(profile["links"][0]["title"], "Mine");
@@ -369,12 +326,12 @@ async fn an_admin_may_write_anything() {
     let app = spawn_app().await;
     let (owner, link_id, social_id) = user_with_link_and_social(&app).await;
     let admin = app.register_admin().await;
-    let me = expect_data(app.get_auth("/api/v1/me", &admin.token).await).await;
+    let me = expect_data(app.me(&admin.token).await).await;
     assert_eq!(me["role"], "admin");
 
     let response = app
-        .patch_json(
-            &format!("/api/v1/users/{}", owner.id),
+        .update_user(
+            owner.id,
             Some(&admin.token),
             &json!({"name": "Set by admin"}),
         )
@@ -386,8 +343,8 @@ async fn an_admin_may_write_anything() {
     assert_eq!(updated["role"], "user");
 
     let link = expect_written(
-        app.patch_json(
-            &format!("/api/v1/links/{link_id}"),
+        app.update_link(
+            link_id,
             Some(&admin.token),
             &json!({"title": "Admin title"}),
         )
@@ -399,8 +356,8 @@ async fn an_admin_may_write_anything() {
     assert_eq!(link["user_id"], owner.id);
 
     let social = expect_written(
-        app.patch_json(
-            &format!("/api/v1/socials/{social_id}"),
+        app.update_social(
+            social_id,
             Some(&admin.token),
             &json!({"url": "https://github.com/admin"}),
         )
@@ -412,7 +369,7 @@ async fn an_admin_may_write_anything() {
     assert_eq!(social["user_id"], owner.id);
 
     let created = app
-        .create_link(
+        .add_link(
             owner.id,
             &admin.token,
             &json!({"title": "By admin", "url": "https://example.com/admin"}),
@@ -420,7 +377,7 @@ async fn an_admin_may_write_anything() {
         .await;
     assert_eq!(created["user_id"], owner.id);
     let created_social = app
-        .create_social(
+        .add_social(
             owner.id,
             &admin.token,
             "mastodon",
@@ -429,29 +386,12 @@ async fn an_admin_may_write_anything() {
         .await;
     assert_eq!(created_social["user_id"], owner.id);
 
-    expect_no_content(
-        app.delete(&format!("/api/v1/links/{link_id}"), Some(&admin.token))
-            .await,
-    )
-    .await;
-    expect_no_content(
-        app.delete(&format!("/api/v1/socials/{social_id}"), Some(&admin.token))
-            .await,
-    )
-    .await;
-    expect_no_content(
-        app.delete(&format!("/api/v1/users/{}", owner.id), Some(&admin.token))
-            .await,
-    )
-    .await;
-    expect_error(
-        app.get(&format!("/api/v1/users/{}", owner.id)).await,
-        404,
-        "not_found",
-    )
-    .await;
+    expect_no_content(app.delete_link(link_id, Some(&admin.token)).await).await;
+    expect_no_content(app.delete_social(social_id, Some(&admin.token)).await).await;
+    expect_no_content(app.delete_user(owner.id, Some(&admin.token)).await).await;
+    expect_error(app.user(owner.id).await, 404, "not_found").await;
     // The admin itself is unaffected.
-    expect_data(app.get_auth("/api/v1/me", &admin.token).await).await;
+    expect_data(app.me(&admin.token).await).await;
 }
 
 #[tokio::test]
@@ -460,20 +400,15 @@ async fn admin_changing_a_users_password_kills_that_users_tokens_only() {
     let user = app.register_user().await;
     let admin = app.register_admin().await;
     let response = app
-        .patch_json(
-            &format!("/api/v1/users/{}", user.id),
+        .update_user(
+            user.id,
             Some(&admin.token),
             &json!({"password": "set by the admin"}),
         )
         .await;
     expect_written(response, 200).await;
-    expect_error(
-        app.get_auth("/api/v1/me", &user.token).await,
-        401,
-        "unauthorized",
-    )
-    .await;
-    expect_data(app.get_auth("/api/v1/me", &admin.token).await).await;
+    expect_error(app.me(&user.token).await, 401, "unauthorized").await;
+    expect_data(app.me(&admin.token).await).await;
     expect_json(app.login(&user.username, "set by the admin").await, 200).await;
 }
 
@@ -520,7 +455,7 @@ async fn ten_failed_logins_lock_that_login_even_with_the_right_password() {
     )
     .await;
     // The existing token of the locked user still works: only logins are throttled.
-    expect_data(app.get_auth("/api/v1/me", &user.token).await).await;
+    expect_data(app.me(&user.token).await).await;
 }
 
 #[tokio::test]

@@ -14,16 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use crate::cache_support::{
-    DumpedKey, EntryKey, Owner, PATIENT_REDIS_TIMEOUT_MS, TestRedis, assert_fresh, counter_keys,
-    counters, del_keys, entry_key, fetch, is_counter, parse_entry_key, redis_connection, redis_for,
-    restore_as, restore_deleted_entries, snapshot, spawn_cached, spawn_cached_with, spawn_truth,
-    wait_cache_ok, warm_all,
-};
-use crate::helpers::{
-    TestApp, expect_json, query_strings, spawn_app_on, spawn_app_with, unique_name,
-};
-use crate::proxy::{RedisServer, TcpProxy};
+use crate::support::*;
 
 /// The writes the scenarios below go through, one per kind.
 #[derive(Debug, Clone, Copy)]
@@ -92,8 +83,8 @@ async fn perform(
         Write::PatchLink => {
             let id = *owner.links.first().expect("a link to patch");
             let response = app
-                .patch_json(
-                    &format!("/api/v1/links/{id}"),
+                .update_link(
+                    id,
                     Some(owner.token()),
                     &json!({"title": format!("title {round}"), "position": round}),
                 )
@@ -102,10 +93,8 @@ async fn perform(
         }
         Write::DeleteLink => {
             let id = owner.links.remove(0);
-            gone.push(format!("/api/v1/links/{id}"));
-            let response = app
-                .delete(&format!("/api/v1/links/{id}"), Some(owner.token()))
-                .await;
+            gone.push(paths::link(id));
+            let response = app.delete_link(id, Some(owner.token())).await;
             assert_eq!(response.status().as_u16(), 204, "DELETE link");
         }
         Write::AddSocial => {
@@ -114,8 +103,8 @@ async fn perform(
         Write::PatchSocial => {
             let id = *owner.socials.first().expect("a social to patch");
             let response = app
-                .patch_json(
-                    &format!("/api/v1/socials/{id}"),
+                .update_social(
+                    id,
                     Some(owner.token()),
                     &json!({"url": format!("https://s.example.com/{round}")}),
                 )
@@ -124,10 +113,8 @@ async fn perform(
         }
         Write::DeleteSocial => {
             let id = owner.socials.remove(0);
-            gone.push(format!("/api/v1/socials/{id}"));
-            let response = app
-                .delete(&format!("/api/v1/socials/{id}"), Some(owner.token()))
-                .await;
+            gone.push(paths::social(id));
+            let response = app.delete_social(id, Some(owner.token())).await;
             assert_eq!(response.status().as_u16(), 204, "DELETE social");
         }
     }
@@ -192,7 +179,7 @@ fn entries_of(prefix: &str, snapshot: &[DumpedKey]) -> usize {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scan_missed_keys_stay_unreachable() {
+async fn rule_5_keys_the_scan_missed_stay_unreachable() {
     let app = spawn_cached().await;
     let truth = spawn_truth(&app).await;
     let prefix = app.settings.cache_prefix.clone();
@@ -230,6 +217,131 @@ async fn scan_missed_keys_stay_unreachable() {
     );
 }
 
+/// Keys a private Redis holds besides the test's own, so that one SCAN pass
+/// over it takes many steps of `SCAN_COUNT` (1000) keys.
+const UNRELATED_KEYS: u64 = 1_000_000;
+
+/// `SCAN` calls the server has answered since its statistics were reset.
+async fn scan_calls(con: &mut TestRedis) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(con)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_scan:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Which of `keys` exist right now (one EXISTS each, no SCAN).
+async fn existing(con: &mut TestRedis, keys: &[String]) -> Vec<String> {
+    let mut present = Vec::new();
+    for key in keys {
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(key)
+            .query_async(con)
+            .await
+            .expect("EXISTS");
+        if exists == 1 {
+            present.push(key.clone());
+        }
+    }
+    present
+}
+
+/// A write answers before the SCAN that purges its stale entries is done: on a
+/// Redis holding a million unrelated keys, the purge needs hundreds of SCAN
+/// steps, and when the write's answer arrives fewer of them have run than the
+/// whole pass takes, entries the purge deletes later are still in Redis, and
+/// the next read is already fresh (the versions, not the purge, make it so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_5_a_write_does_not_wait_for_scan() {
+    let server = RedisOptions::new()
+        .args(["--enable-debug-command", "local"])
+        .start()
+        .await
+        .expect("start a private redis-server with DEBUG enabled");
+    let mut con = redis_connection(&server.url()).await;
+    let () = redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(UNRELATED_KEYS)
+        .arg("unrelated")
+        .query_async(&mut con)
+        .await
+        .expect("DEBUG POPULATE");
+    let url = server.url();
+    let app = spawn_cached_with(|s| s.redis_url = url).await;
+    let truth = spawn_truth(&app).await;
+    let prefix = app.settings.cache_prefix.clone();
+    let owner = Owner::create(&app, 2, 2).await;
+    warm_all(&app, &owner.all_reads()).await;
+    let entries: Vec<String> = scan_keys(&mut con, &prefix)
+        .await
+        .into_iter()
+        .filter(|key| !is_counter(&prefix, key))
+        .collect();
+    assert!(!entries.is_empty(), "the warm reads cached nothing");
+
+    let () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut con)
+        .await
+        .expect("CONFIG RESETSTAT");
+    owner
+        .patch_user(&app, json!({"bio": "written while SCAN runs"}))
+        .await;
+    let scans_at_answer = scan_calls(&mut con).await;
+    let present_at_answer = existing(&mut con, &entries).await;
+    let read = assert_fresh(&app, &truth, &owner.user_path(), "right after the write").await;
+    assert_eq!(read.x_cache, "MISS", "the write's namespace was bumped");
+    assert_eq!(read.body["data"]["bio"], "written while SCAN runs");
+
+    // Wait for the purge to finish: the entries it deletes are gone and SCAN
+    // calls have stopped growing.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = scan_calls(&mut con).await;
+    let deleted = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = scan_calls(&mut con).await;
+        let remaining = existing(&mut con, &entries).await;
+        let deleted: Vec<&String> = entries.iter().filter(|k| !remaining.contains(k)).collect();
+        if now == last && !deleted.is_empty() {
+            break deleted.into_iter().cloned().collect::<Vec<String>>();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the purge did not finish within 120 s ({now} SCAN calls so far)"
+        );
+        last = now;
+    };
+    let scans_in_total = last;
+    let full_pass = UNRELATED_KEYS / 1000;
+    assert!(
+        scans_in_total >= full_pass / 2,
+        "a purge over {UNRELATED_KEYS} keys took only {scans_in_total} SCAN calls"
+    );
+    assert!(
+        scans_at_answer < scans_in_total,
+        "the write answered after its purge had made all {scans_in_total} SCAN calls"
+    );
+    let stale_when_answered: Vec<&String> = deleted
+        .iter()
+        .filter(|key| present_at_answer.contains(key))
+        .collect();
+    assert!(
+        !stale_when_answered.is_empty(),
+        "every entry the purge deleted ({deleted:?}) was already gone when the write answered"
+    );
+    println!(
+        "write answered after {scans_at_answer} of {scans_in_total} SCAN calls, \
+         with {} of the {} entries the purge deleted still in Redis",
+        stale_when_answered.len(),
+        deleted.len()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 5. version counters lost
 // ---------------------------------------------------------------------------
@@ -264,8 +376,22 @@ fn assert_counters_recreated(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counter_loss_after_write() {
+/// When every version counter vanishes (eviction, a FLUSH of the wrong keys,
+/// ...), relative to a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CounterLoss {
+    /// After the write's bump: stale entries sit under the versions a naive
+    /// re-creation would reuse.
+    AfterWrite,
+    /// Before the write: its INCR finds nothing to bump.
+    BeforeWrite,
+}
+
+/// Each write of [`SOME_WRITES`] with every counter lost `when`, and the
+/// deleted entries put back, forged under the versions a counter re-created
+/// from scratch would reuse: every read stays fresh and every re-created
+/// counter is above what it was (rule 3).
+async fn counters_lost(when: CounterLoss) {
     let app = spawn_cached().await;
     let truth = spawn_truth(&app).await;
     let prefix = app.settings.cache_prefix.clone();
@@ -277,61 +403,55 @@ async fn counter_loss_after_write() {
         let reads = reads_of(&owner, &gone);
         warm_all(&app, &reads).await;
         let before = snapshot(&mut con, &prefix).await;
+        let old_counters = if when == CounterLoss::BeforeWrite {
+            let old_counters = counters(&mut con, &prefix).await;
+            delete_every_counter(&mut con, &prefix).await;
+            old_counters
+        } else {
+            BTreeMap::new()
+        };
         perform(&app, &mut owner, write, round + 1, &mut gone).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let old_counters = counters(&mut con, &prefix).await;
-        restore_deleted_entries(&mut con, &prefix, &before).await;
-        // Every counter vanishes (eviction, a FLUSH of the wrong keys, ...) and
-        // stale entries sit under the versions a naive re-creation would reuse.
-        let counter_names = counter_keys(&mut con, &prefix).await;
-        assert!(
-            !counter_names.is_empty(),
-            "no version counters under {prefix}:ver:"
-        );
-        del_keys(&mut con, &counter_names).await;
+        let old_counters = if when == CounterLoss::AfterWrite {
+            let old_counters = counters(&mut con, &prefix).await;
+            restore_deleted_entries(&mut con, &prefix, &before).await;
+            delete_every_counter(&mut con, &prefix).await;
+            old_counters
+        } else {
+            restore_deleted_entries(&mut con, &prefix, &before).await;
+            old_counters
+        };
         let forged = forge_stale_versions(&mut con, &prefix, &before).await;
 
         let reads = reads_of(&owner, &gone);
-        let context = format!("after {write:?}, then the loss of every counter");
+        let context = match when {
+            CounterLoss::AfterWrite => format!("after {write:?}, then the loss of every counter"),
+            CounterLoss::BeforeWrite => format!("after the loss of every counter, then {write:?}"),
+        };
         assert_fresh_twice(&app, &truth, &reads, &context).await;
         let new_counters = counters(&mut con, &prefix).await;
         assert_counters_recreated(&old_counters, &new_counters, &forged, &context);
     }
 }
 
+/// Deletes every version counter of the prefix, asserting there was one.
+async fn delete_every_counter(con: &mut TestRedis, prefix: &str) {
+    let counter_names = counter_keys(con, prefix).await;
+    assert!(
+        !counter_names.is_empty(),
+        "no version counters under {prefix}:ver:"
+    );
+    del_keys(con, &counter_names).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counter_loss_before_write() {
-    let app = spawn_cached().await;
-    let truth = spawn_truth(&app).await;
-    let prefix = app.settings.cache_prefix.clone();
-    let mut con = redis_for(&app.settings).await;
-    let mut owner = Owner::create(&app, 2, 2).await;
-    let mut gone = Vec::new();
+async fn rule_3_counters_never_reset_lost_after_a_write() {
+    counters_lost(CounterLoss::AfterWrite).await;
+}
 
-    for (round, write) in SOME_WRITES.into_iter().enumerate() {
-        let reads = reads_of(&owner, &gone);
-        warm_all(&app, &reads).await;
-        let before = snapshot(&mut con, &prefix).await;
-        let old_counters = counters(&mut con, &prefix).await;
-        // The counters vanish first: the write's INCR finds nothing to bump.
-        let counter_names: Vec<String> = old_counters.keys().cloned().collect();
-        assert!(
-            !counter_names.is_empty(),
-            "no version counters under {prefix}:ver:"
-        );
-        del_keys(&mut con, &counter_names).await;
-
-        perform(&app, &mut owner, write, round + 1, &mut gone).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        restore_deleted_entries(&mut con, &prefix, &before).await;
-        let forged = forge_stale_versions(&mut con, &prefix, &before).await;
-
-        let reads = reads_of(&owner, &gone);
-        let context = format!("after the loss of every counter, then {write:?}");
-        assert_fresh_twice(&app, &truth, &reads, &context).await;
-        let new_counters = counters(&mut con, &prefix).await;
-        assert_counters_recreated(&old_counters, &new_counters, &forged, &context);
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_3_counters_never_reset_lost_before_a_write() {
+    counters_lost(CounterLoss::BeforeWrite).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -400,7 +520,7 @@ async fn assert_outage_reads(app: &TestApp, truth: &TestApp, paths: &[String], c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_outage_reads_bypass_and_writes_stay_visible() {
+async fn rule_4_a_failed_bump_is_owed_reads_bypass_and_writes_stay_visible() {
     let redis = RedisServer::start().await;
     let proxy = TcpProxy::start(redis.addr()).await;
     let redis_url = redis_url_of(proxy.addr());
@@ -611,12 +731,12 @@ async fn outage_on_every_instance(writer_first: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_outage_on_every_instance_writer_back_first() {
+async fn rule_4_a_failed_bump_is_owed_on_every_instance_writer_back_first() {
     outage_on_every_instance(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_outage_on_every_instance_reader_back_first() {
+async fn rule_4_a_failed_bump_is_owed_on_every_instance_reader_back_first() {
     outage_on_every_instance(false).await;
 }
 
@@ -625,7 +745,7 @@ async fn redis_outage_on_every_instance_reader_back_first() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_killed_and_restarted_empty() {
+async fn rule_3_counters_never_reset_redis_killed_and_restarted_empty() {
     let mut redis = RedisServer::start().await;
     let redis_url = redis.url();
     let app = spawn_app_with(|s| s.redis_url = redis_url).await;
@@ -869,11 +989,11 @@ async fn stale_set_race(slow_database: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_set_race_slow_database() {
+async fn rule_1_versions_are_taken_before_the_database_read_slow_database() {
     stale_set_race(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_set_race_fast_database() {
+async fn rule_1_versions_are_taken_before_the_database_read_fast_database() {
     stale_set_race(false).await;
 }

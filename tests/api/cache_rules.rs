@@ -12,27 +12,18 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::cache_support::{
-    Owner, assert_all_fresh, assert_fresh, fetch, fetch_with, is_counter, list_reads, redis_for,
-    scan_keys, spawn_cached, spawn_cached_with, spawn_truth, warm, warm_all,
-};
-use crate::helpers::{TestApp, expect_json, unique_name};
+use crate::support::*;
 
 async fn register(app: &TestApp, username: &str, name: &str) -> i64 {
-    let response = app
-        .post_json(
-            "/api/v1/users",
-            None,
-            &json!({
-                "username": username,
-                "email": format!("{username}@example.com"),
-                "password": "another fine password",
-                "name": name,
-            }),
-        )
+    let user = app
+        .register_with(&json!({
+            "username": username,
+            "email": format!("{username}@example.com"),
+            "password": "another fine password",
+            "name": name,
+        }))
         .await;
-    let body = expect_json(response, 201).await;
-    body["data"]["id"].as_i64().expect("new user id")
+    user["id"].as_i64().expect("new user id")
 }
 
 // ---------------------------------------------------------------------------
@@ -40,19 +31,19 @@ async fn register(app: &TestApp, username: &str, name: &str) -> i64 {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_your_writes_register_and_cached_404() {
+async fn rule_2_bump_after_commit_before_answering_register_and_cached_404() {
     let app = spawn_cached().await;
     let truth = spawn_truth(&app).await;
     let owner = Owner::create(&app, 1, 1).await;
 
     let newname = unique_name("fresh");
     let predicted_id = owner.id() + 1;
-    let new_profile = format!("/api/v1/profiles/{newname}");
-    let new_search = format!("/api/v1/users?search={newname}");
+    let new_profile = paths::profile(&newname);
+    let new_search = paths::user_search(&newname);
     let predicted = vec![
-        format!("/api/v1/users/{predicted_id}"),
-        format!("/api/v1/users/{predicted_id}/links"),
-        format!("/api/v1/users/{predicted_id}/socials"),
+        paths::user(predicted_id),
+        paths::links(predicted_id),
+        paths::socials(predicted_id),
     ];
 
     let mut reads = owner.all_reads();
@@ -88,12 +79,12 @@ async fn read_your_writes_register_and_cached_404() {
     assert_eq!(profile.body["data"]["user"]["username"], newname.as_str());
     let search = fetch(&app, &new_search).await;
     assert_eq!(search.body["meta"]["total"], 1, "search after registration");
-    let user = fetch(&app, &format!("/api/v1/users/{new_id}")).await;
+    let user = fetch(&app, &paths::user(new_id)).await;
     assert_eq!(user.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_your_writes_patch_user_fields() {
+async fn rule_2_bump_after_commit_before_answering_patch_user_fields() {
     let app = spawn_cached().await;
     let truth = spawn_truth(&app).await;
     let owner = Owner::create(&app, 2, 2).await;
@@ -147,7 +138,7 @@ async fn read_your_writes_patch_user_fields() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_your_writes_rename_user() {
+async fn rule_2_bump_after_commit_before_answering_rename_user() {
     let app = spawn_cached().await;
     let truth = spawn_truth(&app).await;
     let mut owner = Owner::create(&app, 1, 1).await;
@@ -158,8 +149,8 @@ async fn read_your_writes_rename_user() {
     let name_reads = || {
         let mut paths = Vec::new();
         for name in &names {
-            paths.push(format!("/api/v1/profiles/{name}"));
-            paths.push(format!("/api/v1/users?search={name}"));
+            paths.push(paths::profile(name));
+            paths.push(paths::user_search(name));
         }
         paths
     };
@@ -170,7 +161,7 @@ async fn read_your_writes_rename_user() {
         let mut reads = owner.all_reads();
         reads.extend(name_reads());
         warm_all(&app, &reads).await;
-        let new_profile = format!("/api/v1/profiles/{to}");
+        let new_profile = paths::profile(to);
         assert_eq!(fetch(&app, &new_profile).await.status, 404);
 
         owner.patch_user(&app, json!({"username": to})).await;
@@ -179,14 +170,14 @@ async fn read_your_writes_rename_user() {
         // Every list and search (one global namespace), the user, and the
         // profiles under the old and the new name; not the third name's.
         let mut affected = list_reads();
-        affected.extend(names.iter().map(|n| format!("/api/v1/users?search={n}")));
-        affected.push(format!("/api/v1/profiles/{from}"));
-        affected.push(format!("/api/v1/profiles/{to}"));
+        affected.extend(names.iter().map(paths::user_search));
+        affected.push(paths::profile(from));
+        affected.push(paths::profile(to));
         affected.push(owner.user_path());
         let context = format!("after renaming {from} to {to}");
         assert_all_fresh(&app, &truth, &reads, &affected, &context).await;
 
-        let old = fetch(&app, &format!("/api/v1/profiles/{from}")).await;
+        let old = fetch(&app, &paths::profile(from)).await;
         assert_eq!(old.status, 404, "{context}: the old profile path");
         let new = fetch(&app, &new_profile).await;
         assert_eq!(new.status, 200, "{context}: the new profile path");
@@ -198,7 +189,7 @@ async fn read_your_writes_rename_user() {
         reads.extend(name_reads());
         warm_all(&app, &reads).await;
         owner.add_link(&app, &format!("after rename to {to}")).await;
-        let new_link = format!("/api/v1/links/{}", owner.links.last().expect("link"));
+        let new_link = paths::link(owner.links.last().expect("link"));
         reads.push(new_link.clone());
         let affected = vec![
             owner.profile_path(),
@@ -210,15 +201,13 @@ async fn read_your_writes_rename_user() {
         assert_all_fresh(&app, &truth, &reads, &affected, &context).await;
         // Keep one link per round for the link count check above.
         let removed = owner.links.remove(0);
-        let response = app
-            .delete(&format!("/api/v1/links/{removed}"), Some(owner.token()))
-            .await;
+        let response = app.delete_link(removed, Some(owner.token())).await;
         assert_eq!(response.status().as_u16(), 204);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_your_writes_delete_user() {
+async fn rule_2_bump_after_commit_before_answering_delete_user() {
     let app = spawn_cached().await;
     let truth = spawn_truth(&app).await;
     let owner = Owner::create(&app, 2, 2).await;
@@ -260,7 +249,7 @@ async fn read_your_writes_delete_user() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_your_writes_link_writes() {
+async fn rule_2_bump_after_commit_before_answering_link_writes() {
     let app = spawn_cached().await;
     let truth = spawn_truth(&app).await;
     let mut owner = Owner::create(&app, 2, 1).await;
@@ -275,14 +264,14 @@ async fn read_your_writes_link_writes() {
 
     // POST: the new link shows in the lists, and its (predicted, cached 404)
     // path answers it.
-    let predicted = format!("/api/v1/links/{}", other.links[0] + 1);
+    let predicted = paths::link(other.links[0] + 1);
     let mut reads = owner.all_reads();
     reads.extend(other.own_reads());
     reads.push(predicted.clone());
     warm_all(&app, &reads).await;
     let new_id = owner.add_link(&app, "brand new").await;
     let mut affected = list_paths(&owner);
-    if predicted == format!("/api/v1/links/{new_id}") {
+    if predicted == paths::link(new_id) {
         affected.push(predicted);
     }
     assert_all_fresh(&app, &truth, &reads, &affected, "after POST link").await;
@@ -294,7 +283,7 @@ async fn read_your_writes_link_writes() {
 
     // PATCH title, url, position (a reorder).
     let target = owner.links[0];
-    let link_path = format!("/api/v1/links/{target}");
+    let link_path = paths::link(target);
     for patch in [
         json!({"title": "renamed link"}),
         json!({"url": "https://example.org/changed"}),
@@ -331,21 +320,21 @@ async fn read_your_writes_link_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_your_writes_social_writes() {
+async fn rule_2_bump_after_commit_before_answering_social_writes() {
     let app = spawn_cached().await;
     let truth = spawn_truth(&app).await;
     let mut owner = Owner::create(&app, 1, 2).await;
     let other = Owner::create(&app, 1, 1).await;
     let list_paths = |owner: &Owner| vec![owner.profile_path(), owner.socials_path()];
 
-    let predicted = format!("/api/v1/socials/{}", other.socials[0] + 1);
+    let predicted = paths::social(other.socials[0] + 1);
     let mut reads = owner.all_reads();
     reads.extend(other.own_reads());
     reads.push(predicted.clone());
     warm_all(&app, &reads).await;
     let new_id = owner.add_social(&app, "aaa_first").await;
     let mut affected = list_paths(&owner);
-    if predicted == format!("/api/v1/socials/{new_id}") {
+    if predicted == paths::social(new_id) {
         affected.push(predicted);
     }
     assert_all_fresh(&app, &truth, &reads, &affected, "after POST social").await;
@@ -353,7 +342,7 @@ async fn read_your_writes_social_writes() {
     assert_eq!(socials.body["data"][0]["platform"], "aaa_first");
 
     let target = owner.socials[0];
-    let social_path = format!("/api/v1/socials/{target}");
+    let social_path = paths::social(target);
     for patch in [
         json!({"url": "https://social.example.com/changed"}),
         json!({"platform": "zzz_last"}),
@@ -412,7 +401,7 @@ async fn fine_grained_invalidation() {
     a.add_link(&app, "a new link").await;
     assert_still_hit(&app, &truth, &b_reads, "after A's POST link").await;
 
-    let link = format!("/api/v1/links/{}", a.links[0]);
+    let link = paths::link(a.links[0]);
     let response = app
         .patch_json(
             &link,
@@ -430,7 +419,7 @@ async fn fine_grained_invalidation() {
     a.add_social(&app, "a_net").await;
     assert_still_hit(&app, &truth, &b_reads, "after A's POST social").await;
 
-    let social = format!("/api/v1/socials/{}", a.socials[0]);
+    let social = paths::social(a.socials[0]);
     let response = app
         .patch_json(
             &social,
@@ -468,7 +457,7 @@ async fn fine_grained_invalidation() {
 // 3. headers and ETags
 // ---------------------------------------------------------------------------
 
-fn assert_cache_headers(got: &crate::cache_support::Fetched) {
+fn assert_cache_headers(got: &crate::support::Fetched) {
     let etag = got
         .etag
         .as_deref()
@@ -561,7 +550,7 @@ async fn hit_miss_headers_and_etag() {
     }
 
     // CACHE_ENABLED=false: every read is BYPASS, with the same headers.
-    let disabled = crate::helpers::spawn_app_on(&app.database_url, &unique_name("off"), |s| {
+    let disabled = crate::support::spawn_app_on(&app.database_url, &unique_name("off"), |s| {
         s.cache_enabled = false;
     })
     .await;
@@ -592,7 +581,7 @@ async fn hit_miss_headers_and_etag() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stampede_loads_once() {
+async fn rule_7_one_load_per_key() {
     let app = spawn_cached().await;
     let owner = Owner::create(&app, 3, 2).await;
     let path = owner.profile_path();
@@ -633,7 +622,7 @@ async fn stampede_loads_once() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_key_has_ttl_and_no_secrets() {
+async fn rule_6_ttl_on_every_entry_and_no_secrets() {
     const TTL: u64 = 120;
     let app = spawn_cached_with(|s| s.cache_ttl = Duration::from_secs(TTL)).await;
     let prefix = app.settings.cache_prefix.clone();
@@ -657,7 +646,7 @@ async fn every_key_has_ttl_and_no_secrets() {
         assert_eq!(response.status().as_u16(), 200, "GET {path} as admin");
         fetch(&app, &path).await;
     }
-    let me = app.get_auth("/api/v1/me", owner.token()).await;
+    let me = app.me(owner.token()).await;
     assert_eq!(me.status().as_u16(), 200);
     let wrong = app.login(&owner.username, "not the password at all").await;
     assert_eq!(wrong.status().as_u16(), 401);
@@ -693,7 +682,7 @@ async fn every_key_has_ttl_and_no_secrets() {
         let response = app.get_auth(&path, &third_token).await;
         assert_eq!(response.status().as_u16(), 200, "GET {path} with a token");
     }
-    let me = app.get_auth("/api/v1/me", &third_token).await;
+    let me = app.me(&third_token).await;
     assert_eq!(me.status().as_u16(), 200);
 
     let mut con = redis_for(&app.settings).await;
@@ -739,7 +728,7 @@ async fn every_key_has_ttl_and_no_secrets() {
 
 /// Every value stored under `key`, whatever its type (members, fields and
 /// values of hashes, ...).
-async fn key_values(con: &mut crate::cache_support::TestRedis, key: &str) -> Vec<Vec<u8>> {
+async fn key_values(con: &mut crate::support::TestRedis, key: &str) -> Vec<Vec<u8>> {
     let kind: String = redis::cmd("TYPE")
         .arg(key)
         .query_async(con)
@@ -803,8 +792,8 @@ async fn namespace_metric(app: &TestApp, name: &str, namespace: &str) -> f64 {
 async fn metrics_count_cache_results_by_namespace() {
     let app = spawn_cached().await;
     let owner = Owner::create(&app, 1, 1).await;
-    let link = format!("/api/v1/links/{}", owner.links[0]);
-    let social = format!("/api/v1/socials/{}", owner.socials[0]);
+    let link = paths::link(owner.links[0]);
+    let social = paths::social(owner.socials[0]);
 
     // (path, namespace label) per API.md/interface: users list, user, profile, link, social.
     let reads: Vec<(String, &str)> = vec![
@@ -904,7 +893,7 @@ async fn metrics_count_cache_results_by_namespace() {
     );
 
     // Bypasses: an instance with the cache disabled counts them by namespace.
-    let disabled = crate::helpers::spawn_app_on(&app.database_url, &unique_name("off"), |s| {
+    let disabled = crate::support::spawn_app_on(&app.database_url, &unique_name("off"), |s| {
         s.cache_enabled = false;
     })
     .await;

@@ -3,7 +3,7 @@
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::helpers::*;
+use crate::support::*;
 
 /// Counts statuses, failing on any 5xx.
 async fn statuses(responses: Vec<reqwest::Response>) -> Vec<u16> {
@@ -28,7 +28,7 @@ async fn concurrent_registrations_of_one_username_make_one_user() {
             "password": TEST_PASSWORD,
         });
         let app = &app;
-        async move { app.post_json("/api/v1/users", None, &body).await }
+        async move { app.register(&body).await }
     });
     let statuses = statuses(join_all(attempts).await).await;
     assert_eq!(
@@ -41,7 +41,7 @@ async fn concurrent_registrations_of_one_username_make_one_user() {
         9,
         "{statuses:?}"
     );
-    let (data, meta) = expect_page(app.get("/api/v1/users").await).await;
+    let (data, meta) = expect_page(app.list_users("").await).await;
     assert_eq!(meta["total"], 1);
     assert_eq!(data[0]["username"], username.as_str());
 }
@@ -61,7 +61,7 @@ async fn concurrent_registrations_of_one_email_in_any_case_make_one_user() {
             "password": TEST_PASSWORD,
         });
         let app = &app;
-        async move { app.post_json("/api/v1/users", None, &body).await }
+        async move { app.register(&body).await }
     });
     let statuses = statuses(join_all(attempts).await).await;
     assert_eq!(
@@ -83,7 +83,7 @@ async fn concurrent_link_creations_get_distinct_consecutive_positions() {
     let attempts = (0..20).map(|i| {
         let body = json!({"title": format!("link {i}"), "url": "https://example.com"});
         let app = &app;
-        let path = format!("/api/v1/users/{}/links", user.id);
+        let path = paths::links(user.id);
         let token = user.token.clone();
         async move { app.post_json(&path, Some(&token), &body).await }
     });
@@ -96,11 +96,7 @@ async fn concurrent_link_creations_get_distinct_consecutive_positions() {
     positions.sort_unstable();
     assert_eq!(positions, (0..20).collect::<Vec<i64>>());
 
-    let (data, meta) = expect_page(
-        app.get(&format!("/api/v1/users/{}/links?limit=100", user.id))
-            .await,
-    )
-    .await;
+    let (data, meta) = expect_page(app.links_of(user.id, "?limit=100").await).await;
     assert_eq!(meta["total"], 20);
     let listed: Vec<i64> = data
         .iter()
@@ -116,7 +112,7 @@ async fn concurrent_creations_of_one_platform_make_one_social() {
     let attempts = (0..10).map(|i| {
         let body = json!({"platform": "github", "url": format!("https://github.com/{i}")});
         let app = &app;
-        let path = format!("/api/v1/users/{}/socials", user.id);
+        let path = paths::socials(user.id);
         let token = user.token.clone();
         async move { app.post_json(&path, Some(&token), &body).await }
     });

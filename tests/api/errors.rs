@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn unknown_routes_are_404_json() {
@@ -28,28 +28,19 @@ async fn unknown_routes_are_404_json() {
     expect_error(response, 404, "not_found").await;
 }
 
-/// (method, path) pairs of known paths with a method they do not serve.
-const WRONG_METHODS: &[(&str, &str)] = &[
-    ("PUT", "/api/v1/users"),
-    ("DELETE", "/api/v1/users"),
-    ("PATCH", "/api/v1/users"),
-    ("POST", "/api/v1/users/1"),
-    ("PUT", "/api/v1/users/1"),
-    ("DELETE", "/api/v1/users/1/links"),
-    ("PATCH", "/api/v1/users/1/socials"),
-    ("POST", "/api/v1/links/1"),
-    ("PUT", "/api/v1/socials/1"),
-    ("POST", "/api/v1/profiles/someone"),
-    ("DELETE", "/api/v1/profiles/someone"),
-    ("GET", "/api/v1/auth/login"),
-    ("GET", "/api/v1/auth/logout"),
-    ("POST", "/api/v1/me"),
-    ("DELETE", "/api/v1/me"),
-    ("POST", "/healthz"),
-    ("POST", "/readyz"),
-    ("POST", "/metrics"),
-    ("POST", "/api/v1/openapi.json"),
-];
+/// Every (method, path) of a known route with a method it does not serve,
+/// derived from [`paths::ROUTES`].
+fn wrong_methods() -> Vec<(&'static str, String)> {
+    let mut pairs = Vec::new();
+    for (template, served) in paths::ROUTES {
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            if !served.contains(&method) {
+                pairs.push((method, paths::example(template)));
+            }
+        }
+    }
+    pairs
+}
 
 fn method(name: &str) -> reqwest::Method {
     reqwest::Method::from_bytes(name.as_bytes()).unwrap()
@@ -59,9 +50,9 @@ fn method(name: &str) -> reqwest::Method {
 async fn known_paths_with_a_wrong_method_are_405_json() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    for (name, path) in WRONG_METHODS {
+    for (name, path) in wrong_methods() {
         for token in [None, Some(user.token.as_str())] {
-            let mut request = app.client.request(method(name), app.url(path));
+            let mut request = app.client.request(method(name), app.url(&path));
             if let Some(token) = token {
                 request = request.bearer_auth(token);
             }
@@ -76,21 +67,23 @@ async fn known_paths_with_a_wrong_method_are_405_json() {
 #[tokio::test]
 async fn method_not_allowed_lists_the_allowed_methods() {
     let app = spawn_app().await;
-    for (name, path, allowed) in [
-        ("PUT", "/api/v1/users", &["GET", "POST"][..]),
-        ("POST", "/api/v1/users/1", &["GET", "PATCH", "DELETE"][..]),
-        ("GET", "/api/v1/auth/login", &["POST"][..]),
-    ] {
+    // One wrong method per route: its 405 lists what the route serves.
+    for (template, allowed) in paths::ROUTES {
+        let name = ["PUT", "POST", "DELETE"]
+            .into_iter()
+            .find(|m| !allowed.contains(m))
+            .expect("no route serves PUT, POST and DELETE");
+        let path = paths::example(template);
         let response = app
             .client
-            .request(method(name), app.url(path))
+            .request(method(name), app.url(&path))
             .send()
             .await
             .unwrap();
         assert_eq!(response.status().as_u16(), 405, "{name} {path}");
         let allow = header(&response, "allow")
             .unwrap_or_else(|| panic!("405 for {name} {path} without an Allow header"));
-        for m in allowed {
+        for m in *allowed {
             assert!(allow.contains(m), "Allow {allow:?} for {path} lacks {m}");
         }
     }
@@ -109,14 +102,14 @@ async fn malformed_json_is_400() {
         "nul",
     ] {
         let response = app
-            .post_raw("/api/v1/users", Some("application/json"), body)
+            .post_raw(paths::USERS, Some("application/json"), body)
             .await;
         let status = response.status().as_u16();
         assert_eq!(status, 400, "body {body:?}");
         expect_error(response, 400, "bad_request").await;
         let response = app
             .client
-            .patch(app.url(&format!("/api/v1/users/{}", user.id)))
+            .patch(app.url(&paths::user(user.id)))
             .bearer_auth(&user.token)
             .header("content-type", "application/json")
             .body(body)
@@ -126,7 +119,7 @@ async fn malformed_json_is_400() {
         expect_error(response, 400, "bad_request").await;
     }
     let response = app
-        .post_raw("/api/v1/auth/login", Some("application/json"), "{")
+        .post_raw(paths::LOGIN, Some("application/json"), "{")
         .await;
     expect_error(response, 400, "bad_request").await;
 }
@@ -149,7 +142,7 @@ async fn a_body_that_is_not_json_is_415() {
         None,
     ] {
         let response = app
-            .post_raw("/api/v1/users", content_type, valid.clone())
+            .post_raw(paths::USERS, content_type, valid.clone())
             .await;
         let status = response.status().as_u16();
         assert_eq!(status, 415, "content-type {content_type:?}");
@@ -157,7 +150,7 @@ async fn a_body_that_is_not_json_is_415() {
     }
     let response = app
         .client
-        .post(app.url(&format!("/api/v1/users/{}/links", user.id)))
+        .post(app.url(&paths::links(user.id)))
         .bearer_auth(&user.token)
         .header("content-type", "text/plain")
         .body(r#"{"title": "t", "url": "https://example.com"}"#)
@@ -167,11 +160,7 @@ async fn a_body_that_is_not_json_is_415() {
     expect_error(response, 415, "unsupported_media_type").await;
     // A JSON content type with parameters is JSON.
     let response = app
-        .post_raw(
-            "/api/v1/users",
-            Some("application/json; charset=utf-8"),
-            valid,
-        )
+        .post_raw(paths::USERS, Some("application/json; charset=utf-8"), valid)
         .await;
     expect_written(response, 201).await;
 }
@@ -195,7 +184,7 @@ async fn bodies_over_64_kib_are_413() {
     // Exactly 64 KiB is allowed through to validation (the bio is too long).
     let response = app
         .post_raw(
-            "/api/v1/users",
+            paths::USERS,
             Some("application/json"),
             registration_of_len(64 * 1024),
         )
@@ -204,7 +193,7 @@ async fn bodies_over_64_kib_are_413() {
     for len in [64 * 1024 + 1, 200 * 1024] {
         let response = app
             .post_raw(
-                "/api/v1/users",
+                paths::USERS,
                 Some("application/json"),
                 registration_of_len(len),
             )
@@ -214,14 +203,14 @@ async fn bodies_over_64_kib_are_413() {
         expect_error(response, 413, "payload_too_large").await;
     }
     let response = app
-        .patch_json(
-            &format!("/api/v1/users/{}", user.id),
+        .update_user(
+            user.id,
             Some(&user.token),
             &json!({"bio": "b".repeat(70_000)}),
         )
         .await;
     expect_error(response, 413, "payload_too_large").await;
-    let (_, meta) = expect_page(app.get("/api/v1/users").await).await;
+    let (_, meta) = expect_page(app.list_users("").await).await;
     assert_eq!(meta["total"], 1);
 }
 
@@ -239,22 +228,18 @@ async fn path_ids_that_are_not_positive_integers_are_404() {
         "%20",
     ] {
         for path in [
-            format!("/api/v1/users/{id}"),
-            format!("/api/v1/users/{id}/links"),
-            format!("/api/v1/users/{id}/socials"),
-            format!("/api/v1/links/{id}"),
-            format!("/api/v1/socials/{id}"),
+            paths::user(id),
+            paths::links(id),
+            paths::socials(id),
+            paths::link(id),
+            paths::social(id),
         ] {
             let response = app.get(&path).await;
             let status = response.status().as_u16();
             assert_eq!(status, 404, "GET {path}");
             expect_error(response, 404, "not_found").await;
         }
-        for path in [
-            format!("/api/v1/users/{id}"),
-            format!("/api/v1/links/{id}"),
-            format!("/api/v1/socials/{id}"),
-        ] {
+        for path in [paths::user(id), paths::link(id), paths::social(id)] {
             let response = app
                 .patch_json(&path, Some(&user.token), &json!({"title": "x"}))
                 .await;
@@ -265,8 +250,8 @@ async fn path_ids_that_are_not_positive_integers_are_404() {
             expect_error(response, 404, "not_found").await;
         }
         let response = app
-            .post_json(
-                &format!("/api/v1/users/{id}/links"),
+            .create_link(
+                id,
                 Some(&user.token),
                 &json!({"title": "t", "url": "https://example.com"}),
             )
@@ -274,7 +259,7 @@ async fn path_ids_that_are_not_positive_integers_are_404() {
         expect_error(response, 404, "not_found").await;
     }
     // The user was not touched by any of it.
-    expect_data(app.get_auth("/api/v1/me", &user.token).await).await;
+    expect_data(app.me(&user.token).await).await;
 }
 
 #[tokio::test]
@@ -283,7 +268,7 @@ async fn an_internal_error_is_500_and_leaks_nothing() {
     let app = spawn_app_with(|s| s.cache_enabled = false).await;
     let user = app.register_user().await;
     let link = app
-        .create_link(
+        .add_link(
             user.id,
             &user.token,
             &json!({"title": "t", "url": "https://example.com"}),
@@ -296,9 +281,9 @@ async fn an_internal_error_is_500_and_leaks_nothing() {
     )
     .await;
     let responses = [
-        app.get(&format!("/api/v1/links/{}", link["id"])).await,
-        app.post_json(
-            &format!("/api/v1/users/{}/links", user.id),
+        app.link(&link["id"]).await,
+        app.create_link(
+            user.id,
             Some(&user.token),
             &json!({"title": "t", "url": "https://example.com"}),
         )
@@ -338,7 +323,7 @@ async fn an_internal_error_is_500_and_leaks_nothing() {
 async fn an_unreachable_database_is_503() {
     let direct_url = create_test_database().await;
     let database = direct_url.rsplit('/').next().unwrap().to_string();
-    let proxy = crate::proxy::TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let proxy = crate::support::TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let proxied_url = format!("postgres://postgres@{}/{database}", proxy.addr());
     let app = spawn_app_on(&proxied_url, &unique_name("t"), |_| {}).await;
     let user = app.register_user().await;
@@ -346,22 +331,14 @@ async fn an_unreachable_database_is_503() {
     proxy.cut();
     let started = std::time::Instant::now();
     let response = app
-        .post_json(
-            "/api/v1/users",
-            None,
-            &json!({"username": unique_name("down"), "email": "down@example.com", "password": TEST_PASSWORD}),
-        )
+        .register(&json!({"username": unique_name("down"), "email": "down@example.com", "password": TEST_PASSWORD}))
         .await;
     expect_error(response, 503, "service_unavailable").await;
     let response = app
-        .patch_json(
-            &format!("/api/v1/users/{}", user.id),
-            Some(&user.token),
-            &json!({"name": "x"}),
-        )
+        .update_user(user.id, Some(&user.token), &json!({"name": "x"}))
         .await;
     expect_error(response, 503, "service_unavailable").await;
-    let response = app.get("/readyz").await;
+    let response = app.readyz().await;
     assert_eq!(response.status().as_u16(), 503);
     let body = body_json(response).await;
     assert_ne!(body["database"], "ok", "{body}");
@@ -371,12 +348,12 @@ async fn an_unreachable_database_is_503() {
         started.elapsed()
     );
     // The liveness probe does not depend on the database.
-    expect_json(app.get("/healthz").await, 200).await;
+    expect_json(app.healthz().await, 200).await;
 
     proxy.restore();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let response = app.get("/readyz").await;
+        let response = app.readyz().await;
         if response.status().as_u16() == 200 {
             break;
         }
@@ -387,12 +364,8 @@ async fn an_unreachable_database_is_503() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     expect_written(
-        app.patch_json(
-            &format!("/api/v1/users/{}", user.id),
-            Some(&user.token),
-            &json!({"name": "back"}),
-        )
-        .await,
+        app.update_user(user.id, Some(&user.token), &json!({"name": "back"}))
+            .await,
         200,
     )
     .await;

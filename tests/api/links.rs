@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::*;
 
 fn link_body(title: &str) -> Value {
     json!({"title": title, "url": format!("https://example.com/{title}")})
@@ -18,8 +18,8 @@ async fn create_link_answers_201_with_the_link() {
     let app = spawn_app().await;
     let user = app.register_user().await;
     let response = app
-        .post_json(
-            &format!("/api/v1/users/{}/links", user.id),
+        .create_link(
+            user.id,
             Some(&user.token),
             &json!({"title": "My blog", "url": "https://blog.example.com/posts?x=1#top"}),
         )
@@ -31,7 +31,7 @@ async fn create_link_answers_201_with_the_link() {
     assert_eq!(link["url"], "https://blog.example.com/posts?x=1#top");
     assert_eq!(link["position"], 0);
 
-    let fetched = expect_data(app.get(&format!("/api/v1/links/{}", link["id"])).await).await;
+    let fetched = expect_data(app.link(&link["id"]).await).await;
     assert_eq!(fetched, link);
 }
 
@@ -42,27 +42,25 @@ async fn default_positions_follow_the_last_link() {
     let other = app.register_user().await;
     for expected in 0..3 {
         let link = app
-            .create_link(user.id, &user.token, &link_body(&format!("l{expected}")))
+            .add_link(user.id, &user.token, &link_body(&format!("l{expected}")))
             .await;
         assert_eq!(link["position"], expected);
     }
     // Another user's links start at 0 on their own.
     let link = app
-        .create_link(other.id, &other.token, &link_body("first"))
+        .add_link(other.id, &other.token, &link_body("first"))
         .await;
     assert_eq!(link["position"], 0);
     // After an explicit position, the default goes past it.
     let explicit = app
-        .create_link(
+        .add_link(
             user.id,
             &user.token,
             &json!({"title": "far", "url": "https://example.com/far", "position": 10}),
         )
         .await;
     assert_eq!(explicit["position"], 10);
-    let next = app
-        .create_link(user.id, &user.token, &link_body("next"))
-        .await;
+    let next = app.add_link(user.id, &user.token, &link_body("next")).await;
     assert_eq!(next["position"], 11);
 }
 
@@ -73,7 +71,7 @@ async fn links_are_ordered_by_position_then_id() {
     let mut created = Vec::new();
     for (title, position) in [("a", 5), ("b", 1), ("c", 5), ("d", 0), ("e", 1)] {
         let link = app
-            .create_link(
+            .add_link(
                 user.id,
                 &user.token,
                 &json!({"title": title, "url": "https://example.com", "position": position}),
@@ -82,8 +80,7 @@ async fn links_are_ordered_by_position_then_id() {
         assert_eq!(link["position"], position);
         created.push(link);
     }
-    let (data, meta) =
-        expect_page(app.get(&format!("/api/v1/users/{}/links", user.id)).await).await;
+    let (data, meta) = expect_page(app.links_of(user.id, "").await).await;
     let titles: Vec<&str> = data.iter().map(|l| l["title"].as_str().unwrap()).collect();
     assert_eq!(titles, ["d", "b", "e", "a", "c"]);
     assert_eq!(
@@ -96,14 +93,14 @@ async fn links_are_ordered_by_position_then_id() {
     }
     // Moving a link reorders the list.
     let response = app
-        .patch_json(
-            &format!("/api/v1/links/{}", created[2]["id"]),
+        .update_link(
+            &created[2]["id"],
             Some(&user.token),
             &json!({"position": 0}),
         )
         .await;
     expect_written(response, 200).await;
-    let (data, _) = expect_page(app.get(&format!("/api/v1/users/{}/links", user.id)).await).await;
+    let (data, _) = expect_page(app.links_of(user.id, "").await).await;
     let titles: Vec<&str> = data.iter().map(|l| l["title"].as_str().unwrap()).collect();
     assert_eq!(titles, ["c", "d", "b", "e", "a"]);
 }
@@ -113,16 +110,16 @@ async fn list_links_pages() {
     let app = spawn_app().await;
     let user = app.register_user().await;
     let other = app.register_user().await;
-    app.create_link(other.id, &other.token, &link_body("theirs"))
+    app.add_link(other.id, &other.token, &link_body("theirs"))
         .await;
     let mut created = Vec::new();
     for i in 0..5 {
         created.push(
-            app.create_link(user.id, &user.token, &link_body(&format!("l{i}")))
+            app.add_link(user.id, &user.token, &link_body(&format!("l{i}")))
                 .await,
         );
     }
-    let base = format!("/api/v1/users/{}/links", user.id);
+    let base = paths::links(user.id);
     let (data, meta) = expect_page(app.get(&format!("{base}?limit=2")).await).await;
     assert_eq!(
         meta,
@@ -158,8 +155,7 @@ async fn list_links_pages() {
 async fn list_links_of_a_user_without_links_is_empty() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let (data, meta) =
-        expect_page(app.get(&format!("/api/v1/users/{}/links", user.id)).await).await;
+    let (data, meta) = expect_page(app.links_of(user.id, "").await).await;
     assert!(data.is_empty());
     assert_eq!(meta["total"], 0);
     assert_eq!(meta["total_pages"], 0);
@@ -168,28 +164,21 @@ async fn list_links_of_a_user_without_links_is_empty() {
 #[tokio::test]
 async fn list_links_of_a_missing_user_is_404() {
     let app = spawn_app().await;
-    expect_error(
-        app.get("/api/v1/users/424242/links").await,
-        404,
-        "not_found",
-    )
-    .await;
+    expect_error(app.links_of(424242, "").await, 404, "not_found").await;
 }
 
 #[tokio::test]
 async fn get_missing_link_is_404() {
     let app = spawn_app().await;
-    expect_error(app.get("/api/v1/links/424242").await, 404, "not_found").await;
+    expect_error(app.link(424242).await, 404, "not_found").await;
 }
 
 #[tokio::test]
 async fn patch_link_updates_each_field() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let link = app
-        .create_link(user.id, &user.token, &link_body("old"))
-        .await;
-    let path = format!("/api/v1/links/{}", link["id"]);
+    let link = app.add_link(user.id, &user.token, &link_body("old")).await;
+    let path = paths::link(&link["id"]);
     for (field, value) in [
         ("title", json!("New title")),
         ("url", json!("http://example.org/new")),
@@ -228,13 +217,9 @@ async fn patch_link_updates_each_field() {
 async fn delete_link_is_204_then_404() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let keep = app
-        .create_link(user.id, &user.token, &link_body("keep"))
-        .await;
-    let link = app
-        .create_link(user.id, &user.token, &link_body("gone"))
-        .await;
-    let path = format!("/api/v1/links/{}", link["id"]);
+    let keep = app.add_link(user.id, &user.token, &link_body("keep")).await;
+    let link = app.add_link(user.id, &user.token, &link_body("gone")).await;
+    let path = paths::link(&link["id"]);
     expect_data(app.get(&path).await).await;
     expect_no_content(app.delete(&path, Some(&user.token)).await).await;
     expect_error(app.get(&path).await, 404, "not_found").await;
@@ -246,8 +231,7 @@ async fn delete_link_is_204_then_404() {
         "not_found",
     )
     .await;
-    let (data, meta) =
-        expect_page(app.get(&format!("/api/v1/users/{}/links", user.id)).await).await;
+    let (data, meta) = expect_page(app.links_of(user.id, "").await).await;
     assert_eq!(meta["total"], 1);
     assert_eq!(ids(&data), [keep["id"].as_i64().unwrap()]);
 }
@@ -256,10 +240,10 @@ async fn delete_link_is_204_then_404() {
 async fn link_titles_are_1_to_100_characters() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let path = format!("/api/v1/users/{}/links", user.id);
+    let path = paths::links(user.id);
     for title in ["x".to_string(), "t".repeat(100), "é".repeat(100)] {
         let link = app
-            .create_link(
+            .add_link(
                 user.id,
                 &user.token,
                 &json!({"title": title, "url": "https://example.com"}),
@@ -288,10 +272,10 @@ async fn link_titles_are_1_to_100_characters() {
 async fn link_urls_must_be_absolute_http_or_https() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let path = format!("/api/v1/users/{}/links", user.id);
+    let path = paths::links(user.id);
     let prefix = "https://example.com/";
     let longest = format!("{prefix}{}", "a".repeat(2048 - prefix.len()));
-    app.create_link(
+    app.add_link(
         user.id,
         &user.token,
         &json!({"title": "long", "url": longest}),
@@ -326,22 +310,16 @@ async fn negative_positions_are_422() {
     let app = spawn_app().await;
     let user = app.register_user().await;
     let response = app
-        .post_json(
-            &format!("/api/v1/users/{}/links", user.id),
+        .create_link(
+            user.id,
             Some(&user.token),
             &json!({"title": "t", "url": "https://example.com", "position": -1}),
         )
         .await;
     expect_validation(response, &["position"]).await;
-    let link = app
-        .create_link(user.id, &user.token, &link_body("ok"))
-        .await;
+    let link = app.add_link(user.id, &user.token, &link_body("ok")).await;
     let response = app
-        .patch_json(
-            &format!("/api/v1/links/{}", link["id"]),
-            Some(&user.token),
-            &json!({"position": -1}),
-        )
+        .update_link(&link["id"], Some(&user.token), &json!({"position": -1}))
         .await;
     expect_validation(response, &["position"]).await;
 }
@@ -350,10 +328,8 @@ async fn negative_positions_are_422() {
 async fn patch_link_applies_the_field_rules() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let link = app
-        .create_link(user.id, &user.token, &link_body("ok"))
-        .await;
-    let path = format!("/api/v1/links/{}", link["id"]);
+    let link = app.add_link(user.id, &user.token, &link_body("ok")).await;
+    let path = paths::link(&link["id"]);
     for (field, value) in [
         ("title", json!("")),
         ("title", json!("t".repeat(101))),
@@ -380,7 +356,7 @@ async fn patch_link_applies_the_field_rules() {
 async fn link_bodies_with_unknown_fields_or_wrong_types_are_400() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let path = format!("/api/v1/users/{}/links", user.id);
+    let path = paths::links(user.id);
     for body in [
         json!({"title": "t", "url": "https://example.com", "colour": "red"}),
         json!({"title": "t", "url": "https://example.com", "user_id": 1}),
@@ -397,10 +373,8 @@ async fn link_bodies_with_unknown_fields_or_wrong_types_are_400() {
         assert_eq!(status, 400, "body {body}");
         expect_error(response, 400, "bad_request").await;
     }
-    let link = app
-        .create_link(user.id, &user.token, &link_body("ok"))
-        .await;
-    let path = format!("/api/v1/links/{}", link["id"]);
+    let link = app.add_link(user.id, &user.token, &link_body("ok")).await;
+    let path = paths::link(&link["id"]);
     for body in [
         json!({"colour": "red"}),
         json!({"position": "2"}),
@@ -410,6 +384,6 @@ async fn link_bodies_with_unknown_fields_or_wrong_types_are_400() {
         let response = app.patch_json(&path, Some(&user.token), &body).await;
         expect_error(response, 400, "bad_request").await;
     }
-    let (_, meta) = expect_page(app.get(&format!("/api/v1/users/{}/links", user.id)).await).await;
+    let (_, meta) = expect_page(app.links_of(user.id, "").await).await;
     assert_eq!(meta["total"], 1);
 }

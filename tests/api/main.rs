@@ -1,7 +1,8 @@
-mod helpers;
+mod support;
 
 mod auth;
 mod concurrency;
+mod contract;
 mod errors;
 mod links;
 mod ops;
@@ -12,6 +13,5 @@ mod users;
 
 mod cache_resilience;
 mod cache_rules;
-mod cache_support;
-mod proxy;
+
 mod scale_out;

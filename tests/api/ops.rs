@@ -5,13 +5,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::cache_support::wait_cache_ok;
-use crate::helpers::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn healthz_is_ok() {
     let app = spawn_app().await;
-    let response = app.get("/healthz").await;
+    let response = app.healthz().await;
     assert_eq!(expect_json(response, 200).await, json!({"status": "ok"}));
 }
 
@@ -21,7 +20,7 @@ async fn readyz_reports_database_and_cache() {
     // The cache is trusted only once start-up recovery has run; until then
     // readiness says "degraded", which is also a correct answer.
     wait_cache_ok(&app).await;
-    let response = app.get("/readyz").await;
+    let response = app.readyz().await;
     assert_eq!(
         expect_json(response, 200).await,
         json!({"status": "ok", "database": "ok", "cache": "ok"})
@@ -32,34 +31,30 @@ async fn readyz_reports_database_and_cache() {
 async fn exercise(app: &TestApp) -> RegisteredUser {
     let user = app.register_user().await;
     let link = app
-        .create_link(
+        .add_link(
             user.id,
             &user.token,
             &json!({"title": "t", "url": "https://example.com"}),
         )
         .await;
     let social = app
-        .create_social(user.id, &user.token, "github", "https://github.com/x")
+        .add_social(user.id, &user.token, "github", "https://github.com/x")
         .await;
     for _ in 0..2 {
         for path in [
             "/api/v1/users".to_string(),
-            format!("/api/v1/users/{}", user.id),
-            format!("/api/v1/users/{}/links", user.id),
-            format!("/api/v1/users/{}/socials", user.id),
-            format!("/api/v1/links/{}", link["id"]),
-            format!("/api/v1/socials/{}", social["id"]),
-            format!("/api/v1/profiles/{}", user.username),
+            paths::user(user.id),
+            paths::links(user.id),
+            paths::socials(user.id),
+            paths::link(&link["id"]),
+            paths::social(&social["id"]),
+            paths::profile(&user.username),
         ] {
             expect_json(app.get(&path).await, 200).await;
         }
     }
     let response = app
-        .patch_json(
-            &format!("/api/v1/users/{}", user.id),
-            Some(&user.token),
-            &json!({"name": "Metric"}),
-        )
+        .update_user(user.id, Some(&user.token), &json!({"name": "Metric"}))
         .await;
     expect_written(response, 200).await;
     user
@@ -72,7 +67,7 @@ async fn metrics_expose_requests_latency_cache_and_pools() {
     exercise(&app).await;
     app.get("/api/v1/no_such_route_xyz123").await;
 
-    let response = app.get("/metrics").await;
+    let response = app.get(paths::METRICS).await;
     assert_eq!(response.status().as_u16(), 200);
     let content_type = header(&response, "content-type").unwrap_or_default();
     assert!(content_type.starts_with("text/plain"), "{content_type}");
@@ -99,7 +94,7 @@ async fn metrics_expose_requests_latency_cache_and_pools() {
             "linkhub_http_requests_total",
             &[
                 ("method", "POST"),
-                ("route", "/api/v1/users"),
+                ("route", paths::USERS),
                 ("status", "201"),
             ],
         )
@@ -179,7 +174,7 @@ async fn metrics_expose_requests_latency_cache_and_pools() {
 async fn metrics_count_bypasses_when_the_cache_is_disabled() {
     let app = spawn_app_with(|s| s.cache_enabled = false).await;
     let user = app.register_user().await;
-    let response = app.get(&format!("/api/v1/users/{}", user.id)).await;
+    let response = app.user(user.id).await;
     assert_eq!(header(&response, "x-cache").as_deref(), Some("BYPASS"));
     expect_data(response).await;
     let bypasses = app
@@ -191,49 +186,10 @@ async fn metrics_count_bypasses_when_the_cache_is_disabled() {
     assert!(bypasses >= 1.0, "bypass not counted");
 }
 
-/// Every endpoint of API.md, as (path, methods).
-const DOCUMENTED: &[(&str, &[&str])] = &[
-    ("/api/v1/users", &["get", "post"]),
-    ("/api/v1/users/{}", &["get", "patch", "delete"]),
-    ("/api/v1/users/{}/links", &["get", "post"]),
-    ("/api/v1/users/{}/socials", &["get", "post"]),
-    ("/api/v1/links/{}", &["get", "patch", "delete"]),
-    ("/api/v1/socials/{}", &["get", "patch", "delete"]),
-    ("/api/v1/profiles/{}", &["get"]),
-    ("/api/v1/auth/login", &["post"]),
-    ("/api/v1/auth/logout", &["post"]),
-    ("/api/v1/me", &["get"]),
-    ("/healthz", &["get"]),
-    ("/readyz", &["get"]),
-    ("/metrics", &["get"]),
-    ("/api/v1/openapi.json", &["get"]),
-];
-
-/// `/api/v1/users/{user_id}/links` → `/api/v1/users/{}/links`.
-fn normalize_path(path: &str) -> String {
-    let mut out = String::new();
-    let mut in_param = false;
-    for c in path.chars() {
-        match c {
-            '{' => {
-                in_param = true;
-                out.push('{');
-            }
-            '}' => {
-                in_param = false;
-                out.push('}');
-            }
-            _ if in_param => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn openapi_documents_every_endpoint() {
     let app = spawn_app().await;
-    let response = app.get("/api/v1/openapi.json").await;
+    let response = app.openapi().await;
     let content_type = header(&response, "content-type").unwrap_or_default();
     assert!(
         content_type.starts_with("application/json"),
@@ -248,9 +204,9 @@ async fn openapi_documents_every_endpoint() {
         .unwrap_or_else(|| panic!("no paths object"));
     let normalized: Vec<(String, &Value)> = paths
         .iter()
-        .map(|(path, item)| (normalize_path(path), item))
+        .map(|(path, item)| (paths::template_of(path), item))
         .collect();
-    for (path, methods) in DOCUMENTED {
+    for (path, methods) in paths::ROUTES {
         let item = normalized
             .iter()
             .find(|(p, _)| p == path)
@@ -260,7 +216,7 @@ async fn openapi_documents_every_endpoint() {
                 panic!("{path} missing from the OpenAPI paths {known:?}")
             });
         for method in *methods {
-            let operation = &item[*method];
+            let operation = &item[method.to_lowercase()];
             assert!(
                 operation.is_object(),
                 "{method} {path} missing from the OpenAPI document"
@@ -273,4 +229,41 @@ async fn openapi_documents_every_endpoint() {
             );
         }
     }
+    // Nothing more than the routes either: the document and the list agree.
+    let mut documented: Vec<(String, String)> = normalized
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .into_iter()
+                .flat_map(|ops| ops.keys())
+                .filter(|key| HTTP_METHODS.contains(&key.as_str()))
+                .map(move |method| (path.clone(), method.to_uppercase()))
+        })
+        .collect();
+    documented.sort();
+    let mut listed: Vec<(String, String)> = paths::ROUTES
+        .iter()
+        .flat_map(|(path, methods)| methods.iter().map(|m| (path.to_string(), m.to_string())))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        documented, listed,
+        "the OpenAPI operations are not the routes of API.md"
+    );
+}
+
+/// The operation keys of an OpenAPI path item.
+const HTTP_METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// The whole OpenAPI document, pretty-printed, against the reviewed snapshot
+/// in `snapshots/`: any drift between the service and its document shows as a
+/// diff to accept (`cargo insta review`) or fix.
+#[tokio::test]
+async fn openapi_document_matches_the_snapshot() {
+    let app = spawn_app().await;
+    let document: Value = expect_json(app.openapi().await, 200).await;
+    let pretty = serde_json::to_string_pretty(&document).expect("the document prints");
+    insta::assert_snapshot!("openapi_document", pretty);
 }

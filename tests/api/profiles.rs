@@ -2,23 +2,23 @@
 
 use serde_json::json;
 
-use crate::helpers::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn profile_has_the_public_user_ordered_links_and_ordered_socials() {
     let app = spawn_app().await;
     let user = app.register_user().await;
     let other = app.register_user().await;
-    app.create_link(
+    app.add_link(
         other.id,
         &other.token,
         &json!({"title": "not mine", "url": "https://example.org"}),
     )
     .await;
-    app.create_social(other.id, &other.token, "aaa", "https://example.org")
+    app.add_social(other.id, &other.token, "aaa", "https://example.org")
         .await;
     for (title, position) in [("third", 2), ("first", 0), ("second", 1), ("also third", 2)] {
-        app.create_link(
+        app.add_link(
             user.id,
             &user.token,
             &json!({"title": title, "url": "https://example.com", "position": position}),
@@ -26,12 +26,10 @@ async fn profile_has_the_public_user_ordered_links_and_ordered_socials() {
         .await;
     }
     for platform in ["youtube", "github", "mastodon"] {
-        app.create_social(user.id, &user.token, platform, "https://example.com")
+        app.add_social(user.id, &user.token, platform, "https://example.com")
             .await;
     }
-    let response = app
-        .get(&format!("/api/v1/profiles/{}", user.username))
-        .await;
+    let response = app.profile(&user.username).await;
     let text = response.text().await.unwrap();
     assert!(!text.contains(&user.email), "email leaked: {text}");
     let body: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -60,7 +58,7 @@ async fn profile_has_the_public_user_ordered_links_and_ordered_socials() {
         assert_eq!(social["user_id"], user.id);
     }
     // The profile's entries are the same objects the resource endpoints answer.
-    let link = expect_data(app.get(&format!("/api/v1/links/{}", links[0]["id"])).await).await;
+    let link = expect_data(app.link(&links[0]["id"]).await).await;
     assert_eq!(&link, &links[0]);
 }
 
@@ -69,18 +67,14 @@ async fn profile_shows_all_links_not_just_a_page() {
     let app = spawn_app().await;
     let user = app.register_user().await;
     for i in 0..15 {
-        app.create_link(
+        app.add_link(
             user.id,
             &user.token,
             &json!({"title": format!("l{i}"), "url": "https://example.com"}),
         )
         .await;
     }
-    let profile = expect_data(
-        app.get(&format!("/api/v1/profiles/{}", user.username))
-            .await,
-    )
-    .await;
+    let profile = expect_data(app.profile(&user.username).await).await;
     let positions: Vec<i64> = profile["links"]
         .as_array()
         .unwrap()
@@ -94,11 +88,7 @@ async fn profile_shows_all_links_not_just_a_page() {
 async fn profile_of_a_user_without_links_or_socials_has_empty_lists() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let profile = expect_data(
-        app.get(&format!("/api/v1/profiles/{}", user.username))
-            .await,
-    )
-    .await;
+    let profile = expect_data(app.profile(&user.username).await).await;
     assert_eq!(profile["links"], json!([]));
     assert_eq!(profile["socials"], json!([]));
     assert_eq!(profile["user"]["name"], "");
@@ -109,7 +99,7 @@ async fn profile_of_an_unknown_username_is_404() {
     let app = spawn_app().await;
     app.register_user().await;
     for username in ["nobody_at_all", "x", "Not-A-Valid-Name", "%25", "a%20b"] {
-        let response = app.get(&format!("/api/v1/profiles/{username}")).await;
+        let response = app.profile(username).await;
         let status = response.status().as_u16();
         assert_eq!(status, 404, "/profiles/{username}");
         expect_error(response, 404, "not_found").await;

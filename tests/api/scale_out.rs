@@ -5,12 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::cache_support::{
-    Owner, PATIENT_REDIS_TIMEOUT_MS, assert_fresh, fetch, spawn_cached, spawn_truth, wait_cache_ok,
-    warm,
-};
-use crate::helpers::{TestApp, spawn_app_on, spawn_app_with};
-use crate::proxy::{RedisServer, TcpProxy};
+use crate::support::*;
 
 /// A second instance on `app`'s database and Redis key space.
 async fn second_instance(app: &TestApp) -> TestApp {

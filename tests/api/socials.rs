@@ -2,14 +2,10 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::*;
 
 async fn list_platforms(app: &TestApp, user_id: i64) -> Vec<String> {
-    let body = expect_json(
-        app.get(&format!("/api/v1/users/{user_id}/socials")).await,
-        200,
-    )
-    .await;
+    let body = expect_json(app.socials_of(user_id, "").await, 200).await;
     body["data"]
         .as_array()
         .unwrap_or_else(|| panic!("data is not a list: {body}"))
@@ -27,8 +23,8 @@ async fn create_social_answers_201_with_the_social() {
     let app = spawn_app().await;
     let user = app.register_user().await;
     let response = app
-        .post_json(
-            &format!("/api/v1/users/{}/socials", user.id),
+        .create_social(
+            user.id,
             Some(&user.token),
             &json!({"platform": "github", "url": "https://github.com/someone"}),
         )
@@ -38,7 +34,7 @@ async fn create_social_answers_201_with_the_social() {
     assert_eq!(social["user_id"], user.id);
     assert_eq!(social["platform"], "github");
     assert_eq!(social["url"], "https://github.com/someone");
-    let fetched = expect_data(app.get(&format!("/api/v1/socials/{}", social["id"])).await).await;
+    let fetched = expect_data(app.social(&social["id"]).await).await;
     assert_eq!(fetched, social);
 }
 
@@ -47,18 +43,18 @@ async fn a_platform_is_unique_per_user_only() {
     let app = spawn_app().await;
     let user = app.register_user().await;
     let other = app.register_user().await;
-    app.create_social(user.id, &user.token, "github", "https://github.com/a")
+    app.add_social(user.id, &user.token, "github", "https://github.com/a")
         .await;
     let response = app
-        .post_json(
-            &format!("/api/v1/users/{}/socials", user.id),
+        .create_social(
+            user.id,
             Some(&user.token),
             &json!({"platform": "github", "url": "https://github.com/b"}),
         )
         .await;
     expect_error(response, 409, "conflict").await;
     // Another user may have the same platform.
-    app.create_social(other.id, &other.token, "github", "https://github.com/c")
+    app.add_social(other.id, &other.token, "github", "https://github.com/c")
         .await;
     assert_eq!(list_platforms(&app, user.id).await, ["github"]);
     assert_eq!(list_platforms(&app, other.id).await, ["github"]);
@@ -68,9 +64,9 @@ async fn a_platform_is_unique_per_user_only() {
 async fn platforms_follow_the_pattern() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let path = format!("/api/v1/users/{}/socials", user.id);
+    let path = paths::socials(user.id);
     for platform in ["a", "x-com_2", &"p".repeat(32), "0"] {
-        app.create_social(user.id, &user.token, platform, "https://example.com")
+        app.add_social(user.id, &user.token, platform, "https://example.com")
             .await;
     }
     for platform in [
@@ -101,7 +97,7 @@ async fn platforms_follow_the_pattern() {
 async fn social_urls_follow_the_url_rules() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let path = format!("/api/v1/users/{}/socials", user.id);
+    let path = paths::socials(user.id);
     let prefix = "https://example.com/";
     let too_long = format!("{prefix}{}", "a".repeat(2049 - prefix.len()));
     for (i, url) in [
@@ -139,7 +135,7 @@ async fn social_urls_follow_the_url_rules() {
 async fn social_bodies_with_unknown_fields_or_wrong_types_are_400() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let path = format!("/api/v1/users/{}/socials", user.id);
+    let path = paths::socials(user.id);
     for body in [
         json!({"platform": "github", "url": "https://example.com", "extra": 1}),
         json!({"platform": 1, "url": "https://example.com"}),
@@ -157,7 +153,7 @@ async fn socials_are_listed_by_platform_without_paging() {
     let app = spawn_app().await;
     let user = app.register_user().await;
     let other = app.register_user().await;
-    app.create_social(other.id, &other.token, "bluesky", "https://bsky.app/x")
+    app.add_social(other.id, &other.token, "bluesky", "https://bsky.app/x")
         .await;
     let platforms = [
         "twitter",
@@ -174,7 +170,7 @@ async fn socials_are_listed_by_platform_without_paging() {
         "twitch",
     ];
     for platform in platforms {
-        app.create_social(
+        app.add_social(
             user.id,
             &user.token,
             platform,
@@ -187,12 +183,7 @@ async fn socials_are_listed_by_platform_without_paging() {
     expected.sort();
     assert_eq!(list_platforms(&app, user.id).await, expected);
     // Paging parameters change nothing: all of them, always.
-    let body = expect_json(
-        app.get(&format!("/api/v1/users/{}/socials?limit=1&page=2", user.id))
-            .await,
-        200,
-    )
-    .await;
+    let body = expect_json(app.socials_of(user.id, "?limit=1&page=2").await, 200).await;
     assert_eq!(body["data"].as_array().unwrap().len(), platforms.len());
 }
 
@@ -206,13 +197,8 @@ async fn socials_of_a_user_without_any_is_an_empty_list() {
 #[tokio::test]
 async fn socials_of_a_missing_user_is_404() {
     let app = spawn_app().await;
-    expect_error(
-        app.get("/api/v1/users/525252/socials").await,
-        404,
-        "not_found",
-    )
-    .await;
-    expect_error(app.get("/api/v1/socials/525252").await, 404, "not_found").await;
+    expect_error(app.socials_of(525252, "").await, 404, "not_found").await;
+    expect_error(app.social(525252).await, 404, "not_found").await;
 }
 
 #[tokio::test]
@@ -220,9 +206,9 @@ async fn patch_social_updates_platform_and_url() {
     let app = spawn_app().await;
     let user = app.register_user().await;
     let social = app
-        .create_social(user.id, &user.token, "github", "https://github.com/a")
+        .add_social(user.id, &user.token, "github", "https://github.com/a")
         .await;
-    let path = format!("/api/v1/socials/{}", social["id"]);
+    let path = paths::social(&social["id"]);
     for (field, value) in [
         ("url", json!("https://github.com/b")),
         ("platform", json!("codeberg")),
@@ -248,7 +234,7 @@ async fn patch_social_updates_platform_and_url() {
     )
     .await;
     // The freed platform can be added again.
-    app.create_social(user.id, &user.token, "github", "https://github.com/c")
+    app.add_social(user.id, &user.token, "github", "https://github.com/c")
         .await;
 }
 
@@ -256,12 +242,12 @@ async fn patch_social_updates_platform_and_url() {
 async fn patch_social_into_a_taken_platform_is_409() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    app.create_social(user.id, &user.token, "github", "https://github.com/a")
+    app.add_social(user.id, &user.token, "github", "https://github.com/a")
         .await;
     let social = app
-        .create_social(user.id, &user.token, "gitlab", "https://gitlab.com/a")
+        .add_social(user.id, &user.token, "gitlab", "https://gitlab.com/a")
         .await;
-    let path = format!("/api/v1/socials/{}", social["id"]);
+    let path = paths::social(&social["id"]);
     let response = app
         .patch_json(&path, Some(&user.token), &json!({"platform": "github"}))
         .await;
@@ -274,9 +260,9 @@ async fn patch_social_applies_the_field_rules() {
     let app = spawn_app().await;
     let user = app.register_user().await;
     let social = app
-        .create_social(user.id, &user.token, "github", "https://github.com/a")
+        .add_social(user.id, &user.token, "github", "https://github.com/a")
         .await;
-    let path = format!("/api/v1/socials/{}", social["id"]);
+    let path = paths::social(&social["id"]);
     for (field, value) in [
         ("platform", json!("Not Valid")),
         ("platform", json!("")),
@@ -299,15 +285,15 @@ async fn delete_social_is_204_then_404() {
     let app = spawn_app().await;
     let user = app.register_user().await;
     let social: Value = app
-        .create_social(user.id, &user.token, "github", "https://github.com/a")
+        .add_social(user.id, &user.token, "github", "https://github.com/a")
         .await;
-    let path = format!("/api/v1/socials/{}", social["id"]);
+    let path = paths::social(&social["id"]);
     expect_data(app.get(&path).await).await;
     expect_no_content(app.delete(&path, Some(&user.token)).await).await;
     expect_error(app.get(&path).await, 404, "not_found").await;
     expect_error(app.delete(&path, Some(&user.token)).await, 404, "not_found").await;
     assert!(list_platforms(&app, user.id).await.is_empty());
     // The platform is free again.
-    app.create_social(user.id, &user.token, "github", "https://github.com/b")
+    app.add_social(user.id, &user.token, "github", "https://github.com/b")
         .await;
 }

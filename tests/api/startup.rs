@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::process::Command;
 
-use crate::helpers::*;
+use crate::support::*;
 
 struct Outcome {
     status: ExitStatus,
@@ -171,8 +171,8 @@ async fn promote_makes_a_user_an_admin() {
     // Promoted, the user may now write another user's data.
     let token = body["data"]["token"].as_str().unwrap();
     let response = app
-        .patch_json(
-            &format!("/api/v1/users/{}", bystander.id),
+        .update_user(
+            bystander.id,
             Some(token),
             &json!({"bio": "edited by the new admin"}),
         )
@@ -214,7 +214,7 @@ async fn migrate_creates_a_missing_database() {
     }
     let app = spawn_app_on(&database_url, &unique_name("t"), |_| {}).await;
     let user = app.register_user().await;
-    expect_data(app.get(&format!("/api/v1/users/{}", user.id)).await).await;
+    expect_data(app.user(user.id).await).await;
 }
 
 #[tokio::test]
@@ -264,14 +264,14 @@ async fn serve_creates_the_database_migrates_and_listens_on_bind_addr() {
 #[tokio::test]
 async fn without_redis_the_service_starts_and_serves_reads_bypassing_the_cache() {
     let app = spawn_app_with(|s| s.redis_url = "redis://127.0.0.1:1".to_string()).await;
-    let ready = expect_json(app.get("/readyz").await, 200).await;
+    let ready = expect_json(app.readyz().await, 200).await;
     assert_eq!(
         ready,
         json!({"status": "ok", "database": "ok", "cache": "degraded"})
     );
     let user = app.register_user().await;
     let link = app
-        .create_link(
+        .add_link(
             user.id,
             &user.token,
             &json!({"title": "t", "url": "https://example.com"}),
@@ -279,10 +279,10 @@ async fn without_redis_the_service_starts_and_serves_reads_bypassing_the_cache()
         .await;
     for path in [
         "/api/v1/users".to_string(),
-        format!("/api/v1/users/{}", user.id),
-        format!("/api/v1/users/{}/links", user.id),
-        format!("/api/v1/links/{}", link["id"]),
-        format!("/api/v1/profiles/{}", user.username),
+        paths::user(user.id),
+        paths::links(user.id),
+        paths::link(&link["id"]),
+        paths::profile(&user.username),
     ] {
         for _ in 0..2 {
             let response = app.get(&path).await;
@@ -296,14 +296,10 @@ async fn without_redis_the_service_starts_and_serves_reads_bypassing_the_cache()
     }
     // Writes go through, and reads show them.
     let response = app
-        .patch_json(
-            &format!("/api/v1/users/{}", user.id),
-            Some(&user.token),
-            &json!({"name": "No Redis"}),
-        )
+        .update_user(user.id, Some(&user.token), &json!({"name": "No Redis"}))
         .await;
     expect_written(response, 200).await;
-    let public = expect_data(app.get(&format!("/api/v1/users/{}", user.id)).await).await;
+    let public = expect_data(app.user(user.id).await).await;
     assert_eq!(public["name"], "No Redis");
 }
 
@@ -315,7 +311,7 @@ mod tempdir {
 
     impl Dir {
         pub fn new() -> Dir {
-            let path = std::env::temp_dir().join(crate::helpers::unique_name("linkhub_cwd"));
+            let path = std::env::temp_dir().join(crate::support::unique_name("linkhub_cwd"));
             std::fs::create_dir_all(&path).expect("create a scratch directory");
             Dir(path)
         }

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::*;
 
 fn registration(username: &str) -> Value {
     json!({
@@ -48,7 +48,7 @@ async fn register_returns_201_with_the_private_user() {
         "bio": "First programmer",
         "avatar_url": "https://example.com/ada.png",
     });
-    let response = app.post_json("/api/v1/users", None, &body).await;
+    let response = app.register(&body).await;
     assert_eq!(response.status().as_u16(), 201);
     let content_type = header(&response, "content-type").unwrap_or_default();
     assert!(
@@ -130,7 +130,7 @@ async fn register_accepts_values_at_the_limits() {
 
 async fn assert_registration_refused(app: &TestApp, field: &str, value: Value) {
     let body = registration_with(field, value.clone());
-    let response = app.post_json("/api/v1/users", None, &body).await;
+    let response = app.register(&body).await;
     let status = response.status().as_u16();
     if status != 422 {
         let text = response.text().await.unwrap();
@@ -227,18 +227,14 @@ async fn register_refuses_bad_avatar_urls() {
 async fn register_reports_every_bad_field_at_once() {
     let app = spawn_app().await;
     let response = app
-        .post_json(
-            "/api/v1/users",
-            None,
-            &json!({
-                "username": "A",
-                "email": "nope",
-                "password": "short",
-                "name": "n".repeat(101),
-                "bio": "b".repeat(501),
-                "avatar_url": "javascript:alert(1)",
-            }),
-        )
+        .register(&json!({
+            "username": "A",
+            "email": "nope",
+            "password": "short",
+            "name": "n".repeat(101),
+            "bio": "b".repeat(501),
+            "avatar_url": "javascript:alert(1)",
+        }))
         .await;
     expect_validation(
         response,
@@ -259,11 +255,11 @@ async fn register_with_a_missing_field_unknown_field_or_wrong_type_is_400() {
     let wrong_type = json!({"username": 42, "email": "a@example.com", "password": TEST_PASSWORD});
     let not_an_object = json!(["username", "email"]);
     for body in [missing_password, unknown_field, wrong_type, not_an_object] {
-        let response = app.post_json("/api/v1/users", None, &body).await;
+        let response = app.register(&body).await;
         expect_error(response, 400, "bad_request").await;
     }
     // Nothing was created by the refused attempts.
-    let (data, meta) = expect_page(app.get("/api/v1/users").await).await;
+    let (data, meta) = expect_page(app.list_users("").await).await;
     assert!(data.is_empty(), "{data:?}");
     assert_eq!(meta["total"], 0);
 }
@@ -274,9 +270,7 @@ async fn duplicate_username_is_409() {
     let username = unique_name("dup");
     app.register_with(&registration(&username)).await;
     let response = app
-        .post_json(
-            "/api/v1/users",
-            None,
+        .register(
             &json!({"username": username, "email": "other@example.com", "password": TEST_PASSWORD}),
         )
         .await;
@@ -300,9 +294,7 @@ async fn duplicate_email_is_409_whatever_its_case() {
         "MIXED.CASE@EXAMPLE.COM",
     ] {
         let response = app
-            .post_json(
-                "/api/v1/users",
-                None,
+            .register(
                 &json!({"username": unique_name("em2"), "email": email, "password": TEST_PASSWORD}),
             )
             .await;
@@ -315,7 +307,7 @@ async fn get_user_answers_the_public_user_whoever_asks() {
     let app = spawn_app().await;
     let user = app.register_user().await;
     let admin = app.register_admin().await;
-    let path = format!("/api/v1/users/{}", user.id);
+    let path = paths::user(user.id);
 
     let anonymous = expect_data(app.get(&path).await).await;
     assert_public_user(&anonymous);
@@ -336,7 +328,7 @@ async fn get_user_answers_the_public_user_whoever_asks() {
 #[tokio::test]
 async fn get_missing_user_is_404() {
     let app = spawn_app().await;
-    expect_error(app.get("/api/v1/users/987654321").await, 404, "not_found").await;
+    expect_error(app.user(987654321).await, 404, "not_found").await;
 }
 
 async fn register_named(app: &TestApp, username: &str, name: &str) -> i64 {
@@ -360,7 +352,7 @@ async fn list_users_pages_in_id_order() {
     }
 
     // Defaults: page 1, limit 10.
-    let (data, meta) = expect_page(app.get("/api/v1/users").await).await;
+    let (data, meta) = expect_page(app.list_users("").await).await;
     assert_eq!(
         meta,
         json!({"page": 1, "limit": 10, "total": 5, "total_pages": 1})
@@ -371,7 +363,7 @@ async fn list_users_pages_in_id_order() {
         assert_public_user(user);
     }
 
-    let (data, meta) = expect_page(app.get("/api/v1/users?page=1&limit=2").await).await;
+    let (data, meta) = expect_page(app.list_users("?page=1&limit=2").await).await;
     assert_eq!(
         meta,
         json!({"page": 1, "limit": 2, "total": 5, "total_pages": 3})
@@ -379,7 +371,7 @@ async fn list_users_pages_in_id_order() {
     let got: Vec<i64> = data.iter().map(|u| u["id"].as_i64().unwrap()).collect();
     assert_eq!(got, ids[0..2]);
 
-    let (data, meta) = expect_page(app.get("/api/v1/users?page=3&limit=2").await).await;
+    let (data, meta) = expect_page(app.list_users("?page=3&limit=2").await).await;
     assert_eq!(
         meta,
         json!({"page": 3, "limit": 2, "total": 5, "total_pages": 3})
@@ -388,13 +380,13 @@ async fn list_users_pages_in_id_order() {
     assert_eq!(got, ids[4..5]);
 
     // Past the end: 200, empty, the true total.
-    let (data, meta) = expect_page(app.get("/api/v1/users?page=4&limit=2").await).await;
+    let (data, meta) = expect_page(app.list_users("?page=4&limit=2").await).await;
     assert!(data.is_empty());
     assert_eq!(
         meta,
         json!({"page": 4, "limit": 2, "total": 5, "total_pages": 3})
     );
-    let (data, meta) = expect_page(app.get("/api/v1/users?page=1000&limit=100").await).await;
+    let (data, meta) = expect_page(app.list_users("?page=1000&limit=100").await).await;
     assert!(data.is_empty());
     assert_eq!(meta["total"], 5);
     assert_eq!(meta["total_pages"], 1);
@@ -418,21 +410,21 @@ async fn list_users_refuses_bad_paging_parameters() {
         "limit=abc",
         "limit=99999999999999999999",
     ] {
-        let response = app.get(&format!("/api/v1/users?{query}")).await;
+        let response = app.list_users(&format!("?{query}")).await;
         let status = response.status().as_u16();
         assert_eq!(status, 400, "{query} answered {status}");
         expect_error(response, 400, "bad_request").await;
     }
-    let (_, meta) = expect_page(app.get("/api/v1/users?limit=1").await).await;
+    let (_, meta) = expect_page(app.list_users("?limit=1").await).await;
     assert_eq!(meta["limit"], 1);
-    let (_, meta) = expect_page(app.get("/api/v1/users?limit=100").await).await;
+    let (_, meta) = expect_page(app.list_users("?limit=100").await).await;
     assert_eq!(meta["limit"], 100);
 }
 
 async fn search_usernames(app: &TestApp, search: &str) -> (Vec<String>, Value) {
     let encoded: String = url::form_urlencoded::byte_serialize(search.as_bytes()).collect();
     let response = app
-        .get(&format!("/api/v1/users?search={encoded}&limit=100"))
+        .list_users(&format!("?search={encoded}&limit=100"))
         .await;
     let (data, meta) = expect_page(response).await;
     let mut names: Vec<String> = data
@@ -472,7 +464,7 @@ async fn search_is_a_case_insensitive_substring_of_username_or_name() {
 async fn search_with_no_match_has_zero_total_and_zero_pages() {
     let app = spawn_app().await;
     register_named(&app, "someone", "Some One").await;
-    let response = app.get("/api/v1/users?search=zzzqqq").await;
+    let response = app.list_users("?search=zzzqqq").await;
     let (data, meta) = expect_page(response).await;
     assert!(data.is_empty());
     assert_eq!(
@@ -528,22 +520,22 @@ async fn search_treats_wildcard_characters_literally() {
 async fn search_longer_than_100_characters_is_400() {
     let app = spawn_app().await;
     let response = app
-        .get(&format!("/api/v1/users?search={}", "a".repeat(101)))
+        .list_users(&format!("?search={}", "a".repeat(101)))
         .await;
     expect_error(response, 400, "bad_request").await;
     let response = app
-        .get(&format!("/api/v1/users?search={}", "é".repeat(101)))
+        .list_users(&format!("?search={}", "é".repeat(101)))
         .await;
     expect_error(response, 400, "bad_request").await;
     let (data, meta) = expect_page(
-        app.get(&format!("/api/v1/users?search={}", "a".repeat(100)))
+        app.list_users(&format!("?search={}", "a".repeat(100)))
             .await,
     )
     .await;
     assert!(data.is_empty());
     assert_eq!(meta["total"], 0);
     let (data, _) = expect_page(
-        app.get(&format!("/api/v1/users?search={}", "é".repeat(100)))
+        app.list_users(&format!("?search={}", "é".repeat(100)))
             .await,
     )
     .await;
@@ -557,8 +549,7 @@ async fn search_combines_with_paging() {
         register_named(&app, &format!("match_{i}"), "").await;
         register_named(&app, &format!("other_{i}"), "").await;
     }
-    let (data, meta) =
-        expect_page(app.get("/api/v1/users?search=MATCH&limit=2&page=2").await).await;
+    let (data, meta) = expect_page(app.list_users("?search=MATCH&limit=2&page=2").await).await;
     assert_eq!(
         meta,
         json!({"page": 2, "limit": 2, "total": 3, "total_pages": 2})
@@ -571,7 +562,7 @@ async fn search_combines_with_paging() {
 async fn patch_updates_each_field_and_answers_the_private_user() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let path = format!("/api/v1/users/{}", user.id);
+    let path = paths::user(user.id);
     let before = expect_data(app.get(&path).await).await;
 
     let changes = [
@@ -626,33 +617,23 @@ async fn patch_username_moves_the_profile() {
     let app = spawn_app().await;
     let user = app.register_user().await;
     let new_username = unique_name("renamed");
-    expect_data(
-        app.get(&format!("/api/v1/profiles/{}", user.username))
-            .await,
-    )
-    .await;
+    expect_data(app.profile(&user.username).await).await;
     let response = app
-        .patch_json(
-            &format!("/api/v1/users/{}", user.id),
+        .update_user(
+            user.id,
             Some(&user.token),
             &json!({"username": new_username}),
         )
         .await;
     let updated = expect_written(response, 200).await;
     assert_eq!(updated["username"], new_username.as_str());
-    let public = expect_data(app.get(&format!("/api/v1/users/{}", user.id)).await).await;
+    let public = expect_data(app.user(user.id).await).await;
     assert_eq!(public["username"], new_username.as_str());
-    let profile = expect_data(app.get(&format!("/api/v1/profiles/{new_username}")).await).await;
+    let profile = expect_data(app.profile(&new_username).await).await;
     assert_eq!(profile["user"]["id"], user.id);
-    expect_error(
-        app.get(&format!("/api/v1/profiles/{}", user.username))
-            .await,
-        404,
-        "not_found",
-    )
-    .await;
+    expect_error(app.profile(&user.username).await, 404, "not_found").await;
     // The token still works after a username change and login takes the new name.
-    let me = expect_data(app.get_auth("/api/v1/me", &user.token).await).await;
+    let me = expect_data(app.me(&user.token).await).await;
     assert_eq!(me["username"], new_username.as_str());
     expect_json(app.login(&new_username, &user.password).await, 200).await;
     // The old name is free again.
@@ -668,7 +649,7 @@ async fn patch_username_moves_the_profile() {
 async fn patch_avatar_url_to_null_clears_it() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let path = format!("/api/v1/users/{}", user.id);
+    let path = paths::user(user.id);
     let response = app
         .patch_json(
             &path,
@@ -690,7 +671,7 @@ async fn patch_avatar_url_to_null_clears_it() {
 async fn patch_applies_the_field_rules() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let path = format!("/api/v1/users/{}", user.id);
+    let path = paths::user(user.id);
     let bad = [
         ("username", json!("No")),
         ("username", json!("has space")),
@@ -720,7 +701,7 @@ async fn patch_applies_the_field_rules() {
         expect_error(response, 400, "bad_request").await;
     }
     // Nothing changed, and the role is still user.
-    let me = expect_data(app.get_auth("/api/v1/me", &user.token).await).await;
+    let me = expect_data(app.me(&user.token).await).await;
     assert_eq!(me["role"], "user");
     assert_eq!(me["username"], user.username.as_str());
     assert_eq!(me["name"], "");
@@ -731,7 +712,7 @@ async fn patch_into_a_taken_username_or_email_is_409() {
     let app = spawn_app().await;
     let user = app.register_user().await;
     let other = app.register_user().await;
-    let path = format!("/api/v1/users/{}", user.id);
+    let path = paths::user(user.id);
     let response = app
         .patch_json(
             &path,
@@ -764,12 +745,11 @@ async fn password_change_kills_every_token_of_the_user() {
     let app = spawn_app().await;
     let user = app.register_user().await;
     let other_session = app.register_user().await;
-    let second = expect_json(app.login(&user.username, &user.password).await, 200).await;
-    let second_token = second["data"]["token"].as_str().unwrap().to_string();
+    let second_token = app.login_token(&user.username, &user.password).await;
 
     let response = app
-        .patch_json(
-            &format!("/api/v1/users/{}", user.id),
+        .update_user(
+            user.id,
             Some(&user.token),
             &json!({"password": "a brand new password"}),
         )
@@ -777,11 +757,11 @@ async fn password_change_kills_every_token_of_the_user() {
     expect_written(response, 200).await;
 
     for token in [&user.token, &second_token] {
-        let response = app.get_auth("/api/v1/me", token).await;
+        let response = app.me(token).await;
         expect_error(response, 401, "unauthorized").await;
     }
     // Another user's token is untouched.
-    expect_data(app.get_auth("/api/v1/me", &other_session.token).await).await;
+    expect_data(app.me(&other_session.token).await).await;
     // The old password is refused, the new one works.
     expect_error(
         app.login(&user.username, &user.password).await,
@@ -789,9 +769,10 @@ async fn password_change_kills_every_token_of_the_user() {
         "unauthorized",
     )
     .await;
-    let fresh = expect_json(app.login(&user.username, "a brand new password").await, 200).await;
-    let token = fresh["data"]["token"].as_str().unwrap();
-    expect_data(app.get_auth("/api/v1/me", token).await).await;
+    let token = &app
+        .login_token(&user.username, "a brand new password")
+        .await;
+    expect_data(app.me(token).await).await;
 }
 
 #[tokio::test]
@@ -799,51 +780,44 @@ async fn delete_user_removes_links_socials_and_tokens() {
     let app = spawn_app().await;
     let user = app.register_user().await;
     let other = app.register_user().await;
-    let second = expect_json(app.login(&user.username, &user.password).await, 200).await;
-    let second_token = second["data"]["token"].as_str().unwrap().to_string();
+    let second_token = app.login_token(&user.username, &user.password).await;
     let link = app
-        .create_link(
+        .add_link(
             user.id,
             &user.token,
             &json!({"title": "Blog", "url": "https://example.com"}),
         )
         .await;
     let social = app
-        .create_social(user.id, &user.token, "github", "https://github.com/x")
+        .add_social(user.id, &user.token, "github", "https://github.com/x")
         .await;
     let other_link = app
-        .create_link(
+        .add_link(
             other.id,
             &other.token,
             &json!({"title": "Other", "url": "https://example.org"}),
         )
         .await;
     // Warm whatever the service caches.
-    expect_data(app.get(&format!("/api/v1/links/{}", link["id"])).await).await;
-    expect_data(app.get(&format!("/api/v1/socials/{}", social["id"])).await).await;
-    expect_data(
-        app.get(&format!("/api/v1/profiles/{}", user.username))
-            .await,
-    )
-    .await;
+    expect_data(app.link(&link["id"]).await).await;
+    expect_data(app.social(&social["id"]).await).await;
+    expect_data(app.profile(&user.username).await).await;
 
-    let response = app
-        .delete(&format!("/api/v1/users/{}", user.id), Some(&user.token))
-        .await;
+    let response = app.delete_user(user.id, Some(&user.token)).await;
     expect_no_content(response).await;
 
     for path in [
-        format!("/api/v1/users/{}", user.id),
-        format!("/api/v1/users/{}/links", user.id),
-        format!("/api/v1/users/{}/socials", user.id),
-        format!("/api/v1/links/{}", link["id"]),
-        format!("/api/v1/socials/{}", social["id"]),
-        format!("/api/v1/profiles/{}", user.username),
+        paths::user(user.id),
+        paths::links(user.id),
+        paths::socials(user.id),
+        paths::link(&link["id"]),
+        paths::social(&social["id"]),
+        paths::profile(&user.username),
     ] {
         expect_error(app.get(&path).await, 404, "not_found").await;
     }
     for token in [&user.token, &second_token] {
-        expect_error(app.get_auth("/api/v1/me", token).await, 401, "unauthorized").await;
+        expect_error(app.me(token).await, 401, "unauthorized").await;
     }
     expect_error(
         app.login(&user.username, &user.password).await,
@@ -852,23 +826,15 @@ async fn delete_user_removes_links_socials_and_tokens() {
     )
     .await;
     // The other user is untouched.
-    expect_data(
-        app.get(&format!("/api/v1/links/{}", other_link["id"]))
-            .await,
-    )
-    .await;
-    let (data, meta) = expect_page(app.get("/api/v1/users").await).await;
+    expect_data(app.link(&other_link["id"]).await).await;
+    let (data, meta) = expect_page(app.list_users("").await).await;
     assert_eq!(meta["total"], 1);
     assert_eq!(data[0]["id"], other.id);
     // Deleting again: the token is dead, so 401; an admin gets 404.
-    let response = app
-        .delete(&format!("/api/v1/users/{}", user.id), Some(&user.token))
-        .await;
+    let response = app.delete_user(user.id, Some(&user.token)).await;
     expect_error(response, 401, "unauthorized").await;
     let admin = app.register_admin().await;
-    let response = app
-        .delete(&format!("/api/v1/users/{}", user.id), Some(&admin.token))
-        .await;
+    let response = app.delete_user(user.id, Some(&admin.token)).await;
     expect_error(response, 404, "not_found").await;
     // The username and email can be registered again.
     app.register_with(&json!({

@@ -1,0 +1,210 @@
+//! Spawning the app for a test: its settings, a fresh database and a unique
+//! Redis key space (`t_<unique>`) per instance, so the suite runs in parallel
+//! without tests seeing each other's data. The app runs in-process on port 0
+//! and is spoken to over real HTTP ([`TestApp`], see `client.rs`).
+//!
+//! `LINKHUB_TEST_REDIS_CLUSTER_URLS` runs every instance that uses the shared
+//! Redis on a Redis Cluster instead (CI does, for the cache tests).
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use linkhub::config::Settings;
+use linkhub::startup::Application;
+use serde_json::Value;
+
+use super::database::create_test_database;
+
+/// The shared Redis; tests isolate themselves by key prefix, never by flushing.
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    pub settings: Settings,
+}
+
+/// Spawns the app on a fresh database with a unique cache prefix.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], letting the test adjust the settings first
+/// (e.g. `s.redis_url = proxy_url`).
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let database_url = create_test_database().await;
+    let cache_prefix = unique_name("t");
+    spawn_app_on(&database_url, &cache_prefix, configure).await
+}
+
+/// Spawns an app on an existing database and cache prefix: a second instance
+/// sharing PostgreSQL and the Redis key space with another one.
+pub async fn spawn_app_on(
+    database_url: &str,
+    cache_prefix: &str,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let mut settings = test_settings(database_url, cache_prefix);
+    configure(&mut settings);
+    // LINKHUB_TEST_REDIS_CLUSTER_URLS runs the suite on a Redis Cluster
+    // (scripts/redis-cluster.sh), except for tests that point the app at a
+    // Redis of their own (a private server behind a proxy).
+    if settings.redis_url == REDIS_URL
+        && settings.redis_cluster_urls.is_empty()
+        && let Ok(urls) = std::env::var("LINKHUB_TEST_REDIS_CLUSTER_URLS")
+    {
+        settings.redis_cluster_urls = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
+    let application = Application::build(settings.clone())
+        .await
+        .expect("failed to build the application");
+    let port = application.port();
+    tokio::spawn(application.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("failed to build the HTTP client");
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client,
+        database_url: database_url.to_string(),
+        settings,
+    }
+}
+
+/// Settings for a test instance: defaults, then the test database, the shared
+/// Redis, port 0, no migrations (the template is migrated) and small pools.
+pub fn test_settings(database_url: &str, cache_prefix: &str) -> Settings {
+    let mut settings = Settings::from_lookup(|_| None).expect("default settings must parse");
+    settings.database_url = database_url.to_string();
+    settings.redis_url = REDIS_URL.to_string();
+    settings.bind_addr = "127.0.0.1:0".to_string();
+    settings.cache_prefix = cache_prefix.to_string();
+    settings.migrate_on_start = false;
+    settings.workers = 2;
+    settings.db_pool_size = 4;
+    settings.redis_pool_size = 4;
+    settings
+}
+
+/// A lowercase `[a-z0-9_]` name of at most 32 characters, unique per call, per
+/// process and (with overwhelming probability) across runs.
+pub fn unique_name(prefix: &str) -> String {
+    static PROCESS_TAG: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let tag = PROCESS_TAG.get_or_init(|| {
+        let mut hasher = DefaultHasher::new();
+        std::process::id().hash(&mut hasher);
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock before 1970")
+            .as_nanos()
+            .hash(&mut hasher);
+        // 8 base-36 digits, about 41 bits.
+        let mut value = hasher.finish() % 36u64.pow(8);
+        let mut digits = Vec::new();
+        for _ in 0..8 {
+            digits.push(base36_digit(value % 36));
+            value /= 36;
+        }
+        digits.into_iter().collect()
+    });
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let suffix = format!("{tag}{}", base36(count));
+    let clean_prefix: String = prefix
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+        .collect();
+    let room = 32 - 1 - suffix.len();
+    let clean_prefix: String = clean_prefix.chars().take(room).collect();
+    if clean_prefix.is_empty() {
+        format!("u_{suffix}")
+    } else {
+        format!("{clean_prefix}_{suffix}")
+    }
+}
+
+fn base36_digit(d: u64) -> char {
+    char::from_digit(d as u32, 36).expect("digit below 36")
+}
+
+fn base36(mut value: u64) -> String {
+    if value == 0 {
+        return "0".to_string();
+    }
+    let mut digits = Vec::new();
+    while value > 0 {
+        digits.push(base36_digit(value % 36));
+        value /= 36;
+    }
+    digits.into_iter().rev().collect()
+}
+
+/// Waits until the app serves reads from Redis (`/readyz` says `"cache": "ok"`):
+/// the breaker starts open until the outbox has been replayed.
+pub async fn wait_cache_ok(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = app.get("/readyz").await;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status == 200 && body["cache"] == "ok" {
+            // The owed-bump listener connects at start-up too and then asks
+            // for one more outbox replay (a recovery tick, 200 ms, later);
+            // let it pass so that it does not bump what the test warms.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cache did not become ready within 10 s: /readyz answers {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `REDIS_TIMEOUT_MS` for the tests that are not about Redis faults: long
+/// enough that a loaded test machine never trips the circuit breaker (which
+/// would turn the HITs and MISSes those tests assert into BYPASS).
+pub const PATIENT_REDIS_TIMEOUT_MS: u64 = 2000;
+
+/// [`spawn_app_with`] with a patient Redis timeout, once the cache is in use.
+pub async fn spawn_cached_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let app = spawn_app_with(|s| {
+        s.redis_timeout = Duration::from_millis(PATIENT_REDIS_TIMEOUT_MS);
+        configure(s);
+    })
+    .await;
+    wait_cache_ok(&app).await;
+    app
+}
+
+pub async fn spawn_cached() -> TestApp {
+    spawn_cached_with(|_| {}).await
+}
+
+/// An instance on the same database, its own key space and the cache disabled:
+/// every read it answers comes straight from PostgreSQL.
+pub async fn spawn_truth(app: &TestApp) -> TestApp {
+    spawn_app_on(
+        &app.database_url,
+        &unique_name("truth"),
+        |s: &mut Settings| {
+            s.cache_enabled = false;
+        },
+    )
+    .await
+}

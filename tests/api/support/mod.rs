@@ -1,0 +1,39 @@
+#![allow(dead_code)]
+
+//! Test support shared by every module of the `api` test binary, by role:
+//!
+//! | file | what it gives a test |
+//! |---|---|
+//! | `app` | `spawn_app` and friends: the app on port 0, its own database and key space |
+//! | `database` | the per-test database (from a migrated template) and raw SQL |
+//! | `client` | one helper per endpoint (`register`, `login`, `create_link`, ...) and the one way to create each resource |
+//! | `paths` | every API path, written once |
+//! | `assertions` | API.md's shapes and statuses (`expect_written`, `expect_error`, ...) |
+//! | `metrics` | `/metrics` parsed |
+//! | `reads` | public reads with their cache headers, compared with the truth |
+//! | `owner` | a user with links and socials and every read that shows it |
+//! | `redis` | the Redis an app uses, seen from the test (one node or a cluster) |
+//! | `proxy` | the `linkhub-harness` crate: TCP proxy, private redis-server, free ports |
+//!
+//! Tests `use crate::support::*;`.
+
+mod app;
+mod assertions;
+mod client;
+mod database;
+mod metrics;
+mod owner;
+pub mod paths;
+mod proxy;
+mod reads;
+mod redis;
+
+pub use app::*;
+pub use assertions::*;
+pub use client::*;
+pub use database::*;
+pub use metrics::*;
+pub use owner::*;
+pub use proxy::*;
+pub use reads::*;
+pub use redis::*;
