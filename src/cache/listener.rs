@@ -8,8 +8,10 @@
 //! The window that remains: a read on another instance that starts after the
 //! write answered but before that instance has handled the notification
 //! (delivery within the same machine measured in `linkhub_cache_owed_notify_delay_seconds`).
-//! While the listening connection itself is down, notifications are lost;
-//! after every reconnect the whole outbox is replayed.
+//! While the listening connection itself is down, notifications are lost, so
+//! the cache is not trusted: recovery closes the breaker only while this task
+//! is subscribed, and a lost connection trips it; after every reconnect the
+//! whole outbox is replayed before reads use Redis again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,10 +35,12 @@ pub fn start(
             match outbox::listen(&database_url).await {
                 Ok(mut conn) => {
                     // Anything owed while we were not listening is in the
-                    // outbox. At start-up the breaker is still open and its
-                    // recovery replays the outbox anyway; asking again would
-                    // re-bump writes that just bumped (one needless miss each).
-                    if connected_before || breaker.lets_through() {
+                    // outbox. The breaker is open (it starts open, and a lost
+                    // connection trips it), so recovery replays the outbox
+                    // before it trusts Redis; a replay is still asked for in
+                    // case it closed in between.
+                    owed.set_listening(true);
+                    if connected_before {
                         owed.request_replay();
                     }
                     connected_before = true;
@@ -53,8 +57,10 @@ pub fn start(
                             metrics.owed_notification(delay.max(0) as f64 / 1e6);
                         }
                     }
+                    owed.set_listening(false);
+                    breaker.trip();
                     tracing::warn!(
-                        "cache: the owed-bump listener lost its connection; reconnecting"
+                        "cache: the owed-bump listener lost its connection; reads bypass Redis until it is back"
                     );
                 }
                 Err(e) => tracing::debug!("cache: cannot listen for owed bumps yet: {e}"),

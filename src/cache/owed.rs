@@ -19,6 +19,10 @@ pub struct OwedBumps {
     sequence: AtomicU64,
     /// Set when owed bumps may have been missed (the listener reconnected).
     replay_requested: AtomicBool,
+    /// `true` while the owed-bump listener is subscribed. Other instances'
+    /// owed bumps reach this one only through it, so the cache may be trusted
+    /// only while it listens.
+    listening: AtomicBool,
 }
 
 /// What a recovery may clear: the owed namespaces as they were before it read the outbox.
@@ -28,6 +32,16 @@ impl OwedBumps {
     /// `true` when `ns` has a bump owed: its cached entries must not be trusted.
     pub fn is_owed(&self, ns: &Namespace) -> bool {
         self.has_owed() && self.lock_owed().contains_key(ns)
+    }
+
+    /// Called by the listener when it subscribed (`true`) or lost its connection (`false`).
+    pub fn set_listening(&self, listening: bool) {
+        self.listening.store(listening, Ordering::Release);
+    }
+
+    /// `true` while other instances' announcements can reach this one.
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
     }
 
     /// Asks recovery for a full outbox replay.

@@ -48,6 +48,11 @@ pub fn start(recovery: Recovery) {
 impl Recovery {
     async fn tick(&self, last_sweep: &mut Instant) {
         if !self.breaker.lets_through() {
+            if !self.owed.is_listening() {
+                // Other instances' owed bumps could not reach this one.
+                tracing::debug!("cache: still bypassing Redis: not listening for owed bumps yet");
+                return;
+            }
             let recovered = match self.store.ping().await {
                 Ok(()) => self.settle_owed().await,
                 Err(e) => Err(e.to_string()),
@@ -55,6 +60,12 @@ impl Recovery {
             match recovered {
                 Ok(replayed) => {
                     self.breaker.close();
+                    if !self.owed.is_listening() {
+                        // The listener lost its connection meanwhile; its trip
+                        // may have come before this close.
+                        self.breaker.trip();
+                        return;
+                    }
                     tracing::info!("cache: Redis trusted again ({replayed} owed bump(s) replayed)");
                 }
                 Err(e) => tracing::debug!("cache: still bypassing Redis: {e}"),
