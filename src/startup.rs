@@ -67,6 +67,7 @@ impl Application {
                 timeout: settings.redis_timeout(),
                 ttl_secs: settings.cache_ttl_secs,
                 enabled: settings.cache_enabled,
+                ca_file: settings.redis_ca_file.clone(),
             },
             pool.clone(),
             Arc::clone(&metrics),

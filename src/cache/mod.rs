@@ -34,6 +34,7 @@ mod purge;
 mod recovery;
 pub mod single_flight;
 pub mod store;
+mod tls;
 
 use std::sync::Arc;
 
@@ -133,6 +134,8 @@ pub struct CacheConfig {
     pub timeout: std::time::Duration,
     pub ttl_secs: u64,
     pub enabled: bool,
+    /// `REDIS_CA_FILE`: verify `rediss://` servers against this CA only.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Cache {
@@ -145,6 +148,7 @@ impl Cache {
             &config.prefix,
             config.pool_size,
             config.timeout,
+            config.ca_file.as_deref(),
         )?);
         let health = Arc::new(Health::default());
         metrics.set_breaker_open(true);
@@ -370,6 +374,7 @@ pub async fn deliver(
         &settings.cache_prefix,
         1,
         settings.redis_timeout(),
+        settings.redis_ca_file.as_deref(),
     )
     .map_err(StoreError::Protocol)?;
     store.bump(&pending.namespaces).await

@@ -15,3 +15,4 @@ mod cache_rules;
 mod cache_support;
 mod proxy;
 mod scale_out;
+mod tls;
