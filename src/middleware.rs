@@ -100,6 +100,8 @@ pub async fn security_headers(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let csp = if req.path().starts_with("/docs") {
         CSP_DOCS
+    } else if req.path().starts_with("/@") {
+        crate::pages::CONTENT_SECURITY_POLICY
     } else {
         CSP_API
     };

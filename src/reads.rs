@@ -7,6 +7,7 @@ use crate::cache::{Namespace, Served, keys};
 use crate::db;
 use crate::domain::resources::{Page, PageRequest, Profile};
 use crate::error::ApiError;
+use crate::pages;
 use crate::routes::data_json;
 use crate::startup::AppState;
 
@@ -49,21 +50,38 @@ pub async fn profile(state: &AppState, username: String) -> Result<Served, ApiEr
         .read(
             Namespace::Profile(username.clone()),
             "profile",
-            move || async move {
-                let mut conn = pool.get().await?;
-                let user = db::users::find_public_by_username(&mut conn, &username)
-                    .await?
-                    .ok_or(ApiError::not_found("profile"))?;
-                let links = db::links::all_of_user(&mut conn, user.id).await?;
-                let socials = db::socials::all_of_user(&mut conn, user.id).await?;
-                data_json(Profile {
-                    user,
-                    links,
-                    socials,
-                })
-            },
+            move || async move { data_json(load_profile(&pool, &username).await?) },
         )
         .await
+}
+
+/// The HTML page of a profile: an entry of its own under the same namespace
+/// as the JSON, so the writes that invalidate one invalidate both, and the
+/// page is rendered once per version.
+pub async fn profile_page(state: &AppState, username: String) -> Result<Served, ApiError> {
+    let pool = state.db.clone();
+    state
+        .cache
+        .read(
+            Namespace::Profile(username.clone()),
+            "page",
+            move || async move { Ok(pages::profile_page(&load_profile(&pool, &username).await?)) },
+        )
+        .await
+}
+
+async fn load_profile(pool: &db::DbPool, username: &str) -> Result<Profile, ApiError> {
+    let mut conn = pool.get().await?;
+    let user = db::users::find_public_by_username(&mut conn, username)
+        .await?
+        .ok_or(ApiError::not_found("profile"))?;
+    let links = db::links::all_of_user(&mut conn, user.id).await?;
+    let socials = db::socials::all_of_user(&mut conn, user.id).await?;
+    Ok(Profile {
+        user,
+        links,
+        socials,
+    })
 }
 
 pub async fn links_of_user(

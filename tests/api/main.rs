@@ -5,6 +5,7 @@ mod concurrency;
 mod errors;
 mod links;
 mod ops;
+mod pages;
 mod profiles;
 mod socials;
 mod startup;
