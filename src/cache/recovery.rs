@@ -60,7 +60,9 @@ impl Recovery {
                     self.breaker.close();
                     let again = if *trusted_before { " again" } else { "" };
                     *trusted_before = true;
-                    tracing::info!("cache: Redis trusted{again} ({replayed} owed bump(s) replayed)");
+                    tracing::info!(
+                        "cache: Redis trusted{again} ({replayed} owed bump(s) replayed)"
+                    );
                 }
                 Err(e) => tracing::debug!("cache: still bypassing Redis: {e}"),
             }
