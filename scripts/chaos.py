@@ -38,6 +38,7 @@ import calendar
 import http.client
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -449,12 +450,14 @@ def verify_final(app, model):
 
 
 def replayed_counts(logfile):
-    """Each recovery linkhub logged, as a `Replay`."""
+    """Each recovery linkhub logged (the first start's "trusted" and every
+    later "trusted again"), as a `Replay`."""
     counts = []
     for line in open(logfile, errors="replace"):
-        if "Redis trusted again (" in line:
+        found = re.search(r"Redis trusted(?: again)? \((\S+)", line)
+        if found:
             when = calendar.timegm(time.strptime(line[1:21], "%Y-%m-%dT%H:%M:%SZ"))
-            counts.append(Replay(when, line.split("Redis trusted again (")[1].split()[0]))
+            counts.append(Replay(when, found.group(1)))
     return counts
 
 

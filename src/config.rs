@@ -2,6 +2,7 @@
 //! (and `.env` when present). A bad value stops the start with a message that
 //! names the variable, so an operator knows exactly what to fix.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -10,11 +11,18 @@ use std::time::Duration;
 pub struct Settings {
     /// `DATABASE_URL`: the PostgreSQL database; created at start-up when missing.
     pub database_url: String,
-    /// `REDIS_URL`: the Redis node used as cache.
+    /// `DATABASE_CA_FILE`: PEM CA(s) to verify PostgreSQL's certificate against
+    /// instead of the system roots. Folded into `database_url` as libpq's
+    /// `sslrootcert` (with `sslmode=verify-full` unless a TLS mode is given).
+    pub database_ca_file: Option<PathBuf>,
+    /// `REDIS_URL`: the Redis node used as cache (`rediss://` for TLS).
     pub redis_url: String,
     /// `REDIS_CLUSTER_URLS`: seed nodes of a Redis Cluster (comma-separated);
     /// when set, the cache uses the cluster and `REDIS_URL` is ignored.
     pub redis_cluster_urls: Vec<String>,
+    /// `REDIS_CA_FILE`: PEM CA(s) to verify Redis's certificate against
+    /// (`rediss://` only) instead of the system roots.
+    pub redis_ca_file: Option<PathBuf>,
     /// `BIND_ADDR`: where the HTTP server listens (`127.0.0.1:0` picks a free port).
     pub bind_addr: String,
     /// `CACHE_TTL_SECS`: upper bound of every cache entry's lifetime.
@@ -73,6 +81,7 @@ impl Settings {
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/linkhub",
             ),
+            database_ca_file: path(&lookup, "DATABASE_CA_FILE"),
             redis_url: string(&lookup, "REDIS_URL", "redis://127.0.0.1:6379"),
             redis_cluster_urls: lookup("REDIS_CLUSTER_URLS")
                 .map(|v| {
@@ -82,6 +91,7 @@ impl Settings {
                         .collect()
                 })
                 .unwrap_or_default(),
+            redis_ca_file: path(&lookup, "REDIS_CA_FILE"),
             bind_addr: string(&lookup, "BIND_ADDR", "127.0.0.1:8080"),
             cache_ttl: seconds(&lookup, "CACHE_TTL_SECS", 3600, "a whole number of seconds")?,
             cache_enabled: boolean(&lookup, "CACHE_ENABLED", true)?,
@@ -97,7 +107,7 @@ impl Settings {
             token_ttl: seconds(&lookup, "TOKEN_TTL_SECS", 7 * 24 * 3600, "seconds")?,
             cors_allowed_origins: origins(&lookup, "CORS_ALLOWED_ORIGINS")?,
         };
-        settings.check()
+        settings.check()?.with_database_ca_file()
     }
 
     fn check(self) -> Result<Self, ConfigError> {
@@ -147,11 +157,51 @@ impl Settings {
             if !scheme_ok {
                 return Err(ConfigError {
                     name,
-                    value: url.clone(),
+                    value: crate::redact::redact_url_password(url),
                     expected: "a URL such as postgres://user@host:5432/db or redis://host:6379",
                 });
             }
         }
+        Ok(self)
+    }
+
+    /// Puts `DATABASE_CA_FILE` into `DATABASE_URL` the way libpq spells it,
+    /// so every connection (pool, migrations, listener) reads one URL.
+    fn with_database_ca_file(mut self) -> Result<Self, ConfigError> {
+        let Some(ca_file) = &self.database_ca_file else {
+            return Ok(self);
+        };
+        let refuse = |expected| ConfigError {
+            name: "DATABASE_CA_FILE",
+            value: ca_file.display().to_string(),
+            expected,
+        };
+        let mut url = url::Url::parse(&self.database_url)
+            .map_err(|_| refuse("a DATABASE_URL that parses"))?;
+        let mode = url
+            .query_pairs()
+            .find(|(key, _)| key == "sslmode")
+            .map(|(_, value)| value.into_owned());
+        if url.query_pairs().any(|(key, _)| key == "sslrootcert") {
+            return Err(refuse(
+                "unset, or no sslrootcert in DATABASE_URL (one CA only)",
+            ));
+        }
+        let mut query = url.query_pairs_mut();
+        match mode.as_deref() {
+            None => {
+                query.append_pair("sslmode", "verify-full");
+            }
+            Some("require" | "verify-ca" | "verify-full") => {}
+            Some(_) => {
+                return Err(refuse(
+                    "unset, or a DATABASE_URL with sslmode=require, verify-ca or verify-full",
+                ));
+            }
+        }
+        query.append_pair("sslrootcert", &ca_file.to_string_lossy());
+        drop(query);
+        self.database_url = url.to_string();
         Ok(self)
     }
 
@@ -197,6 +247,12 @@ fn millis(
     default: u64,
 ) -> Result<Duration, ConfigError> {
     parse(lookup, name, default, "milliseconds").map(Duration::from_millis)
+}
+
+fn path(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<PathBuf> {
+    lookup(name)
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| PathBuf::from(v.trim()))
 }
 
 fn parse<T: FromStr>(
@@ -301,6 +357,55 @@ mod tests {
         assert!(err.to_string().contains("REDIS_TIMEOUT_MS"), "{err}");
         let err = from(&[("CACHE_PREFIX", "a*b")]).unwrap_err();
         assert!(err.to_string().contains("CACHE_PREFIX"), "{err}");
+    }
+
+    #[test]
+    fn a_rejected_url_never_shows_its_password() {
+        for (name, url) in [
+            ("DATABASE_URL", "mysql://app:pgsecret@db:3306/x"),
+            ("DATABASE_URL", "postgres://app:pgsecret@[::1:5432/x"),
+            ("REDIS_URL", "http://:redissecret@cache:6379"),
+            (
+                "REDIS_CLUSTER_URLS",
+                "redis://a:6379,tcp://:redissecret@b:6379",
+            ),
+        ] {
+            let err = from(&[(name, url)]).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(shown.contains(name), "{shown}");
+            assert!(!shown.contains("secret"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn the_database_ca_file_becomes_libpq_sslrootcert() {
+        let s = from(&[
+            ("DATABASE_URL", "postgres://app:pw@db.example.com/linkhub"),
+            ("DATABASE_CA_FILE", "/etc/linkhub/pg-ca.pem"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.database_url,
+            "postgres://app:pw@db.example.com/linkhub?sslmode=verify-full&sslrootcert=%2Fetc%2Flinkhub%2Fpg-ca.pem"
+        );
+        let s = from(&[
+            ("DATABASE_URL", "postgres://app@db/linkhub?sslmode=require"),
+            ("DATABASE_CA_FILE", "/ca.pem"),
+        ])
+        .expect("valid");
+        assert!(
+            s.database_url
+                .ends_with("?sslmode=require&sslrootcert=%2Fca.pem")
+        );
+        for url in [
+            "postgres://app@db/linkhub?sslmode=disable",
+            "postgres://app@db/linkhub?sslmode=require&sslrootcert=/other.pem",
+        ] {
+            let err = from(&[("DATABASE_URL", url), ("DATABASE_CA_FILE", "/ca.pem")]).unwrap_err();
+            assert!(err.to_string().contains("DATABASE_CA_FILE"), "{err}");
+        }
+        assert_eq!(from(&[]).expect("defaults").database_ca_file, None);
     }
 
     #[test]

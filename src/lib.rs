@@ -5,9 +5,12 @@
 //! The modules form layers; each uses only those above it in this list
 //! (`python3 ../shared/tools/layers.py src` checks that no two use each other):
 //!
+//! - [`redact`]: URLs without their passwords, for every message that shows one.
 //! - [`config`]: settings from the environment, typed (durations, the Redis topology).
+//! - [`tls`]: the rustls client configuration (system roots or one CA file).
 //! - [`error`]: [`error::ApiError`], the one JSON error shape.
 //! - [`domain`]: parsed, valid values and the resources.
+//! - [`pages`]: the HTML profile page (maud), rendered from a domain profile.
 //! - [`namespace`]: cache namespaces and which ones each write touches.
 //! - [`db`]: every SQL query, one file per table, the outbox included.
 //! - [`metrics`]: the Prometheus registry and counters.
@@ -30,8 +33,11 @@ pub mod error;
 pub mod metrics;
 pub mod middleware;
 pub mod namespace;
+pub mod pages;
+pub mod redact;
 pub mod routes;
 pub mod schema;
 pub mod service;
 pub mod startup;
 pub mod state;
+pub mod tls;

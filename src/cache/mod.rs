@@ -36,6 +36,7 @@ mod purge;
 mod recovery;
 pub mod single_flight;
 pub mod store;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,6 +141,8 @@ pub struct CacheConfig {
     pub timeout: Duration,
     pub ttl: Duration,
     pub enabled: bool,
+    /// `REDIS_CA_FILE`: verify `rediss://` servers against this CA only.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl From<&Settings> for CacheConfig {
@@ -152,6 +155,7 @@ impl From<&Settings> for CacheConfig {
             timeout: settings.redis_timeout,
             ttl: settings.cache_ttl,
             enabled: settings.cache_enabled,
+            ca_file: settings.redis_ca_file.clone(),
         }
     }
 }
@@ -166,6 +170,7 @@ impl Cache {
             &config.prefix,
             config.pool_size,
             config.timeout,
+            config.ca_file.as_deref(),
         )?);
         let breaker = Arc::new(Breaker::new(metrics.breaker_open_gauge()));
         let owed = Arc::new(OwedBumps::default());
@@ -423,8 +428,14 @@ impl Cache {
 /// Bumps the namespaces of a write made outside the server (the CLI), with
 /// no breaker: the caller decides what to do when Redis does not answer.
 pub async fn deliver(config: &CacheConfig, pending: &outbox::Pending) -> Result<(), StoreError> {
-    let store = Store::new(&config.topology, &config.prefix, 1, config.timeout)
-        .map_err(StoreError::Protocol)?;
+    let store = Store::new(
+        &config.topology,
+        &config.prefix,
+        1,
+        config.timeout,
+        config.ca_file.as_deref(),
+    )
+    .map_err(StoreError::Protocol)?;
     store.bump(&pending.namespaces).await
 }
 

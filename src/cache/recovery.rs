@@ -38,15 +38,18 @@ pub struct Recovery {
 pub fn start(recovery: Recovery) {
     tokio::spawn(async move {
         let mut last_sweep = Instant::now();
+        let mut trusted_before = false;
         loop {
             tokio::time::sleep(RETRY_EVERY).await;
-            recovery.tick(&mut last_sweep).await;
+            recovery.tick(&mut last_sweep, &mut trusted_before).await;
         }
     });
 }
 
 impl Recovery {
-    async fn tick(&self, last_sweep: &mut Instant) {
+    /// `trusted_before`: whether this process has trusted Redis yet, so the
+    /// log says "trusted" on the first start and "trusted again" after an outage.
+    async fn tick(&self, last_sweep: &mut Instant, trusted_before: &mut bool) {
         if !self.breaker.lets_through() {
             if !self.owed.is_listening() {
                 // Other instances' owed bumps could not reach this one.
@@ -66,7 +69,11 @@ impl Recovery {
                         self.breaker.trip();
                         return;
                     }
-                    tracing::info!("cache: Redis trusted again ({replayed} owed bump(s) replayed)");
+                    let again = if *trusted_before { " again" } else { "" };
+                    *trusted_before = true;
+                    tracing::info!(
+                        "cache: Redis trusted{again} ({replayed} owed bump(s) replayed)"
+                    );
                 }
                 Err(e) => tracing::debug!("cache: still bypassing Redis: {e}"),
             }

@@ -161,13 +161,15 @@ impl Store {
         prefix: &str,
         pool_size: usize,
         timeout: Duration,
+        ca_file: Option<&std::path::Path>,
     ) -> Result<Self, String> {
         let backend = match topology {
             RedisTopology::Single(url) => {
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout));
-                let manager = deadpool_redis::Manager::new_with_config(url.as_str(), config)
+                let node = super::tls::node_connection_info(url, ca_file)?;
+                let manager = deadpool_redis::Manager::new_with_config(node, config)
                     .map_err(|e| e.to_string())?;
                 Backend::Single(
                     deadpool_redis::Pool::builder(manager)
@@ -181,6 +183,7 @@ impl Store {
                 )
             }
             RedisTopology::Cluster(urls) => {
+                super::tls::check_cluster_ca(ca_file)?;
                 let manager = deadpool_redis::cluster::Manager::new(urls.clone(), false)
                     .map_err(|e| e.to_string())?;
                 Backend::Cluster(

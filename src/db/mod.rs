@@ -6,15 +6,16 @@
 pub mod links;
 pub mod outbox;
 pub mod socials;
+pub mod tls;
 pub mod tokens;
 pub mod users;
 
 use std::time::Duration;
 
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 /// The migrations of `migrations/`, compiled into the binary.
@@ -52,7 +53,10 @@ pub fn build_pool(
     size: usize,
     timeout: Duration,
 ) -> Result<DbPool, DatabaseSetupError> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(|url| Box::pin(tls::establish(url)));
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
     let half = timeout / 2;
     Pool::builder(manager)
         .max_size(size)
@@ -74,7 +78,7 @@ pub async fn prepare_database(database_url: &str) -> Result<(), DatabaseSetupErr
 /// Connects with a bound on the time it may take, so an unreachable server is
 /// reported instead of hanging start-up.
 async fn connect(url: &str, shown: &str) -> Result<AsyncPgConnection, diesel::ConnectionError> {
-    match tokio::time::timeout(Duration::from_secs(10), AsyncPgConnection::establish(url)).await {
+    match tokio::time::timeout(Duration::from_secs(10), tls::establish(url)).await {
         Ok(result) => result,
         Err(_) => Err(diesel::ConnectionError::BadConnection(format!(
             "no answer from {shown} within 10 s"
@@ -186,15 +190,7 @@ pub async fn ping(pool: &DbPool) -> bool {
 
 /// The URL without its password, for messages.
 pub fn redact(database_url: &str) -> String {
-    match url::Url::parse(database_url) {
-        Ok(mut url) => {
-            if url.password().is_some() {
-                let _ = url.set_password(Some("***"));
-            }
-            url.to_string()
-        }
-        Err(_) => "<unparseable URL>".to_owned(),
-    }
+    crate::redact::redact_url_password(database_url)
 }
 
 /// Turns a `COUNT(*)` into the `u64` of a page's `total`.

@@ -130,8 +130,7 @@ pub fn parse_owed(payload: &str) -> Option<(i64, Vec<Namespace>)> {
 /// A dedicated connection listening on [`OWED_CHANNEL`] (not pooled: it
 /// lives as long as the process).
 pub async fn listen(database_url: &str) -> Result<AsyncPgConnection, String> {
-    use diesel_async::AsyncConnection;
-    let mut conn = AsyncPgConnection::establish(database_url)
+    let mut conn = super::tls::establish(database_url)
         .await
         .map_err(|e| e.to_string())?;
     diesel::sql_query(format!("LISTEN {OWED_CHANNEL}"))

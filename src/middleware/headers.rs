@@ -1,7 +1,8 @@
 //! The security headers a JSON API sends: `nosniff`, `DENY` framing, no
 //! referrer, and a Content-Security-Policy that lets a JSON answer do
 //! nothing at all. Only the Swagger UI under `/docs/` gets a policy that
-//! lets it load its own scripts and styles.
+//! lets it load its own scripts and styles, and the profile pages under
+//! `/@` one that allows their one hashed inline stylesheet (no script).
 //!
 //! Errors that reach these layers as `Err` (a panic caught in a handler)
 //! become responses only in actix's dispatcher, after every middleware; they
@@ -33,6 +34,8 @@ pub async fn security_headers(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let csp = if req.path().starts_with("/docs") {
         CSP_DOCS
+    } else if req.path().starts_with("/@") {
+        crate::pages::CONTENT_SECURITY_POLICY
     } else {
         CSP_API
     };

@@ -19,7 +19,11 @@ pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
             .response()
             .headers()
             .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            .is_some_and(|v| {
+                // JSON errors, and the HTML 404 page of `pages`: both on purpose.
+                v.as_bytes().starts_with(b"application/json")
+                    || v.as_bytes().starts_with(b"text/html")
+            });
         if is_json {
             return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
         }

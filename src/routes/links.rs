@@ -35,6 +35,7 @@ pub async fn list(
     ))
 }
 
+/// One link by id.
 #[utoipa::path(get, path = "/api/v1/links/{id}", tag = "links", params(("id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, description = "The link", body = DataBody<Link>,
@@ -77,6 +78,7 @@ pub async fn create(
     ))
 }
 
+/// Changes a link's title, URL or position (its owner or an admin).
 #[utoipa::path(patch, path = "/api/v1/links/{id}", tag = "links", params(("id" = i64, Path, minimum = 1)),
     request_body = LinkPatchInput, security(("bearer" = [])),
     responses(
@@ -102,6 +104,7 @@ pub async fn update(
     ))
 }
 
+/// Deletes a link (its owner or an admin).
 #[utoipa::path(delete, path = "/api/v1/links/{id}", tag = "links", params(("id" = i64, Path, minimum = 1)),
     security(("bearer" = [])),
     responses(

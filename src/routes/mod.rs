@@ -8,6 +8,7 @@ pub mod auth;
 pub mod links;
 pub mod openapi;
 pub mod ops;
+pub mod pages;
 pub mod profiles;
 pub mod socials;
 pub mod users;
@@ -33,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource(path).default_service(web::to(move || method_not_allowed(allow)))
     };
     cfg.service(resource("/healthz", "GET").route(web::get().to(ops::healthz)))
+        .service(resource("/@{username}", "GET").route(web::get().to(pages::profile)))
         .service(resource("/readyz", "GET").route(web::get().to(ops::readyz)))
         .service(resource("/metrics", "GET").route(web::get().to(ops::metrics)))
         .service(resource("/api/v1/openapi.json", "GET").route(web::get().to(ops::openapi)))
@@ -147,6 +149,15 @@ impl PageParams {
 /// A cached read as a response: `X-Cache`, the entry's strong `ETag`,
 /// `Cache-Control: no-cache`, and `304` when `If-None-Match` matches.
 pub fn cached_response(req: &HttpRequest, served: Served) -> HttpResponse {
+    cached_response_as(req, served, "application/json")
+}
+
+/// [`cached_response`] for a body of another type (the HTML pages).
+pub fn cached_response_as(
+    req: &HttpRequest,
+    served: Served,
+    content_type: &'static str,
+) -> HttpResponse {
     let entry = &served.entry;
     let status = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK);
     let not_modified = status == StatusCode::OK
@@ -166,9 +177,7 @@ pub fn cached_response(req: &HttpRequest, served: Served) -> HttpResponse {
     if not_modified {
         response.finish()
     } else {
-        response
-            .content_type("application/json")
-            .body(entry.body.clone())
+        response.content_type(content_type).body(entry.body.clone())
     }
 }
 

@@ -31,6 +31,7 @@ pub async fn list(
     ))
 }
 
+/// One social account by id.
 #[utoipa::path(get, path = "/api/v1/socials/{id}", tag = "socials", params(("id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, description = "The social account", body = DataBody<Social>,
@@ -74,6 +75,7 @@ pub async fn create(
     ))
 }
 
+/// Changes a social account's platform or URL (its owner or an admin).
 #[utoipa::path(patch, path = "/api/v1/socials/{id}", tag = "socials", params(("id" = i64, Path, minimum = 1)),
     request_body = SocialPatchInput, security(("bearer" = [])),
     responses(
@@ -100,6 +102,7 @@ pub async fn update(
     ))
 }
 
+/// Deletes a social account (its owner or an admin).
 #[utoipa::path(delete, path = "/api/v1/socials/{id}", tag = "socials", params(("id" = i64, Path, minimum = 1)),
     security(("bearer" = [])),
     responses(

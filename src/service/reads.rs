@@ -9,6 +9,7 @@ use crate::domain::input::{SearchTerm, Username};
 use crate::domain::resources::{DataBody, Page, PageRequest, Profile};
 use crate::error::ApiError;
 use crate::namespace::Namespace;
+use crate::pages;
 use crate::state::AppState;
 
 pub async fn user(state: &AppState, id: i64) -> Result<Served, ApiError> {
@@ -52,21 +53,39 @@ pub async fn profile(state: &AppState, username: Username) -> Result<Served, Api
         .read(
             Namespace::Profile(username.clone()),
             "profile",
-            move || async move {
-                let mut conn = pool.get().await?;
-                let user = db::users::find_public_by_username(&mut conn, &username)
-                    .await?
-                    .ok_or(ApiError::not_found("profile"))?;
-                let links = db::links::all_of_user(&mut conn, user.id).await?;
-                let socials = db::socials::all_of_user(&mut conn, user.id).await?;
-                data_json(Profile {
-                    user,
-                    links,
-                    socials,
-                })
-            },
+            move || async move { data_json(load_profile(&pool, &username).await?) },
         )
         .await
+}
+
+/// The HTML page of a profile: an entry of its own under the same namespace
+/// as the JSON, so the writes that invalidate one invalidate both, and the
+/// page is rendered once per version.
+pub async fn profile_page(state: &AppState, username: Username) -> Result<Served, ApiError> {
+    let pool = state.db.clone();
+    let username = username.as_str().to_owned();
+    state
+        .cache
+        .read(
+            Namespace::Profile(username.clone()),
+            "page",
+            move || async move { Ok(pages::profile_page(&load_profile(&pool, &username).await?)) },
+        )
+        .await
+}
+
+async fn load_profile(pool: &db::DbPool, username: &str) -> Result<Profile, ApiError> {
+    let mut conn = pool.get().await?;
+    let user = db::users::find_public_by_username(&mut conn, username)
+        .await?
+        .ok_or(ApiError::not_found("profile"))?;
+    let links = db::links::all_of_user(&mut conn, user.id).await?;
+    let socials = db::socials::all_of_user(&mut conn, user.id).await?;
+    Ok(Profile {
+        user,
+        links,
+        socials,
+    })
 }
 
 pub async fn links_of_user(

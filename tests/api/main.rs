@@ -6,6 +6,7 @@ mod contract;
 mod errors;
 mod links;
 mod ops;
+mod pages;
 mod profiles;
 mod socials;
 mod startup;
@@ -15,3 +16,4 @@ mod cache_resilience;
 mod cache_rules;
 
 mod scale_out;
+mod tls;

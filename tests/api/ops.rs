@@ -227,6 +227,12 @@ async fn openapi_documents_every_endpoint() {
                     .is_some_and(|r| !r.is_empty()),
                 "{method} {path} documents no responses"
             );
+            assert!(
+                operation["summary"]
+                    .as_str()
+                    .is_some_and(|s| !s.trim().is_empty()),
+                "{method} {path} has no summary (Swagger UI shows none)"
+            );
         }
     }
     // Nothing more than the routes either: the document and the list agree.

@@ -312,6 +312,11 @@ impl TestApp {
         self.get(&paths::profile(username)).await
     }
 
+    /// `GET /@{username}`, the HTML page.
+    pub async fn profile_page(&self, username: impl Display) -> Response {
+        self.get(&paths::profile_page(username)).await
+    }
+
     /// `GET /healthz`.
     pub async fn healthz(&self) -> Response {
         self.get(paths::HEALTHZ).await

@@ -38,6 +38,11 @@ pub fn profile(username: impl Display) -> String {
     format!("/api/v1/profiles/{username}")
 }
 
+/// The HTML profile page (not part of the JSON API).
+pub fn profile_page(username: impl Display) -> String {
+    format!("/@{username}")
+}
+
 /// The user list searched for `term` (no other parameter).
 pub fn user_search(term: impl Display) -> String {
     format!("{USERS}?search={term}")
