@@ -291,6 +291,17 @@ impl Cache {
                 &key,
                 move || {
                     async move {
+                        // A reader whose lookup missed just before the
+                        // previous flight of this key stored its entry starts
+                        // a new flight after that one ended: it finds the
+                        // entry here instead of loading again (rule 7).
+                        if let Ok(Some(entry)) = store
+                            .get(&task_key)
+                            .await
+                            .map(|raw| raw.and_then(Entry::decode))
+                        {
+                            return Ok(Arc::new(entry));
+                        }
                         metrics.cache_load(kind);
                         let entry = Arc::new(Entry::render(load.await)?);
                         if let Err(e) = store.put(&task_key, &entry.encode(), ttl).await {

@@ -283,6 +283,16 @@ impl Store {
         .await
     }
 
+    /// The entry stored under `key`, if any.
+    pub async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let entry: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+            Ok(entry)
+        })
+        .await
+    }
+
     /// Stores an entry with its TTL (`SET .. EX`).
     pub async fn put(&self, key: &str, value: &[u8], ttl_secs: u64) -> StoreResult<()> {
         self.bounded(async {
