@@ -455,8 +455,10 @@ def replayed_counts(logfile):
     counts = []
     for line in open(logfile, errors="replace"):
         found = re.search(r"Redis trusted(?: again)? \((\S+)", line)
-        if found:
-            when = calendar.timegm(time.strptime(line[1:21], "%Y-%m-%dT%H:%M:%SZ"))
+        stamp = re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", line)
+        if found and stamp:
+            # tracing's timestamp opens the line: 2026-12-01T23:33:30.512Z
+            when = calendar.timegm(time.strptime(stamp.group(0), "%Y-%m-%dT%H:%M:%S"))
             counts.append(Replay(when, found.group(1)))
     return counts
 
