@@ -28,8 +28,6 @@ import http.server
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+
+from harness import Linkhub, request, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", "/var/tmp/linkhub-target")
@@ -146,55 +146,25 @@ class Chromium:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class PrivateLinkhub(Linkhub):
+    """The harness's linkhub on the local Redis under a key prefix of its own,
+    ready once it trusts the cache (the page is then served cache-aside from
+    the first visit)."""
 
-
-class PrivateLinkhub:
     def __init__(self, binary, workdir):
         self.tag = f"browser_{os.getpid()}_{int(time.time())}"
-        self.database = f"{PG_SERVER}/{self.tag}"
-        self.log = open(os.path.join(workdir, "linkhub.log"), "w")
-        self.process = None
-        for _ in range(10):
-            port = free_port()
-            env = dict(
-                os.environ,
-                DATABASE_URL=self.database,
-                REDIS_URL=REDIS_URL,
-                CACHE_PREFIX=self.tag,
-                BIND_ADDR=f"127.0.0.1:{port}",
-                RUST_LOG="warn",
-            )
-            self.process = subprocess.Popen([binary], env=env, stdout=self.log, stderr=self.log, cwd=workdir)
-            self.base = f"http://127.0.0.1:{port}"
-            if self._ready():
-                return
-            self.stop()
-        fail(f"linkhub did not become ready; see {self.log.name}")
+        super().__init__(
+            binary,
+            self.tag,
+            REDIS_URL,
+            os.path.join(workdir, "linkhub.log"),
+            database_url=f"{PG_SERVER}/{self.tag}",
+        )
 
-    def _ready(self):
-        deadline = time.time() + 60
-        while time.time() < deadline and self.process.poll() is None:
-            try:
-                with urllib.request.urlopen(self.base + "/readyz", timeout=2) as response:
-                    if json.loads(response.read()).get("cache") == "ok":
-                        return True
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.2)
-        return False
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=35)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.process = None
+    def start(self):
+        super().start()
+        if wait_until(lambda: request(self.base, "GET", "/readyz").body["cache"] == "ok", 60, 0.2) is None:
+            fail(f"linkhub never trusted the cache; see {self.logfile}")
 
     def cleanup(self):
         self.stop()
@@ -299,6 +269,7 @@ def main():
             binary = build_binary(workdir)
             step("start a private linkhub")
             linkhub = PrivateLinkhub(binary, workdir)
+            linkhub.start()
             base = linkhub.base
             print(f"linkhub on {base}, database and CACHE_PREFIX {linkhub.tag}")
         page_base = base

@@ -24,6 +24,8 @@ use clap::Parser;
 use futures_util::future::join_all;
 use serde_json::json;
 
+use linkhub_harness::{RedisOptions, RedisServer};
+
 use self::procs::{Proc, free_port, scrape, series, sibling_binary, wait_until};
 use self::redis_stats::{RedisCost, RedisSample};
 use self::wrk::{Load, WrkResult};
@@ -333,7 +335,7 @@ struct Bench {
     /// Held so they are killed when the run ends. Fields drop in this order:
     /// the processes first, the database last.
     _others: Vec<Proc>,
-    _redis_server: Proc,
+    _redis_server: RedisServer,
     _database: DropDatabase,
 }
 
@@ -393,16 +395,15 @@ impl Bench {
             .map_err(|e| e.to_string())?;
 
         // A private Redis: the keyspace comparison fills it with millions of keys.
-        let redis_port = free_port()?;
-        let mut redis_cmd = Command::new("redis-server");
-        redis_cmd
-            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+        let redis_server = RedisOptions::new()
             .args(["--enable-debug-command", "local"])
             .arg("--dir")
-            .arg(&work);
-        let redis_server = Proc::spawn("redis-server", redis_cmd, &work.join("redis.log"))?;
-        let redis_url = format!("redis://127.0.0.1:{redis_port}");
+            .arg(&work)
+            .log_to(work.join("redis.log"))
+            .start()
+            .await
+            .map_err(|e| format!("private redis-server: {e}"))?;
+        let redis_url = redis_server.url();
         let redis_client = redis::Client::open(redis_url.as_str()).map_err(|e| e.to_string())?;
         let mut redis = connect_redis(&redis_client).await?;
 

@@ -1,8 +1,8 @@
-//! The processes a benchmark starts (redis-server, linkhub instances, the
-//! floor), free ports, readiness waits, `/metrics` and `/proc` readings.
+//! The processes a benchmark starts (linkhub instances, the floor; its
+//! private redis-server and free ports come from `linkhub-harness`), readiness
+//! waits, `/metrics` and `/proc` readings.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,12 +52,10 @@ impl Drop for Proc {
     }
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now ([`linkhub_harness::try_free_port`],
+/// its error as the bench's).
 pub fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free port: {e}"))
+    linkhub_harness::try_free_port().map_err(|e| format!("cannot find a free port: {e}"))
 }
 
 /// The path of a binary built next to this one (same target directory and profile).
