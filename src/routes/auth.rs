@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
+use super::openapi::{BodyErrors, ServerErrors};
 use super::{JsonBody, body};
 use crate::auth::Caller;
 use crate::domain::input::LoginInput;
@@ -14,11 +15,11 @@ use crate::state::AppState;
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginInput,
     responses(
         (status = 200, description = "Logged in", body = DataBody<LoginView>),
-        (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 401, description = "Wrong login or password", body = ErrorBody),
         (status = 422, description = "A NUL character in login or password", body = ErrorBody),
         (status = 429, description = "Too many failed attempts for this login",
          headers(("Retry-After" = u64, description = "Seconds to wait")), body = ErrorBody),
+        BodyErrors, ServerErrors,
     ))]
 pub async fn login(
     state: web::Data<AppState>,
@@ -33,6 +34,7 @@ pub async fn login(
     responses(
         (status = 204, description = "Logged out"),
         (status = 401, description = "No or invalid token", body = ErrorBody),
+        ServerErrors,
     ))]
 pub async fn logout(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     sessions::logout(&state, &caller).await?;
@@ -44,6 +46,7 @@ pub async fn logout(caller: Caller, state: web::Data<AppState>) -> Result<HttpRe
     responses(
         (status = 200, description = "The caller", body = DataBody<PrivateUser>),
         (status = 401, description = "No or invalid token", body = ErrorBody),
+        ServerErrors,
     ))]
 pub async fn me(caller: Caller) -> HttpResponse {
     HttpResponse::Ok()

@@ -13,15 +13,19 @@ pub mod profiles;
 pub mod socials;
 pub mod users;
 
+use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use futures_util::future::{LocalBoxFuture, Ready, ready};
 use serde::Deserialize;
 
+use crate::auth::Caller;
 use crate::cache::Served;
 use crate::domain::resources::{MessageBody as Message, PageRequest};
 use crate::error::ApiError;
 use crate::service::Body;
+use crate::state::AppState;
 
 /// Largest request body accepted (API.md: `413` above 64 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -107,11 +111,72 @@ async fn method_not_allowed(allow: &'static str) -> HttpResponse {
     response
 }
 
-/// A path id: a positive 64-bit integer, anything else is `404`.
-pub fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    match raw.parse::<i64>() {
-        Ok(id) if id > 0 => Ok(id),
-        _ => Err(ApiError::not_found("resource")),
+/// A path id: a positive 64-bit integer. Anything else fails the path
+/// extractor, which [`extractor_errors`] answers `404` (no such resource).
+#[derive(Debug, Clone, Copy)]
+struct ResourceId(i64);
+
+impl ResourceId {
+    fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ResourceId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match i64::deserialize(deserializer)? {
+            id if id > 0 => Ok(Self(id)),
+            _ => Err(serde::de::Error::custom("an id is a positive integer")),
+        }
+    }
+}
+
+/// What a handler about one resource by its path id extracts: the state the
+/// services reach and the id (a path that is not a positive integer is `404`).
+pub struct ById {
+    pub state: web::Data<AppState>,
+    pub id: i64,
+}
+
+impl FromRequest for ById {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(by_id(req))
+    }
+}
+
+fn by_id(req: &HttpRequest) -> Result<ById, actix_web::Error> {
+    let state = web::Data::<AppState>::extract(req).into_inner()?;
+    let id = web::Path::<ResourceId>::extract(req).into_inner()?;
+    Ok(ById {
+        state,
+        id: id.get(),
+    })
+}
+
+/// What a write to one resource by its path id extracts: the caller first
+/// (`401` before anything else about the request), then what [`ById`] holds.
+/// For a create, the id is the user's whose links or socials grow.
+pub struct Write {
+    pub caller: Caller,
+    pub state: web::Data<AppState>,
+    pub id: i64,
+}
+
+impl FromRequest for Write {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = Caller::from_request(req, payload);
+        let target = by_id(req);
+        Box::pin(async move {
+            let caller = caller.await?;
+            let ById { state, id } = target?;
+            Ok(Write { caller, state, id })
+        })
     }
 }
 
@@ -195,11 +260,12 @@ fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
     })
 }
 
-/// `201` or `200` with `{"message": ..., "data": ...}`.
-pub fn message_response<T: serde::Serialize>(
-    status: StatusCode,
-    message: &'static str,
-    data: T,
-) -> HttpResponse {
-    HttpResponse::build(status).json(Message { message, data })
+/// `201` with `{"message": ..., "data": ...}`.
+pub fn created<T: serde::Serialize>(message: &'static str, data: T) -> HttpResponse {
+    HttpResponse::Created().json(Message { message, data })
+}
+
+/// `200` with `{"message": ..., "data": ...}`.
+pub fn updated<T: serde::Serialize>(message: &'static str, data: T) -> HttpResponse {
+    HttpResponse::Ok().json(Message { message, data })
 }

@@ -1,10 +1,12 @@
 //! The OpenAPI 3 document, generated from the handlers' annotations and the
-//! resource types, served at `/api/v1/openapi.json`.
+//! resource types, served at `/api/v1/openapi.json`; and the sets of answers
+//! many operations share, which their annotations list by name.
 
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{auth, links, ops, profiles, socials, users};
+use crate::error::ErrorBody;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,4 +37,47 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }
+}
+
+/// `500` and `503`: what every operation that uses PostgreSQL may answer
+/// besides its own statuses (a cached read too, on a miss).
+#[derive(utoipa::IntoResponses)]
+pub enum ServerErrors {
+    #[response(
+        status = 500,
+        description = "Anything else; the message leaks no internals"
+    )]
+    Internal(ErrorBody),
+    #[response(status = 503, description = "PostgreSQL unreachable")]
+    Unavailable(ErrorBody),
+}
+
+/// What an operation with a JSON body answers for the body itself, before
+/// its field rules: it does not parse or fit (`400`), is over
+/// [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) (`413`), or is not JSON (`415`).
+#[derive(utoipa::IntoResponses)]
+pub enum BodyErrors {
+    #[response(status = 400, description = "Malformed body")]
+    Malformed(ErrorBody),
+    #[response(status = 413, description = "Body over 64 KiB")]
+    TooLarge(ErrorBody),
+    #[response(status = 415, description = "Body is not JSON")]
+    NotJson(ErrorBody),
+}
+
+/// The authorization of a write to a user or what it owns: no or an invalid
+/// token (`401`, checked first), someone else's and not an admin (`403`).
+#[derive(utoipa::IntoResponses)]
+pub enum OwnerOnly {
+    #[response(status = 401, description = "No or invalid token")]
+    Unauthorized(ErrorBody),
+    #[response(status = 403, description = "Not the owner")]
+    Forbidden(ErrorBody),
+}
+
+/// `304` of a cached read whose `ETag` matches `If-None-Match`.
+#[derive(utoipa::IntoResponses)]
+pub enum CachedRead {
+    #[response(status = 304, description = "Not modified")]
+    NotModified,
 }

@@ -3,6 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::cached_response;
+use super::openapi::{CachedRead, ServerErrors};
 use crate::domain::input::Username;
 use crate::domain::resources::{DataBody, Profile};
 use crate::error::{ApiError, ErrorBody};
@@ -14,8 +15,8 @@ use crate::state::AppState;
     responses(
         (status = 200, description = "The profile", body = DataBody<Profile>,
          headers(("X-Cache" = String), ("ETag" = String))),
-        (status = 304, description = "Not modified"),
         (status = 404, description = "No such user", body = ErrorBody),
+        CachedRead, ServerErrors,
     ))]
 pub async fn get(
     req: HttpRequest,

@@ -1,12 +1,11 @@
 //! `/api/v1/users`: registration, the public list and search, one user,
 //! updates and deletion.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::{JsonBody, PageParams, body, cached_response, message_response, parse_id};
-use crate::auth::Caller;
+use super::openapi::{BodyErrors, CachedRead, OwnerOnly, ServerErrors};
+use super::{ById, JsonBody, PageParams, Write, body, cached_response, created, updated};
 use crate::domain::input::{NewUserInput, SearchTerm, UserPatchInput};
 use crate::domain::resources::{DataBody, MessageBody, Page, PrivateUser, PublicUser};
 use crate::error::{ApiError, ErrorBody};
@@ -31,8 +30,8 @@ pub struct ListParams {
     responses(
         (status = 200, description = "A page of public users", body = Page<PublicUser>,
          headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))),
-        (status = 304, description = "Not modified"),
         (status = 400, description = "Bad query parameter", body = ErrorBody),
+        CachedRead, ServerErrors,
     ))]
 pub async fn list(
     req: HttpRequest,
@@ -54,22 +53,16 @@ pub async fn list(
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUserInput,
     responses(
         (status = 201, description = "Registered", body = MessageBody<PrivateUser>),
-        (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 409, description = "Username or email taken", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 422, description = "Field rules broken", body = ErrorBody),
+        BodyErrors, ServerErrors,
     ))]
 pub async fn register(
     state: web::Data<AppState>,
     input: JsonBody<NewUserInput>,
 ) -> Result<HttpResponse, ApiError> {
     let user = service::users::register(&state, body(input)?).await?;
-    Ok(message_response(
-        StatusCode::CREATED,
-        "User created successfully",
-        user,
-    ))
+    Ok(created("User created successfully", user))
 }
 
 /// One public user, whoever asks.
@@ -77,16 +70,12 @@ pub async fn register(
     responses(
         (status = 200, description = "The public user", body = DataBody<PublicUser>,
          headers(("X-Cache" = String), ("ETag" = String))),
-        (status = 304, description = "Not modified"),
         (status = 404, description = "No such user", body = ErrorBody),
+        CachedRead, ServerErrors,
     ))]
-pub async fn get(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    Ok(cached_response(&req, reads::user(&state, id).await?))
+pub async fn get(req: HttpRequest, one: ById) -> Result<HttpResponse, ApiError> {
+    let served = reads::user(&one.state, one.id).await?;
+    Ok(cached_response(&req, served))
 }
 
 /// Changes any of a user's fields; a new password kills every token of the user.
@@ -94,26 +83,18 @@ pub async fn get(
     request_body = UserPatchInput, security(("bearer" = [])),
     responses(
         (status = 200, description = "Updated", body = MessageBody<PrivateUser>),
-        (status = 400, description = "Malformed body", body = ErrorBody),
-        (status = 401, description = "No or invalid token", body = ErrorBody),
-        (status = 403, description = "Not the owner", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
         (status = 409, description = "Username or email taken", body = ErrorBody),
         (status = 422, description = "Field rules broken", body = ErrorBody),
+        BodyErrors, OwnerOnly, ServerErrors,
     ))]
 pub async fn update(
-    caller: Caller,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
+    write: Write,
     input: JsonBody<UserPatchInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
+    let Write { caller, state, id } = write;
     let user = service::users::update(&state, &caller, id, body(input)).await?;
-    Ok(message_response(
-        StatusCode::OK,
-        "User updated successfully",
-        user,
-    ))
+    Ok(updated("User updated successfully", user))
 }
 
 /// Deletes a user with its links, socials and tokens.
@@ -121,16 +102,10 @@ pub async fn update(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or invalid token", body = ErrorBody),
-        (status = 403, description = "Not the owner", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
+        OwnerOnly, ServerErrors,
     ))]
-pub async fn delete(
-    caller: Caller,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    service::users::delete(&state, &caller, id).await?;
+pub async fn delete(write: Write) -> Result<HttpResponse, ApiError> {
+    service::users::delete(&write.state, &write.caller, write.id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
