@@ -11,6 +11,9 @@ use crate::error::{ApiError, FieldErrors};
 /// Most characters a URL may have.
 const MAX_URL_LEN: usize = 2048;
 
+/// What a `422` says of a position out of range.
+const POSITION_RULE: &str = "must be an integer from 0 to 2147483647";
+
 /// `POST /users`
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -82,11 +85,7 @@ pub struct NewLinkInput {
     #[schema(format = "uri", max_length = 2048)]
     pub url: String,
     /// Default: after the user's last link.
-    #[validate(range(
-        min = 0,
-        max = 2147483647,
-        message = "must be an integer from 0 to 2147483647"
-    ))]
+    #[validate(custom(function = "position_rule"))]
     #[schema(minimum = 0, maximum = 2147483647)]
     pub position: Option<i64>,
 }
@@ -101,11 +100,7 @@ pub struct LinkPatchInput {
     #[validate(custom(function = "url_rule"))]
     #[schema(format = "uri", max_length = 2048)]
     pub url: Option<String>,
-    #[validate(range(
-        min = 0,
-        max = 2147483647,
-        message = "must be an integer from 0 to 2147483647"
-    ))]
+    #[validate(custom(function = "position_rule"))]
     #[schema(minimum = 0, maximum = 2147483647)]
     pub position: Option<i64>,
 }
@@ -183,11 +178,7 @@ impl Username {
 /// to `0..=i32::MAX`, this keeps the conversion from ever truncating.
 pub fn link_position(value: Option<i64>) -> Result<Option<i32>, ApiError> {
     value
-        .map(|p| {
-            i32::try_from(p).map_err(|_| {
-                ApiError::invalid_field("position", "must be an integer from 0 to 2147483647")
-            })
-        })
+        .map(|p| i32::try_from(p).map_err(|_| ApiError::invalid_field("position", POSITION_RULE)))
         .transpose()
 }
 
@@ -258,9 +249,19 @@ fn no_nul(value: &str) -> Result<(), ValidationError> {
     }
 }
 
-fn chars_between(value: &str, min: usize, max: usize) -> bool {
-    let n = value.chars().count();
-    (min..=max).contains(&n)
+/// The rule of a free-text field: no NUL, and a length in characters (not
+/// bytes) within `chars`.
+fn length_rule(
+    value: &str,
+    chars: std::ops::RangeInclusive<usize>,
+    message: &'static str,
+) -> Result<(), ValidationError> {
+    no_nul(value)?;
+    if chars.contains(&value.chars().count()) {
+        Ok(())
+    } else {
+        Err(rule(message))
+    }
 }
 
 fn username_rule(value: &str) -> Result<(), ValidationError> {
@@ -294,39 +295,19 @@ fn email_rule(value: &str) -> Result<(), ValidationError> {
 }
 
 fn password_rule(value: &str) -> Result<(), ValidationError> {
-    no_nul(value)?;
-    if chars_between(value, 8, 128) {
-        Ok(())
-    } else {
-        Err(rule("must be 8 to 128 characters"))
-    }
+    length_rule(value, 8..=128, "must be 8 to 128 characters")
 }
 
 fn name_rule(value: &str) -> Result<(), ValidationError> {
-    no_nul(value)?;
-    if chars_between(value, 0, 100) {
-        Ok(())
-    } else {
-        Err(rule("must be at most 100 characters"))
-    }
+    length_rule(value, 0..=100, "must be at most 100 characters")
 }
 
 fn bio_rule(value: &str) -> Result<(), ValidationError> {
-    no_nul(value)?;
-    if chars_between(value, 0, 500) {
-        Ok(())
-    } else {
-        Err(rule("must be at most 500 characters"))
-    }
+    length_rule(value, 0..=500, "must be at most 500 characters")
 }
 
 fn title_rule(value: &str) -> Result<(), ValidationError> {
-    no_nul(value)?;
-    if chars_between(value, 1, 100) {
-        Ok(())
-    } else {
-        Err(rule("must be 1 to 100 characters"))
-    }
+    length_rule(value, 1..=100, "must be 1 to 100 characters")
 }
 
 fn platform_rule(value: &str) -> Result<(), ValidationError> {
@@ -339,6 +320,15 @@ fn platform_rule(value: &str) -> Result<(), ValidationError> {
         Ok(())
     } else {
         Err(rule("must be 1 to 32 characters of a-z, 0-9, _ and -"))
+    }
+}
+
+/// A link position fits the column (`i32`) and is not negative.
+fn position_rule(value: i64) -> Result<(), ValidationError> {
+    if (0..=i64::from(i32::MAX)).contains(&value) {
+        Ok(())
+    } else {
+        Err(rule(POSITION_RULE))
     }
 }
 

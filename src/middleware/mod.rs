@@ -26,7 +26,7 @@ mod tests {
     use actix_web::test as web_test;
 
     use actix_web::HttpResponse;
-    use actix_web::http::header;
+    use actix_web::http::header::{self, TryIntoHeaderPair};
     use actix_web::http::{Method, StatusCode};
 
     use super::cors::cors;
@@ -46,6 +46,11 @@ mod tests {
             return Err(actix_web::error::ErrorInternalServerError("boom"));
         }
         Ok(req.into_response(HttpResponse::Ok().finish()))
+    }
+
+    /// `GET uri` with one header, ready to send.
+    fn get_with(uri: &str, header: impl TryIntoHeaderPair) -> web_test::TestRequest {
+        web_test::TestRequest::get().uri(uri).insert_header(header)
     }
 
     /// The three layers in the order `startup` wraps them, around a layer
@@ -69,10 +74,7 @@ mod tests {
         let app = app!();
         let res = web_test::call_service(
             &app,
-            web_test::TestRequest::get()
-                .uri("/ok")
-                .insert_header((REQUEST_ID, "client-id-1"))
-                .to_request(),
+            get_with("/ok", (REQUEST_ID, "client-id-1")).to_request(),
         )
         .await;
         assert_eq!(res.headers().get(&REQUEST_ID).unwrap(), "client-id-1");
@@ -83,10 +85,7 @@ mod tests {
         );
         let res = web_test::call_service(
             &app,
-            web_test::TestRequest::get()
-                .uri("/docs/")
-                .insert_header((REQUEST_ID, "bad id"))
-                .to_request(),
+            get_with("/docs/", (REQUEST_ID, "bad id")).to_request(),
         )
         .await;
         let id = res.headers().get(&REQUEST_ID).unwrap().to_str().unwrap();
@@ -144,14 +143,8 @@ mod tests {
                 .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
         );
 
-        let res = web_test::call_service(
-            &app,
-            web_test::TestRequest::get()
-                .uri("/ok")
-                .insert_header((header::ORIGIN, "https://app.example.com"))
-                .to_request(),
-        )
-        .await;
+        let from_app = get_with("/ok", (header::ORIGIN, "https://app.example.com"));
+        let res = web_test::call_service(&app, from_app.to_request()).await;
         let exposed = res
             .headers()
             .get(header::ACCESS_CONTROL_EXPOSE_HEADERS)
@@ -164,14 +157,8 @@ mod tests {
             "{exposed}"
         );
         // Another origin is served, but without the header that lets its page read the answer.
-        let res = web_test::call_service(
-            &app,
-            web_test::TestRequest::get()
-                .uri("/ok")
-                .insert_header((header::ORIGIN, "https://evil.example"))
-                .to_request(),
-        )
-        .await;
+        let from_elsewhere = get_with("/ok", (header::ORIGIN, "https://evil.example"));
+        let res = web_test::call_service(&app, from_elsewhere.to_request()).await;
         assert_eq!(res.status(), StatusCode::OK);
         assert!(
             !res.headers()

@@ -4,7 +4,7 @@
 //! never build keys themselves.
 
 use crate::cache::{Served, keys};
-use crate::db;
+use crate::db::{self, DbConn};
 use crate::domain::input::{SearchTerm, Username};
 use crate::domain::resources::{DataBody, Page, PageRequest, Profile};
 use crate::error::ApiError;
@@ -13,17 +13,13 @@ use crate::pages;
 use crate::state::AppState;
 
 pub async fn user(state: &AppState, id: i64) -> Result<Served, ApiError> {
-    let pool = state.db.clone();
-    state
-        .cache
-        .read(Namespace::User(id), "user", move || async move {
-            let mut conn = pool.get().await?;
-            let user = db::users::find_public(&mut conn, id)
-                .await?
-                .ok_or(ApiError::not_found("user"))?;
-            data_json(user)
-        })
-        .await
+    cached(
+        state,
+        Namespace::User(id),
+        "user",
+        move |mut conn| async move { found(db::users::find_public(&mut conn, id).await?, "user") },
+    )
+    .await
 }
 
 pub async fn users_list(
@@ -31,56 +27,50 @@ pub async fn users_list(
     search: Option<SearchTerm>,
     page: PageRequest,
 ) -> Result<Served, ApiError> {
-    let pool = state.db.clone();
     let search = search.as_ref().map(SearchTerm::as_str).map(str::to_owned);
     let query = keys::users_list_query(search.as_deref(), page.page, page.limit);
-    state
-        .cache
-        .read(Namespace::Users, &query, move || async move {
-            let mut conn = pool.get().await?;
+    cached(
+        state,
+        Namespace::Users,
+        &query,
+        move |mut conn| async move {
             let (data, total) = db::users::list(&mut conn, search.as_deref(), page).await?;
             page_json(data, page, total)
-        })
-        .await
+        },
+    )
+    .await
 }
 
 /// Only a name that passed the username rule becomes part of a key.
 pub async fn profile(state: &AppState, username: Username) -> Result<Served, ApiError> {
-    let pool = state.db.clone();
     let username = username.as_str().to_owned();
-    state
-        .cache
-        .read(
-            Namespace::Profile(username.clone()),
-            "profile",
-            move || async move { data_json(load_profile(&pool, &username).await?) },
-        )
-        .await
+    let ns = Namespace::Profile(username.clone());
+    cached(state, ns, "profile", move |mut conn| async move {
+        data_json(load_profile(&mut conn, &username).await?)
+    })
+    .await
 }
 
 /// The HTML page of a profile: an entry of its own under the same namespace
 /// as the JSON, so the writes that invalidate one invalidate both, and the
 /// page is rendered once per version.
 pub async fn profile_page(state: &AppState, username: Username) -> Result<Served, ApiError> {
-    let pool = state.db.clone();
     let username = username.as_str().to_owned();
-    state
-        .cache
-        .read(
-            Namespace::Profile(username.clone()),
-            "page",
-            move || async move { Ok(pages::profile_page(&load_profile(&pool, &username).await?)) },
-        )
-        .await
+    let ns = Namespace::Profile(username.clone());
+    cached(state, ns, "page", move |mut conn| async move {
+        Ok(pages::profile_page(
+            &load_profile(&mut conn, &username).await?,
+        ))
+    })
+    .await
 }
 
-async fn load_profile(pool: &db::DbPool, username: &str) -> Result<Profile, ApiError> {
-    let mut conn = pool.get().await?;
-    let user = db::users::find_public_by_username(&mut conn, username)
+async fn load_profile(conn: &mut DbConn, username: &str) -> Result<Profile, ApiError> {
+    let user = db::users::find_public_by_username(conn, username)
         .await?
         .ok_or(ApiError::not_found("profile"))?;
-    let links = db::links::all_of_user(&mut conn, user.id).await?;
-    let socials = db::socials::all_of_user(&mut conn, user.id).await?;
+    let links = db::links::all_of_user(conn, user.id).await?;
+    let socials = db::socials::all_of_user(conn, user.id).await?;
     Ok(Profile {
         user,
         links,
@@ -93,61 +83,86 @@ pub async fn links_of_user(
     user_id: i64,
     page: PageRequest,
 ) -> Result<Served, ApiError> {
-    let pool = state.db.clone();
     let query = format!("links:p{}:l{}", page.page, page.limit);
-    state
-        .cache
-        .read(Namespace::User(user_id), &query, move || async move {
-            let mut conn = pool.get().await?;
-            if !db::users::exists(&mut conn, user_id).await? {
-                return Err(ApiError::not_found("user"));
-            }
+    cached(
+        state,
+        Namespace::User(user_id),
+        &query,
+        move |mut conn| async move {
+            user_must_exist(&mut conn, user_id).await?;
             let (data, total) = db::links::page_of_user(&mut conn, user_id, page).await?;
             page_json(data, page, total)
-        })
-        .await
+        },
+    )
+    .await
 }
 
 pub async fn link(state: &AppState, id: i64) -> Result<Served, ApiError> {
-    let pool = state.db.clone();
-    state
-        .cache
-        .read(Namespace::Link(id), "link", move || async move {
-            let mut conn = pool.get().await?;
-            let link = db::links::find(&mut conn, id)
-                .await?
-                .ok_or(ApiError::not_found("link"))?;
-            data_json(link)
-        })
-        .await
+    cached(
+        state,
+        Namespace::Link(id),
+        "link",
+        move |mut conn| async move { found(db::links::find(&mut conn, id).await?, "link") },
+    )
+    .await
 }
 
 pub async fn socials_of_user(state: &AppState, user_id: i64) -> Result<Served, ApiError> {
-    let pool = state.db.clone();
-    state
-        .cache
-        .read(Namespace::User(user_id), "socials", move || async move {
-            let mut conn = pool.get().await?;
-            if !db::users::exists(&mut conn, user_id).await? {
-                return Err(ApiError::not_found("user"));
-            }
+    cached(
+        state,
+        Namespace::User(user_id),
+        "socials",
+        move |mut conn| async move {
+            user_must_exist(&mut conn, user_id).await?;
             data_json(db::socials::all_of_user(&mut conn, user_id).await?)
-        })
-        .await
+        },
+    )
+    .await
 }
 
 pub async fn social(state: &AppState, id: i64) -> Result<Served, ApiError> {
+    cached(state, Namespace::Social(id), "social", move |mut conn| async move {
+        found(db::socials::find(&mut conn, id).await?, "social account")
+    })
+    .await
+}
+
+/// The one shape of every read above: served by the cache, and on a miss
+/// `load` runs with a PostgreSQL connection taken only then (a hit takes none).
+async fn cached<F, Fut>(
+    state: &AppState,
+    ns: Namespace,
+    query: &str,
+    load: F,
+) -> Result<Served, ApiError>
+where
+    F: FnOnce(DbConn) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
+{
     let pool = state.db.clone();
     state
         .cache
-        .read(Namespace::Social(id), "social", move || async move {
-            let mut conn = pool.get().await?;
-            let social = db::socials::find(&mut conn, id)
-                .await?
-                .ok_or(ApiError::not_found("social account"))?;
-            data_json(social)
-        })
+        .read(
+            ns,
+            query,
+            move || async move { load(pool.get().await?).await },
+        )
         .await
+}
+
+/// The lists of a user's links and socials are a `404` for a missing user,
+/// not an empty list.
+async fn user_must_exist(conn: &mut DbConn, user_id: i64) -> Result<(), ApiError> {
+    if db::users::exists(conn, user_id).await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("user"))
+    }
+}
+
+/// `{"data": ...}` of a row found by id, or a `404` naming `what`.
+fn found<T: serde::Serialize>(row: Option<T>, what: &'static str) -> Result<Vec<u8>, ApiError> {
+    data_json(row.ok_or(ApiError::not_found(what))?)
 }
 
 /// Serializes a `{"data": ...}` body for the cache.
