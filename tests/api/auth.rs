@@ -241,29 +241,11 @@ async fn send(
     }
 }
 
-async fn user_with_link_and_social(app: &TestApp) -> (RegisteredUser, i64, i64) {
-    let user = app.register_user().await;
-    let link = app
-        .add_link(
-            user.id,
-            &user.token,
-            &json!({"title": "Mine", "url": "https://example.com/mine"}),
-        )
-        .await;
-    let social = app
-        .add_social(user.id, &user.token, "github", "https://github.com/mine")
-        .await;
-    (
-        user,
-        link["id"].as_i64().unwrap(),
-        social["id"].as_i64().unwrap(),
-    )
-}
-
 #[tokio::test]
 async fn writes_without_a_valid_token_are_401_before_anything_else() {
     let app = spawn_app().await;
-    let (owner, link_id, social_id) = user_with_link_and_social(&app).await;
+    let (owner, link, social) = app.user_with_link_and_social().await;
+    let (link_id, social_id) = (id_of(&link), id_of(&social));
     let existing = writes(owner.id, link_id, social_id);
     let missing = writes(999_999, 999_998, 999_997);
     for (method, path, body) in existing.iter().chain(missing.iter()) {
@@ -305,7 +287,8 @@ async fn writes_to_a_missing_target_are_404_with_a_valid_token() {
 #[tokio::test]
 async fn writes_to_another_users_resources_are_403() {
     let app = spawn_app().await;
-    let (owner, link_id, social_id) = user_with_link_and_social(&app).await;
+    let (owner, link, social) = app.user_with_link_and_social().await;
+    let (link_id, social_id) = (id_of(&link), id_of(&social));
     let intruder = app.register_user().await;
     for (method, path, body) in writes(owner.id, link_id, social_id) {
         let response = send(&app, method, &path, Some(&intruder.token), &body).await;
@@ -324,7 +307,8 @@ async fn writes_to_another_users_resources_are_403() {
 #[tokio::test]
 async fn an_admin_may_write_anything() {
     let app = spawn_app().await;
-    let (owner, link_id, social_id) = user_with_link_and_social(&app).await;
+    let (owner, link, social) = app.user_with_link_and_social().await;
+    let (link_id, social_id) = (id_of(&link), id_of(&social));
     let admin = app.register_admin().await;
     let me = expect_data(app.me(&admin.token).await).await;
     assert_eq!(me["role"], "admin");

@@ -5,16 +5,20 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// Counts statuses, failing on any 5xx.
-async fn statuses(responses: Vec<reqwest::Response>) -> Vec<u16> {
-    let mut out = Vec::new();
+/// Asserts that of racing creations exactly one answered `201` and every
+/// other one `409` (so none a 5xx).
+async fn assert_one_created_the_rest_conflict(responses: Vec<reqwest::Response>) {
+    let mut statuses = Vec::new();
     for response in responses {
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
         assert!(status < 500, "a racer got {status}: {text}");
-        out.push(status);
+        statuses.push(status);
     }
-    out
+    let created = statuses.iter().filter(|s| **s == 201).count();
+    let conflicts = statuses.iter().filter(|s| **s == 409).count();
+    assert_eq!(created, 1, "{statuses:?}");
+    assert_eq!(conflicts, statuses.len() - 1, "{statuses:?}");
 }
 
 #[tokio::test]
@@ -30,17 +34,7 @@ async fn concurrent_registrations_of_one_username_make_one_user() {
         let app = &app;
         async move { app.register(&body).await }
     });
-    let statuses = statuses(join_all(attempts).await).await;
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 201).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 409).count(),
-        9,
-        "{statuses:?}"
-    );
+    assert_one_created_the_rest_conflict(join_all(attempts).await).await;
     let (data, meta) = expect_page(app.list_users("").await).await;
     assert_eq!(meta["total"], 1);
     assert_eq!(data[0]["username"], username.as_str());
@@ -63,17 +57,7 @@ async fn concurrent_registrations_of_one_email_in_any_case_make_one_user() {
         let app = &app;
         async move { app.register(&body).await }
     });
-    let statuses = statuses(join_all(attempts).await).await;
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 201).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 409).count(),
-        9,
-        "{statuses:?}"
-    );
+    assert_one_created_the_rest_conflict(join_all(attempts).await).await;
 }
 
 #[tokio::test]
@@ -98,11 +82,7 @@ async fn concurrent_link_creations_get_distinct_consecutive_positions() {
 
     let (data, meta) = expect_page(app.links_of(user.id, "?limit=100").await).await;
     assert_eq!(meta["total"], 20);
-    let listed: Vec<i64> = data
-        .iter()
-        .map(|l| l["position"].as_i64().unwrap())
-        .collect();
-    assert_eq!(listed, (0..20).collect::<Vec<i64>>());
+    assert_eq!(positions_of(&data), (0..20).collect::<Vec<i64>>());
 }
 
 #[tokio::test]
@@ -116,15 +96,5 @@ async fn concurrent_creations_of_one_platform_make_one_social() {
         let token = user.token.clone();
         async move { app.post_json(&path, Some(&token), &body).await }
     });
-    let statuses = statuses(join_all(attempts).await).await;
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 201).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 409).count(),
-        9,
-        "{statuses:?}"
-    );
+    assert_one_created_the_rest_conflict(join_all(attempts).await).await;
 }

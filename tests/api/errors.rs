@@ -266,14 +266,7 @@ async fn path_ids_that_are_not_positive_integers_are_404() {
 async fn an_internal_error_is_500_and_leaks_nothing() {
     // Without the cache every read reaches the broken table.
     let app = spawn_app_with(|s| s.cache_enabled = false).await;
-    let user = app.register_user().await;
-    let link = app
-        .add_link(
-            user.id,
-            &user.token,
-            &json!({"title": "t", "url": "https://example.com"}),
-        )
-        .await;
+    let (user, link) = app.user_with_link("t", "https://example.com").await;
     // Break the schema under the running service.
     execute_sql(
         &app.database_url,

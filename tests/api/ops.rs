@@ -29,27 +29,10 @@ async fn readyz_reports_database_and_cache() {
 
 /// Reads every cached namespace twice (a miss, then a hit) and makes one write.
 async fn exercise(app: &TestApp) -> RegisteredUser {
-    let user = app.register_user().await;
-    let link = app
-        .add_link(
-            user.id,
-            &user.token,
-            &json!({"title": "t", "url": "https://example.com"}),
-        )
-        .await;
-    let social = app
-        .add_social(user.id, &user.token, "github", "https://github.com/x")
-        .await;
+    let (user, link, social) = app.user_with_link_and_social().await;
     for _ in 0..2 {
-        for path in [
-            "/api/v1/users".to_string(),
-            paths::user(user.id),
-            paths::links(user.id),
-            paths::socials(user.id),
-            paths::link(&link["id"]),
-            paths::social(&social["id"]),
-            paths::profile(&user.username),
-        ] {
+        let reads = paths::reads_of_user(user.id, &user.username, &link["id"], &social["id"]);
+        for path in std::iter::once(paths::USERS.to_string()).chain(reads) {
             expect_json(app.get(&path).await, 200).await;
         }
     }

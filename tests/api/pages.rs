@@ -11,13 +11,9 @@ const PAGE_CSP: &str = linkhub::pages::CONTENT_SECURITY_POLICY;
 #[tokio::test]
 async fn the_page_is_html_with_its_policy_and_is_cached_with_an_etag() {
     let app = spawn_app().await;
-    let user = app.register_user().await;
-    app.add_link(
-        user.id,
-        &user.token,
-        &json!({"title": "My site", "url": "https://example.com/me"}),
-    )
-    .await;
+    let (user, _) = app
+        .user_with_link("My site", "https://example.com/me")
+        .await;
     let path = paths::profile_page(&user.username);
 
     let first = app.profile_page(&user.username).await;
@@ -53,13 +49,7 @@ async fn the_page_is_html_with_its_policy_and_is_cached_with_an_etag() {
         "stored bytes, not a re-render"
     );
 
-    let revalidated = app
-        .client
-        .get(app.url(&path))
-        .header("If-None-Match", &etag)
-        .send()
-        .await
-        .expect("request");
+    let revalidated = app.get_if_none_match(&path, &etag).await;
     assert_eq!(revalidated.status(), 304);
 
     // The JSON API keeps its own policy: the page's is on pages only.
@@ -73,14 +63,7 @@ async fn the_page_is_html_with_its_policy_and_is_cached_with_an_etag() {
 #[tokio::test]
 async fn a_write_shows_on_the_next_load_of_the_page() {
     let app = spawn_app().await;
-    let user = app.register_user().await;
-    let link = app
-        .add_link(
-            user.id,
-            &user.token,
-            &json!({"title": "Before", "url": "https://example.com/a"}),
-        )
-        .await;
+    let (user, link) = app.user_with_link("Before", "https://example.com/a").await;
     let path = paths::profile_page(&user.username);
     let before = app.get(&path).await;
     let etag = header(&before, "etag").expect("ETag");
@@ -91,13 +74,7 @@ async fn a_write_shows_on_the_next_load_of_the_page() {
         .await;
     assert_eq!(response.status(), 200);
 
-    let after = app
-        .client
-        .get(app.url(&path))
-        .header("If-None-Match", &etag)
-        .send()
-        .await
-        .expect("request");
+    let after = app.get_if_none_match(&path, &etag).await;
     assert_eq!(
         after.status(),
         200,

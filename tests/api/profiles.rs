@@ -8,13 +8,7 @@ use crate::support::*;
 async fn profile_has_the_public_user_ordered_links_and_ordered_socials() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let other = app.register_user().await;
-    app.add_link(
-        other.id,
-        &other.token,
-        &json!({"title": "not mine", "url": "https://example.org"}),
-    )
-    .await;
+    let (other, _) = app.user_with_link("not mine", "https://example.org").await;
     app.add_social(other.id, &other.token, "aaa", "https://example.org")
         .await;
     for (title, position) in [("third", 2), ("first", 0), ("second", 1), ("also third", 2)] {
@@ -75,13 +69,8 @@ async fn profile_shows_all_links_not_just_a_page() {
         .await;
     }
     let profile = expect_data(app.profile(&user.username).await).await;
-    let positions: Vec<i64> = profile["links"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["position"].as_i64().unwrap())
-        .collect();
-    assert_eq!(positions, (0..15).collect::<Vec<i64>>());
+    let links = profile["links"].as_array().expect("links is a list");
+    assert_eq!(positions_of(links), (0..15).collect::<Vec<i64>>());
 }
 
 #[tokio::test]

@@ -269,14 +269,7 @@ async fn without_redis_the_service_starts_and_serves_reads_bypassing_the_cache()
         ready,
         json!({"status": "ok", "database": "ok", "cache": "degraded"})
     );
-    let user = app.register_user().await;
-    let link = app
-        .add_link(
-            user.id,
-            &user.token,
-            &json!({"title": "t", "url": "https://example.com"}),
-        )
-        .await;
+    let (user, link) = app.user_with_link("t", "https://example.com").await;
     for path in [
         "/api/v1/users".to_string(),
         paths::user(user.id),

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use linkhub::config::Settings;
 use linkhub::startup::Application;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use serde_json::json;
 
 use crate::support::*;
 
@@ -338,13 +337,9 @@ async fn tls_postgres_and_rediss_serve_a_write_and_a_cached_read() {
     .await;
     assert!(app.settings.database_url.contains("sslmode=verify-full"));
 
-    let user = app.register_user().await;
-    app.add_link(
-        user.id,
-        &user.token,
-        &json!({"title": "Over TLS", "url": "https://tls.example.com/"}),
-    )
-    .await;
+    let (user, _) = app
+        .user_with_link("Over TLS", "https://tls.example.com/")
+        .await;
     let path = format!("/api/v1/profiles/{}", user.username);
     let first = app.get(&path).await;
     assert_eq!(first.status(), 200);

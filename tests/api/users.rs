@@ -778,19 +778,9 @@ async fn password_change_kills_every_token_of_the_user() {
 #[tokio::test]
 async fn delete_user_removes_links_socials_and_tokens() {
     let app = spawn_app().await;
-    let user = app.register_user().await;
+    let (user, link, social) = app.user_with_link_and_social().await;
     let other = app.register_user().await;
     let second_token = app.login_token(&user.username, &user.password).await;
-    let link = app
-        .add_link(
-            user.id,
-            &user.token,
-            &json!({"title": "Blog", "url": "https://example.com"}),
-        )
-        .await;
-    let social = app
-        .add_social(user.id, &user.token, "github", "https://github.com/x")
-        .await;
     let other_link = app
         .add_link(
             other.id,
@@ -806,14 +796,7 @@ async fn delete_user_removes_links_socials_and_tokens() {
     let response = app.delete_user(user.id, Some(&user.token)).await;
     expect_no_content(response).await;
 
-    for path in [
-        paths::user(user.id),
-        paths::links(user.id),
-        paths::socials(user.id),
-        paths::link(&link["id"]),
-        paths::social(&social["id"]),
-        paths::profile(&user.username),
-    ] {
+    for path in paths::reads_of_user(user.id, &user.username, &link["id"], &social["id"]) {
         expect_error(app.get(&path).await, 404, "not_found").await;
     }
     for token in [&user.token, &second_token] {

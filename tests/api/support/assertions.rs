@@ -249,3 +249,22 @@ pub async fn expect_data(response: reqwest::Response) -> Value {
     assert_keys(&body, &["data"]);
     body["data"].clone()
 }
+
+/// The `id` of a resource as answered (asserted to be an integer).
+pub fn id_of(resource: &Value) -> i64 {
+    resource["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no integer id in {resource}"))
+}
+
+/// The `position` of each link, in the order given.
+pub fn positions_of(links: &[Value]) -> Vec<i64> {
+    links
+        .iter()
+        .map(|link| {
+            link["position"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("no integer position in {link}"))
+        })
+        .collect()
+}

@@ -6,11 +6,13 @@
 
 use std::fmt::Display;
 
-use reqwest::Response;
+use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
 use super::app::{TestApp, unique_name};
-use super::assertions::{assert_link, assert_private_user, assert_social, expect_written};
+use super::assertions::{
+    assert_link, assert_private_user, assert_social, expect_json, expect_written,
+};
 use super::database::execute_sql;
 use super::metrics::parse_metric_samples;
 use super::paths;
@@ -32,44 +34,33 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.send(Method::GET, path, None, None).await
+    }
+
+    /// `GET path` with `If-None-Match: etag` (a revalidation).
+    pub async fn get_if_none_match(&self, path: &str, etag: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
+            .header("If-None-Match", etag)
             .send()
             .await
-            .expect("GET failed")
+            .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
     }
 
     pub async fn get_auth(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("GET failed")
+        self.send(Method::GET, path, Some(token), None).await
     }
 
-    pub async fn post_json(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        body: &Value,
-    ) -> reqwest::Response {
-        self.send(reqwest::Method::POST, path, token, Some(body))
-            .await
+    pub async fn post_json(&self, path: &str, token: Token<'_>, body: &Value) -> Response {
+        self.send(Method::POST, path, token, Some(body)).await
     }
 
-    pub async fn patch_json(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        body: &Value,
-    ) -> reqwest::Response {
-        self.send(reqwest::Method::PATCH, path, token, Some(body))
-            .await
+    pub async fn patch_json(&self, path: &str, token: Token<'_>, body: &Value) -> Response {
+        self.send(Method::PATCH, path, token, Some(body)).await
     }
 
     pub async fn delete(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        self.send(reqwest::Method::DELETE, path, token, None).await
+        self.send(Method::DELETE, path, token, None).await
     }
 
     /// Sends a raw body with the given content type (or none).
@@ -89,7 +80,7 @@ impl TestApp {
     /// One request with an optional bearer token and JSON body.
     async fn send(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         token: Option<&str>,
         body: Option<&Value>,
@@ -109,25 +100,26 @@ impl TestApp {
 
     /// Registers a unique user (password [`TEST_PASSWORD`]) and logs it in.
     pub async fn register_user(&self) -> RegisteredUser {
-        let (id, username, email) = self.create_user().await;
-        let token = self.login_token(&username, TEST_PASSWORD).await;
-        RegisteredUser {
-            id,
-            username,
-            email,
-            password: TEST_PASSWORD.to_string(),
-            token,
-        }
+        self.register_logged_in(false).await
     }
 
     /// Registers a unique user, makes it an admin in the database, logs it in.
     pub async fn register_admin(&self) -> RegisteredUser {
-        let (id, username, email) = self.create_user().await;
-        execute_sql(
-            &self.database_url,
-            &format!("UPDATE users SET role = 'admin' WHERE id = {id}"),
-        )
-        .await;
+        self.register_logged_in(true).await
+    }
+
+    async fn register_logged_in(&self, admin: bool) -> RegisteredUser {
+        let username = unique_name("user");
+        let email = format!("{username}@example.com");
+        let body = json!({"username": username, "email": email, "password": TEST_PASSWORD});
+        let registered = expect_json(self.register(&body).await, 201).await;
+        let id = registered["data"]["id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("register answered no id: {registered}"));
+        if admin {
+            let promote = format!("UPDATE users SET role = 'admin' WHERE id = {id}");
+            execute_sql(&self.database_url, &promote).await;
+        }
         let token = self.login_token(&username, TEST_PASSWORD).await;
         RegisteredUser {
             id,
@@ -138,29 +130,9 @@ impl TestApp {
         }
     }
 
-    async fn create_user(&self) -> (i64, String, String) {
-        let username = unique_name("user");
-        let email = format!("{username}@example.com");
-        let response = self
-            .register(&json!({"username": username, "email": email, "password": TEST_PASSWORD}))
-            .await;
-        let status = response.status().as_u16();
-        let body = response.text().await.expect("register body");
-        assert_eq!(status, 201, "registration failed: {body}");
-        let body: Value = serde_json::from_str(&body).expect("register body is JSON");
-        let id = body["data"]["id"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("register answered no id: {body}"));
-        (id, username, email)
-    }
-
     /// Logs in (asserting 200) and returns the new token.
     pub async fn login_token(&self, login: &str, password: &str) -> String {
-        let response = self.login(login, password).await;
-        let status = response.status().as_u16();
-        let body = response.text().await.expect("login body");
-        assert_eq!(status, 200, "login failed: {body}");
-        let body: Value = serde_json::from_str(&body).expect("login body is JSON");
+        let body = expect_json(self.login(login, password).await, 200).await;
         body["data"]["token"]
             .as_str()
             .unwrap_or_else(|| panic!("login answered no token: {body}"))
@@ -241,72 +213,6 @@ impl TestApp {
         self.delete(&paths::user(id), token).await
     }
 
-    /// `POST /api/v1/users/{user_id}/links`.
-    pub async fn create_link(
-        &self,
-        user_id: impl Display,
-        token: Token<'_>,
-        body: &Value,
-    ) -> Response {
-        self.post_json(&paths::links(user_id), token, body).await
-    }
-
-    /// `GET /api/v1/users/{user_id}/links<query>`; `query` is `""` or starts with `?`.
-    pub async fn links_of(&self, user_id: impl Display, query: &str) -> Response {
-        self.get(&format!("{}{query}", paths::links(user_id))).await
-    }
-
-    /// `GET /api/v1/links/{id}`.
-    pub async fn link(&self, id: impl Display) -> Response {
-        self.get(&paths::link(id)).await
-    }
-
-    /// `PATCH /api/v1/links/{id}`.
-    pub async fn update_link(&self, id: impl Display, token: Token<'_>, body: &Value) -> Response {
-        self.patch_json(&paths::link(id), token, body).await
-    }
-
-    /// `DELETE /api/v1/links/{id}`.
-    pub async fn delete_link(&self, id: impl Display, token: Token<'_>) -> Response {
-        self.delete(&paths::link(id), token).await
-    }
-
-    /// `POST /api/v1/users/{user_id}/socials`.
-    pub async fn create_social(
-        &self,
-        user_id: impl Display,
-        token: Token<'_>,
-        body: &Value,
-    ) -> Response {
-        self.post_json(&paths::socials(user_id), token, body).await
-    }
-
-    /// `GET /api/v1/users/{user_id}/socials<query>`; `query` is `""` or starts with `?`.
-    pub async fn socials_of(&self, user_id: impl Display, query: &str) -> Response {
-        self.get(&format!("{}{query}", paths::socials(user_id)))
-            .await
-    }
-
-    /// `GET /api/v1/socials/{id}`.
-    pub async fn social(&self, id: impl Display) -> Response {
-        self.get(&paths::social(id)).await
-    }
-
-    /// `PATCH /api/v1/socials/{id}`.
-    pub async fn update_social(
-        &self,
-        id: impl Display,
-        token: Token<'_>,
-        body: &Value,
-    ) -> Response {
-        self.patch_json(&paths::social(id), token, body).await
-    }
-
-    /// `DELETE /api/v1/socials/{id}`.
-    pub async fn delete_social(&self, id: impl Display, token: Token<'_>) -> Response {
-        self.delete(&paths::social(id), token).await
-    }
-
     /// `GET /api/v1/profiles/{username}`.
     pub async fn profile(&self, username: impl Display) -> Response {
         self.get(&paths::profile(username)).await
@@ -332,6 +238,68 @@ impl TestApp {
         self.get(paths::OPENAPI).await
     }
 }
+
+/// The five endpoints of a user's links and of a user's socials have one
+/// shape on their own paths, so they are written once, for both:
+/// `create_link`, `links_of`, `link`, `update_link`, `delete_link` and the
+/// same for socials.
+macro_rules! owned_resource_endpoints {
+    ($name:literal, $of_user:path, $one:path,
+     $create:ident, $list:ident, $get:ident, $update:ident, $delete:ident) => {
+        impl TestApp {
+            #[doc = concat!("`POST /api/v1/users/{user_id}/", $name, "s`.")]
+            pub async fn $create(
+                &self,
+                user_id: impl Display,
+                token: Token<'_>,
+                body: &Value,
+            ) -> Response {
+                self.post_json(&$of_user(user_id), token, body).await
+            }
+
+            #[doc = concat!("`GET /api/v1/users/{user_id}/", $name, "s<query>`; `query` is `\"\"` or starts with `?`.")]
+            pub async fn $list(&self, user_id: impl Display, query: &str) -> Response {
+                self.get(&format!("{}{query}", $of_user(user_id))).await
+            }
+
+            #[doc = concat!("`GET /api/v1/", $name, "s/{id}`.")]
+            pub async fn $get(&self, id: impl Display) -> Response {
+                self.get(&$one(id)).await
+            }
+
+            #[doc = concat!("`PATCH /api/v1/", $name, "s/{id}`.")]
+            pub async fn $update(&self, id: impl Display, token: Token<'_>, body: &Value) -> Response {
+                self.patch_json(&$one(id), token, body).await
+            }
+
+            #[doc = concat!("`DELETE /api/v1/", $name, "s/{id}`.")]
+            pub async fn $delete(&self, id: impl Display, token: Token<'_>) -> Response {
+                self.delete(&$one(id), token).await
+            }
+        }
+    };
+}
+
+owned_resource_endpoints!(
+    "link",
+    paths::links,
+    paths::link,
+    create_link,
+    links_of,
+    link,
+    update_link,
+    delete_link
+);
+owned_resource_endpoints!(
+    "social",
+    paths::socials,
+    paths::social,
+    create_social,
+    socials_of,
+    social,
+    update_social,
+    delete_social
+);
 
 /// The one way to create each resource: the endpoint above, the answer
 /// asserted (`201`, the resource's shape), the resource returned.
@@ -363,5 +331,25 @@ impl TestApp {
             expect_written(self.create_social(user_id, Some(token), &body).await, 201).await;
         assert_social(&social);
         social
+    }
+
+    /// Registers a user with one link.
+    pub async fn user_with_link(&self, title: &str, url: &str) -> (RegisteredUser, Value) {
+        let user = self.register_user().await;
+        let body = json!({"title": title, "url": url});
+        let link = self.add_link(user.id, &user.token, &body).await;
+        (user, link)
+    }
+
+    /// Registers a user with a link titled `Mine` and a `github` social at
+    /// `https://github.com/mine`.
+    pub async fn user_with_link_and_social(&self) -> (RegisteredUser, Value, Value) {
+        let (user, link) = self
+            .user_with_link("Mine", "https://example.com/mine")
+            .await;
+        let social = self
+            .add_social(user.id, &user.token, "github", "https://github.com/mine")
+            .await;
+        (user, link, social)
     }
 }

@@ -43,6 +43,24 @@ pub fn profile_page(username: impl Display) -> String {
     format!("/@{username}")
 }
 
+/// Every public read about one user that shows `link_id` and `social_id`:
+/// the user, its lists, the link, the social and the profile.
+pub fn reads_of_user(
+    user_id: i64,
+    username: &str,
+    link_id: impl Display,
+    social_id: impl Display,
+) -> Vec<String> {
+    vec![
+        user(user_id),
+        links(user_id),
+        socials(user_id),
+        link(link_id),
+        social(social_id),
+        profile(username),
+    ]
+}
+
 /// The user list searched for `term` (no other parameter).
 pub fn user_search(term: impl Display) -> String {
     format!("{USERS}?search={term}")

@@ -30,11 +30,10 @@ pub async fn fetch(app: &TestApp, path: &str) -> Fetched {
 
 pub async fn fetch_with(app: &TestApp, path: &str, if_none_match: Option<&str>) -> Fetched {
     let started = Instant::now();
-    let mut request = app.client.get(app.url(path));
-    if let Some(etag) = if_none_match {
-        request = request.header("If-None-Match", etag);
-    }
-    let response = request.send().await.expect("GET failed");
+    let response = match if_none_match {
+        Some(etag) => app.get_if_none_match(path, etag).await,
+        None => app.get(path).await,
+    };
     let status = response.status().as_u16();
     let x_cache = header(&response, "x-cache").unwrap_or_default();
     let etag = header(&response, "etag");
