@@ -1,8 +1,10 @@
 //! HTTP: one file per resource, handlers kept thin (extract → call a
 //! service → respond), each with its OpenAPI annotation beside it. This file
 //! holds the routing table and what every handler shares: how extractor
-//! errors and unknown routes become the JSON error shape, how a body's error
-//! waits for the authorization, and how a cached read becomes a response.
+//! errors and unknown routes become the JSON error shape, what a handler of
+//! one resource by id extracts ([`ById`], [`Write`]: the caller first), how a
+//! body's error waits for the authorization, and how a cached read becomes a
+//! response.
 
 pub mod auth;
 pub mod links;
