@@ -13,12 +13,10 @@ use crate::pages;
 use crate::state::AppState;
 
 pub async fn user(state: &AppState, id: i64) -> Result<Served, ApiError> {
-    cached(
-        state,
-        Namespace::User(id),
-        "user",
-        move |mut conn| async move { found(db::users::find_public(&mut conn, id).await?, "user") },
-    )
+    let ns = Namespace::User(id);
+    cached(state, ns, "user", move |mut conn| async move {
+        found(db::users::find_public(&mut conn, id).await?, "user")
+    })
     .await
 }
 
@@ -84,44 +82,35 @@ pub async fn links_of_user(
     page: PageRequest,
 ) -> Result<Served, ApiError> {
     let query = format!("links:p{}:l{}", page.page, page.limit);
-    cached(
-        state,
-        Namespace::User(user_id),
-        &query,
-        move |mut conn| async move {
-            user_must_exist(&mut conn, user_id).await?;
-            let (data, total) = db::links::page_of_user(&mut conn, user_id, page).await?;
-            page_json(data, page, total)
-        },
-    )
+    let ns = Namespace::User(user_id);
+    cached(state, ns, &query, move |mut conn| async move {
+        user_must_exist(&mut conn, user_id).await?;
+        let (data, total) = db::links::page_of_user(&mut conn, user_id, page).await?;
+        page_json(data, page, total)
+    })
     .await
 }
 
 pub async fn link(state: &AppState, id: i64) -> Result<Served, ApiError> {
-    cached(
-        state,
-        Namespace::Link(id),
-        "link",
-        move |mut conn| async move { found(db::links::find(&mut conn, id).await?, "link") },
-    )
+    let ns = Namespace::Link(id);
+    cached(state, ns, "link", move |mut conn| async move {
+        found(db::links::find(&mut conn, id).await?, "link")
+    })
     .await
 }
 
 pub async fn socials_of_user(state: &AppState, user_id: i64) -> Result<Served, ApiError> {
-    cached(
-        state,
-        Namespace::User(user_id),
-        "socials",
-        move |mut conn| async move {
-            user_must_exist(&mut conn, user_id).await?;
-            data_json(db::socials::all_of_user(&mut conn, user_id).await?)
-        },
-    )
+    let ns = Namespace::User(user_id);
+    cached(state, ns, "socials", move |mut conn| async move {
+        user_must_exist(&mut conn, user_id).await?;
+        data_json(db::socials::all_of_user(&mut conn, user_id).await?)
+    })
     .await
 }
 
 pub async fn social(state: &AppState, id: i64) -> Result<Served, ApiError> {
-    cached(state, Namespace::Social(id), "social", move |mut conn| async move {
+    let ns = Namespace::Social(id);
+    cached(state, ns, "social", move |mut conn| async move {
         found(db::socials::find(&mut conn, id).await?, "social account")
     })
     .await
