@@ -88,6 +88,9 @@ pub fn with_session_timeouts(
     }
     pairs.append_pair("options", options.trim_start());
     drop(pairs);
+    // Spaces as `%20`, not `+`: tokio-postgres only percent-decodes (see `tls::parse_target`).
+    let query = url.query().map(|q| q.replace('+', "%20"));
+    url.set_query(query.as_deref());
     Ok(url.to_string())
 }
 

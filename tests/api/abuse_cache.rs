@@ -334,15 +334,3 @@ async fn a_fresh_instance_replays_the_outbox_before_it_answers_and_hits_from_its
         "the owed bump was replayed before the first read"
     );
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fresh_instance_without_redis_starts_and_bypasses() {
-    let redis = RedisServer::start().await;
-    let proxy = TcpProxy::start(redis.addr()).await;
-    proxy.cut();
-    let app = spawn_app_with(|s| s.redis_url = redis_url_of(proxy.addr())).await;
-    let ready = expect_json(app.readyz().await, 200).await;
-    assert_eq!(ready["cache"], "degraded", "{ready}");
-    let user = app.register_user().await;
-    assert_eq!(fetch(&app, &paths::user(user.id)).await.x_cache, "BYPASS");
-}
