@@ -27,7 +27,7 @@
 //!    are read with BYPASS here; the breaker opens; recovery replays the whole
 //!    outbox (every instance's owed bumps) before the cache is trusted again —
 //!    also after a restart, since the breaker starts open. At start the first
-//!    replay runs before the server answers (bounded by the Redis timeout), so
+//!    replay runs before the server answers (bounded: 8 × `REDIS_TIMEOUT_MS`), so
 //!    a fresh instance serves from Redis at once when Redis is up.
 //! 5. **SCAN off the request path.** After a bump, a background task removes
 //!    the stale entries with `SCAN MATCH` + `UNLINK` (never `KEYS`); a failure
