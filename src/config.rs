@@ -52,6 +52,25 @@ pub struct Settings {
     /// `CORS_ALLOWED_ORIGINS`: browser origins (`https://app.example.com`,
     /// comma-separated) whose pages may read the API's answers; none by default.
     pub cors_allowed_origins: Vec<String>,
+    /// `CACHE_NEGATIVE_TTL_SECS`: lifetime of a cached `404` and of a version
+    /// counter that a read created (it may be of something that does not exist).
+    pub cache_negative_ttl: Duration,
+    /// `CACHE_MAX_ENTRIES_PER_VERSION`: pages and searches stored per
+    /// namespace version (per count lifetime); the reads a client can make up.
+    pub cache_max_entries_per_version: u64,
+    /// `DB_STATEMENT_TIMEOUT_MS`: PostgreSQL `statement_timeout` of every pooled connection.
+    pub db_statement_timeout: Duration,
+    /// `DB_IDLE_IN_TRANSACTION_TIMEOUT_MS`: PostgreSQL
+    /// `idle_in_transaction_session_timeout` of every pooled connection.
+    pub db_idle_in_transaction_timeout: Duration,
+    /// `READINESS_TIMEOUT_MS`: how long `/readyz` waits for PostgreSQL on its own connection.
+    pub readiness_timeout: Duration,
+    /// `HTTP_CLIENT_REQUEST_TIMEOUT_MS`: time a client has to send a request's head.
+    pub http_client_request_timeout: Duration,
+    /// `HTTP_CLIENT_DISCONNECT_TIMEOUT_MS`: time a client has to close after the answer.
+    pub http_client_disconnect_timeout: Duration,
+    /// `HTTP_KEEP_ALIVE_SECS`: how long an idle keep-alive connection stays open (0: none).
+    pub http_keep_alive: Duration,
 }
 
 /// A configuration variable that could not be used.
@@ -106,6 +125,27 @@ impl Settings {
             login_window: seconds(&lookup, "LOGIN_WINDOW_SECS", 60, "seconds")?,
             token_ttl: seconds(&lookup, "TOKEN_TTL_SECS", 7 * 24 * 3600, "seconds")?,
             cors_allowed_origins: origins(&lookup, "CORS_ALLOWED_ORIGINS")?,
+            cache_negative_ttl: seconds(&lookup, "CACHE_NEGATIVE_TTL_SECS", 60, "seconds")?,
+            cache_max_entries_per_version: parse(
+                &lookup,
+                "CACHE_MAX_ENTRIES_PER_VERSION",
+                1000,
+                "a positive whole number",
+            )?,
+            db_statement_timeout: millis(&lookup, "DB_STATEMENT_TIMEOUT_MS", 5000)?,
+            db_idle_in_transaction_timeout: millis(
+                &lookup,
+                "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+                10_000,
+            )?,
+            readiness_timeout: millis(&lookup, "READINESS_TIMEOUT_MS", 1000)?,
+            http_client_request_timeout: millis(&lookup, "HTTP_CLIENT_REQUEST_TIMEOUT_MS", 5000)?,
+            http_client_disconnect_timeout: millis(
+                &lookup,
+                "HTTP_CLIENT_DISCONNECT_TIMEOUT_MS",
+                1000,
+            )?,
+            http_keep_alive: seconds(&lookup, "HTTP_KEEP_ALIVE_SECS", 5, "seconds")?,
         };
         settings.check()?.with_database_ca_file()
     }
@@ -120,6 +160,28 @@ impl Settings {
             ("DB_TIMEOUT_MS", self.db_timeout.is_zero()),
             ("LOGIN_WINDOW_SECS", self.login_window.is_zero()),
             ("TOKEN_TTL_SECS", self.token_ttl.is_zero()),
+            ("CACHE_NEGATIVE_TTL_SECS", self.cache_negative_ttl.is_zero()),
+            (
+                "CACHE_MAX_ENTRIES_PER_VERSION",
+                self.cache_max_entries_per_version == 0,
+            ),
+            (
+                "DB_STATEMENT_TIMEOUT_MS",
+                self.db_statement_timeout.is_zero(),
+            ),
+            (
+                "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+                self.db_idle_in_transaction_timeout.is_zero(),
+            ),
+            ("READINESS_TIMEOUT_MS", self.readiness_timeout.is_zero()),
+            (
+                "HTTP_CLIENT_REQUEST_TIMEOUT_MS",
+                self.http_client_request_timeout.is_zero(),
+            ),
+            (
+                "HTTP_CLIENT_DISCONNECT_TIMEOUT_MS",
+                self.http_client_disconnect_timeout.is_zero(),
+            ),
         ];
         if let Some((name, _)) = positive.into_iter().find(|(_, zero)| *zero) {
             return Err(ConfigError {
@@ -343,6 +405,17 @@ mod tests {
         assert_eq!(s.login_window, Duration::from_secs(60));
         assert_eq!(s.token_ttl, Duration::from_secs(7 * 24 * 3600));
         assert!(s.migrate_on_start && s.cache_enabled);
+        assert_eq!(s.cache_negative_ttl, Duration::from_secs(60));
+        assert_eq!(s.cache_max_entries_per_version, 1000);
+        assert_eq!(s.db_statement_timeout, Duration::from_millis(5000));
+        assert_eq!(s.db_idle_in_transaction_timeout, Duration::from_secs(10));
+        assert_eq!(s.readiness_timeout, Duration::from_millis(1000));
+        assert_eq!(s.http_client_request_timeout, Duration::from_millis(5000));
+        assert_eq!(
+            s.http_client_disconnect_timeout,
+            Duration::from_millis(1000)
+        );
+        assert_eq!(s.http_keep_alive, Duration::from_secs(5));
     }
 
     #[test]

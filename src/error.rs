@@ -169,6 +169,11 @@ impl From<diesel::result::Error> for ApiError {
             Error::DatabaseError(_, info) if is_connection_failure(info.message()) => {
                 Self::ServiceUnavailable(info.message().to_owned())
             }
+            // `statement_timeout` (SQLSTATE 57014): the database is too slow
+            // to answer now, which a client sees like an outage.
+            Error::DatabaseError(_, info) if info.message().contains("statement timeout") => {
+                Self::ServiceUnavailable(info.message().to_owned())
+            }
             other => Self::Internal(format!("database error: {other}")),
         }
     }

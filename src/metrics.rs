@@ -10,12 +10,28 @@ use prometheus::{
     TextEncoder,
 };
 
+/// The `route` label of a request that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The `method` label: the methods HTTP defines, and `OTHER` for any other
+/// (HTTP lets a client send any token as its method).
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("OTHER")
+}
+
 pub struct Metrics {
     registry: Registry,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     cache_requests: IntCounterVec,
     cache_loads: IntCounterVec,
+    cache_bypass_loads: IntCounterVec,
     cache_bumps: IntCounterVec,
     cache_bump_failures: IntCounterVec,
     cache_scan_deleted: IntCounterVec,
@@ -109,6 +125,12 @@ impl Default for Metrics {
                 "PostgreSQL loads made for cached reads, after single-flight",
                 &["namespace"],
             ),
+            cache_bypass_loads: counter(
+                &registry,
+                "linkhub_cache_bypass_loads_total",
+                "PostgreSQL loads made for BYPASS reads, after coalescing",
+                &["namespace"],
+            ),
             cache_bumps: counter(
                 &registry,
                 "linkhub_cache_version_bumps_total",
@@ -167,6 +189,12 @@ impl Metrics {
         self.cache_loads.with_label_values(&[namespace]).inc();
     }
 
+    pub fn cache_bypass_load(&self, namespace: &str) {
+        self.cache_bypass_loads
+            .with_label_values(&[namespace])
+            .inc();
+    }
+
     pub fn cache_bump(&self, namespace: &str) {
         self.cache_bumps.with_label_values(&[namespace]).inc();
     }
@@ -201,7 +229,9 @@ impl Metrics {
         self.cache_breaker_open.with_label_values(&["redis"])
     }
 
-    /// Counts and times one HTTP request under its route pattern.
+    /// Counts and times one HTTP request under its route pattern. `method`
+    /// and `route` come from closed sets ([`method_label`], the route
+    /// patterns or [`UNMATCHED_ROUTE`]), so no client can add a series.
     pub fn http_request(&self, method: &str, route: &str, status: u16, took: Duration) {
         self.http_requests
             .with_label_values(&[method, route, &status.to_string()])
@@ -230,5 +260,18 @@ fn set_pool(gauge: &IntGaugeVec, status: &deadpool::Status) {
         ("max", as_i64(status.max_size)),
     ] {
         gauge.with_label_values(&[state]).set(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_made_up_method_is_counted_as_other() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("PATCH"), "PATCH");
+        assert_eq!(method_label("FOO"), "OTHER");
+        assert_eq!(method_label("get"), "OTHER");
     }
 }

@@ -48,11 +48,15 @@ impl Application {
             // Still fail fast, with a clear message, when PostgreSQL is unreachable.
             db::create_database_if_missing(&settings.database_url).await?;
         }
-        let pool = db::build_pool(
+        let pool_url = db::with_session_timeouts(
             &settings.database_url,
-            settings.db_pool_size,
-            settings.db_timeout,
+            db::SessionTimeouts {
+                statement: settings.db_statement_timeout,
+                idle_in_transaction: settings.db_idle_in_transaction_timeout,
+            },
         )?;
+        let pool = db::build_pool(&pool_url, settings.db_pool_size, settings.db_timeout)?;
+        let readiness = db::ReadinessProbe::new(&pool_url, settings.readiness_timeout);
         let metrics = Arc::new(Metrics::default());
         let cache = Cache::start(
             CacheConfig::from(&settings),
@@ -60,7 +64,7 @@ impl Application {
             Arc::clone(&metrics),
         )
         .map_err(StartupError::Redis)?;
-        if settings.cache_enabled && cache.ping().await.is_err() {
+        if settings.cache_enabled && !cache.warm_up().await {
             tracing::warn!(
                 "Redis at REDIS_URL does not answer; serving from PostgreSQL (X-Cache: BYPASS) until it does"
             );
@@ -76,6 +80,7 @@ impl Application {
             cause,
         })?;
         let workers = settings.workers;
+        let client_timeouts = ClientTimeouts::from(&settings);
         let cors_origins = settings.cors_allowed_origins.clone();
         // The parts extractors and middleware need are registered on their
         // own, so none of them takes the whole state.
@@ -86,6 +91,7 @@ impl Application {
             cache,
             metrics,
             login_throttle: LoginThrottle::new(settings.login_max_failures, settings.login_window),
+            readiness,
             settings,
         });
         let server = HttpServer::new(move || {
@@ -107,6 +113,9 @@ impl Application {
                 .configure(routes::configure)
         })
         .workers(workers)
+        .keep_alive(client_timeouts.keep_alive)
+        .client_request_timeout(client_timeouts.request_head)
+        .client_disconnect_timeout(client_timeouts.disconnect)
         .listen(listener)
         .map_err(|cause| StartupError::Bind {
             addr: port.to_string(),
@@ -126,6 +135,32 @@ impl Application {
     /// Serves until SIGINT or SIGTERM; in-flight requests get up to 30 s to finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// How long the server waits on a client, so that slow or idle clients
+/// (slow-loris) cannot hold connections open without end.
+struct ClientTimeouts {
+    /// `HTTP_CLIENT_REQUEST_TIMEOUT_MS`: the whole request head must arrive
+    /// within this, else `408` and the connection is closed.
+    request_head: std::time::Duration,
+    /// `HTTP_CLIENT_DISCONNECT_TIMEOUT_MS`.
+    disconnect: std::time::Duration,
+    /// `HTTP_KEEP_ALIVE_SECS` (0: a connection serves one request).
+    keep_alive: actix_web::http::KeepAlive,
+}
+
+impl From<&Settings> for ClientTimeouts {
+    fn from(settings: &Settings) -> Self {
+        Self {
+            request_head: settings.http_client_request_timeout,
+            disconnect: settings.http_client_disconnect_timeout,
+            keep_alive: if settings.http_keep_alive.is_zero() {
+                actix_web::http::KeepAlive::Disabled
+            } else {
+                actix_web::http::KeepAlive::Timeout(settings.http_keep_alive)
+            },
+        }
     }
 }
 

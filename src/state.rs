@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::auth::throttle::LoginThrottle;
 use crate::cache::Cache;
 use crate::config::Settings;
-use crate::db::DbPool;
+use crate::db::{DbPool, ReadinessProbe};
 use crate::metrics::Metrics;
 
 /// What every use case can reach.
@@ -18,4 +18,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub login_throttle: LoginThrottle,
     pub settings: Settings,
+    /// `/readyz`'s own PostgreSQL connection.
+    pub readiness: ReadinessProbe,
 }

@@ -2,8 +2,11 @@
 //! and only here.
 //!
 //! ```text
-//! <prefix>:ver:{<namespace>}                    version counter (no TTL, never SCAN-deleted)
+//! <prefix>:ver:{<namespace>}                    version counter (TTL 2 × CACHE_TTL_SECS, refreshed by
+//!                                               every bump; never SCAN-deleted)
 //! <prefix>:{<namespace>}:<version>:<query>      cache entry (always with a TTL)
+//! <prefix>:{<namespace>}:<version>:stored       how many page/search entries the version stored
+//!                                               (with a TTL; SCAN-deleted with its version)
 //! ```
 //!
 //! `{<namespace>}` is a Redis Cluster hash tag: a counter and every entry of
@@ -33,6 +36,21 @@ pub fn entry_prefix(prefix: &str, ns: &Namespace) -> String {
 /// The full key of one cached read.
 pub fn entry_key(prefix: &str, ns: &Namespace, version: &str, query: &str) -> String {
     format!("{}{version}:{query}", entry_prefix(prefix, ns))
+}
+
+/// The count of made-up-able entries (see [`is_open_ended`]) stored under
+/// one version of `ns`. It lives among the version's entries, so the SCAN
+/// purge removes it with them.
+pub fn stored_count_key(prefix: &str, ns: &Namespace, version: &str) -> String {
+    entry_key(prefix, ns, version, "stored")
+}
+
+/// `true` for the queries a client can vary without end (a page number, a
+/// limit, a search term): their entries are capped per version. Every such
+/// query carries its parameters after a `:`; the one-per-namespace queries
+/// (`user`, `profile`, `link`, …) have none.
+pub fn is_open_ended(query: &str) -> bool {
+    query.contains(':')
 }
 
 /// The SCAN pattern of every entry of `ns`. Namespaces contain no glob
@@ -82,6 +100,19 @@ mod tests {
         assert_eq!(key, "t_1:{profile:bob}:1764110000000123:profile");
         assert_eq!(parse_entry_key("t_1", &key), Some((ns, "1764110000000123")));
         assert_eq!(parse_entry_key("t_1", "t_1:ver:{user:1}"), None);
+    }
+
+    #[test]
+    fn only_paged_and_searched_reads_are_open_ended() {
+        for fixed in ["user", "profile", "page", "link", "social", "socials"] {
+            assert!(!is_open_ended(fixed), "{fixed}");
+        }
+        assert!(is_open_ended("links:p3:l10"));
+        assert!(is_open_ended(&users_list_query(Some("x"), 1, 10)));
+        assert!(is_open_ended(&users_list_query(None, 1, 10)));
+        let ns = Namespace::User(1);
+        let count = stored_count_key("lh", &ns, "17");
+        assert_eq!(parse_entry_key("lh", &count), Some((ns, "17")));
     }
 
     #[test]

@@ -14,19 +14,45 @@
 //!    namespaces it changed in `cache_outbox` inside its transaction, commits,
 //!    then bumps each counter. Bumping earlier would let a reader pair the new
 //!    version with the old row.
-//! 3. **Counters never reset.** A missing counter (evicted, deleted, Redis
-//!    restarted) is re-created from the Redis clock in microseconds, above any
-//!    value it held, never 0 or 1, so old entries can never become reachable.
-//!    Counters live outside every SCAN-deleted pattern and have no TTL.
+//! 3. **Counters never reset.** A missing counter (evicted, deleted, expired,
+//!    Redis restarted) is re-created from the Redis clock in microseconds,
+//!    above any value it held, never 0 or 1, so old entries can never become
+//!    reachable. Counters live outside every SCAN-deleted pattern. They
+//!    expire too: a bump gives a counter `2 × CACHE_TTL_SECS`, storing an
+//!    entry under it makes it live at least as long as that entry, and one a
+//!    read creates lives `CACHE_NEGATIVE_TTL_SECS` (the read may be of
+//!    something that does not exist). Expiry is one more way of going
+//!    missing, so it takes the same path back: the clock.
 //! 4. **A bump that failed is owed.** Its outbox rows stay; its namespaces
 //!    are read with BYPASS here; the breaker opens; recovery replays the whole
 //!    outbox (every instance's owed bumps) before the cache is trusted again —
-//!    also after a restart, since the breaker starts open.
+//!    also after a restart, since the breaker starts open. At start the first
+//!    replay runs before the server answers (bounded: 8 × `REDIS_TIMEOUT_MS`), so
+//!    a fresh instance serves from Redis at once when Redis is up.
 //! 5. **SCAN off the request path.** After a bump, a background task removes
 //!    the stale entries with `SCAN MATCH` + `UNLINK` (never `KEYS`); a failure
 //!    there is logged and left to the TTL.
-//! 6. **TTL on every entry** (`SET .. EX`, at most `CACHE_TTL_SECS`, jittered down).
+//! 6. **TTL on every entry** (`SET .. EX`, at most `CACHE_TTL_SECS`, jittered
+//!    down; a `404` gets `CACHE_NEGATIVE_TTL_SECS`). An entry is stored only
+//!    while its counter still holds the version it was read under: otherwise
+//!    nobody could ask for it again.
 //! 7. **One load per key** in a process (single-flight on the versioned key).
+//!    Reads that bypass Redis hold no version, so they share a load only when
+//!    it started after they arrived (a load that began earlier may predate a
+//!    write acknowledged in between): a burst costs about two loads, not one
+//!    per request.
+//!
+//! # What a client can grow, and the bounds
+//! Everything linkhub writes to Redis has a TTL. The reads a client can make
+//! up without end are bounded so: a read of an id or name that does not exist
+//! leaves a counter and a `404` entry that live `CACHE_NEGATIVE_TTL_SECS`
+//! (60 s); pages and searches (`links:p…`, `list:p…:s…`, any query with
+//! parameters) are stored at most `CACHE_MAX_ENTRIES_PER_VERSION` (1000)
+//! times per namespace version within one count lifetime (a key of the
+//! version, `…:<version>:stored`, with the first entry's TTL), so at most
+//! twice that many are alive; past the cap such reads are served (`MISS`) but
+//! not stored. The one-entry-per-namespace reads (`user`, `profile`, …) are
+//! never capped, so an attacker filling a cap cannot evict a profile.
 
 pub mod breaker;
 pub mod keys;
@@ -49,8 +75,8 @@ use tracing::Instrument;
 use self::breaker::Breaker;
 use self::owed::OwedBumps;
 use self::purge::Purger;
-use self::single_flight::SingleFlight;
-use self::store::{Lookup, Store, StoreError};
+use self::single_flight::{FreshFlights, SingleFlight};
+use self::store::{CounterLifetimes, Lookup, Store, StoreEntry, StoreError};
 use crate::config::{RedisTopology, Settings};
 use crate::db::{DbPool, outbox};
 use crate::error::ApiError;
@@ -124,10 +150,17 @@ pub struct Cache {
     owed: Arc<OwedBumps>,
     metrics: Arc<Metrics>,
     flights: SingleFlight<LoadOutcome>,
+    bypass_flights: FreshFlights<LoadOutcome>,
     purger: Purger,
     db: DbPool,
     enabled: bool,
     ttl: Duration,
+    negative_ttl: Duration,
+    max_entries_per_version: u64,
+    /// Becomes `true` once recovery's first attempt is over (see [`Cache::warm_up`]).
+    first_recovery: tokio::sync::watch::Receiver<bool>,
+    /// How long the start waits for that first attempt.
+    warm_up_within: Duration,
 }
 
 /// How the cache is set up: the part of [`Settings`] it reads.
@@ -140,6 +173,10 @@ pub struct CacheConfig {
     pub pool_size: usize,
     pub timeout: Duration,
     pub ttl: Duration,
+    /// TTL of cached `404`s and of counters a read created.
+    pub negative_ttl: Duration,
+    /// Cap of page and search entries per namespace version.
+    pub max_entries_per_version: u64,
     pub enabled: bool,
     /// `REDIS_CA_FILE`: verify `rediss://` servers against this CA only.
     pub ca_file: Option<std::path::PathBuf>,
@@ -154,8 +191,22 @@ impl From<&Settings> for CacheConfig {
             pool_size: settings.redis_pool_size,
             timeout: settings.redis_timeout,
             ttl: settings.cache_ttl,
+            negative_ttl: settings.cache_negative_ttl.min(settings.cache_ttl),
+            max_entries_per_version: settings.cache_max_entries_per_version,
             enabled: settings.cache_enabled,
             ca_file: settings.redis_ca_file.clone(),
+        }
+    }
+}
+
+impl CacheConfig {
+    /// Counters outlive every entry stored under them (twice the longest
+    /// entry TTL), except the ones a read creates: those may be of something
+    /// that does not exist, so they live as long as a cached `404`.
+    fn counter_lifetimes(&self) -> CounterLifetimes {
+        CounterLifetimes {
+            created_by_read: self.negative_ttl,
+            bumped: self.ttl * 2,
         }
     }
 }
@@ -163,7 +214,7 @@ impl From<&Settings> for CacheConfig {
 impl Cache {
     /// Builds the pool (no connection is made yet) and starts the background
     /// tasks: recovery (closes the breaker once the outbox is replayed) and
-    /// the purger.
+    /// the purger. [`Cache::warm_up`] waits for recovery's first attempt.
     pub fn start(config: CacheConfig, db: DbPool, metrics: Arc<Metrics>) -> Result<Self, String> {
         let store = Arc::new(Store::new(
             &config.topology,
@@ -171,10 +222,12 @@ impl Cache {
             config.pool_size,
             config.timeout,
             config.ca_file.as_deref(),
+            config.counter_lifetimes(),
         )?);
         let breaker = Arc::new(Breaker::new(metrics.breaker_open_gauge()));
         let owed = Arc::new(OwedBumps::default());
         let purger = Purger::start(Arc::clone(&store), Arc::clone(&metrics));
+        let (first_recovery_done, first_recovery) = tokio::sync::watch::channel(!config.enabled);
         if config.enabled {
             listener::start(
                 config.database_url.clone(),
@@ -189,6 +242,9 @@ impl Cache {
                 db: db.clone(),
                 purger: purger.clone(),
                 metrics: Arc::clone(&metrics),
+                first_attempt_done: first_recovery_done,
+                // Subscribing is one PostgreSQL connection and a `LISTEN`.
+                listen_wait: config.timeout * 4,
             });
         }
         Ok(Self {
@@ -197,11 +253,30 @@ impl Cache {
             owed,
             metrics,
             flights: SingleFlight::default(),
+            bypass_flights: FreshFlights::default(),
             purger,
             db,
             enabled: config.enabled,
             ttl: config.ttl,
+            negative_ttl: config.negative_ttl,
+            max_entries_per_version: config.max_entries_per_version,
+            first_recovery,
+            // The listener's subscription, a ping and the replay's bumps,
+            // each bounded by the Redis timeout.
+            warm_up_within: config.timeout * 8,
         })
+    }
+
+    /// Waits, for a bounded time, for recovery's first attempt: when Redis
+    /// answers at start, the outbox is replayed and the breaker closed before
+    /// the server answers, so a fresh instance serves from the cache at once.
+    /// When Redis is down the start goes on and reads bypass it. Returns
+    /// whether reads are served from Redis.
+    pub async fn warm_up(&self) -> bool {
+        let mut first_recovery = self.first_recovery.clone();
+        let _ =
+            tokio::time::timeout(self.warm_up_within, first_recovery.wait_for(|done| *done)).await;
+        self.status() == "ok"
     }
 
     /// `"ok"` when reads are served from Redis, `"degraded"` while they bypass it.
@@ -236,16 +311,17 @@ impl Cache {
         Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
     {
         if !self.may_serve(&ns) {
-            return self.bypass(&ns, load).await;
+            return self.bypass(&ns, query, load).await;
         }
         let Some(lookup) = self.look_up(&ns, query).await else {
-            return self.bypass(&ns, load).await;
+            return self.bypass(&ns, query, load).await;
         };
         if let Some(entry) = lookup.entry.and_then(Entry::decode) {
             return self.served(&ns, Ok(Arc::new(entry)), CacheResult::Hit);
         }
-        let key = keys::entry_key(self.store.prefix(), &ns, &lookup.version, query);
-        let loaded = self.load_once_and_store(&ns, key, load()).await;
+        let loaded = self
+            .load_once_and_store(&ns, &lookup.version, query, load())
+            .await;
         self.served(&ns, loaded, CacheResult::Miss)
     }
 
@@ -273,14 +349,24 @@ impl Cache {
     async fn load_once_and_store<Fut>(
         &self,
         ns: &Namespace,
-        key: String,
+        version: &str,
+        query: &str,
         load: Fut,
     ) -> Result<Arc<Entry>, ApiError>
     where
         Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
     {
+        let key = keys::entry_key(self.store.prefix(), ns, version, query);
         let kind = ns.kind();
         let ttl = self.jittered_ttl_secs();
+        let negative_ttl = self.negative_ttl.as_secs().clamp(1, ttl);
+        let cap = if keys::is_open_ended(query) {
+            self.max_entries_per_version
+        } else {
+            0
+        };
+        let (task_ns, task_version, task_query) =
+            (ns.clone(), version.to_owned(), query.to_owned());
         let store = Arc::clone(&self.store);
         let breaker = Arc::clone(&self.breaker);
         let metrics = Arc::clone(&self.metrics);
@@ -304,7 +390,25 @@ impl Cache {
                         }
                         metrics.cache_load(kind);
                         let entry = Arc::new(Entry::render(load.await)?);
-                        if let Err(e) = store.put(&task_key, &entry.encode(), ttl).await {
+                        // A `404` may be of anything a client makes up: it
+                        // lives shortly, and does not lengthen the counter.
+                        let (ttl_secs, counter_ttl_secs) = if entry.status == 404 {
+                            (negative_ttl, negative_ttl)
+                        } else {
+                            (ttl, store.counter_ttl_secs())
+                        };
+                        let stored = store
+                            .store_entry(StoreEntry {
+                                ns: &task_ns,
+                                version: &task_version,
+                                query: &task_query,
+                                value: &entry.encode(),
+                                ttl_secs,
+                                counter_ttl_secs,
+                                cap,
+                            })
+                            .await;
+                        if let Err(e) = stored {
                             tracing::warn!("cache: storing {task_key} failed: {e}");
                             breaker.trip();
                         }
@@ -332,17 +436,33 @@ impl Cache {
         })
     }
 
-    async fn bypass<F, Fut>(&self, ns: &Namespace, load: F) -> Result<Served, ApiError>
+    /// Serves a read from PostgreSQL. Concurrent bypass reads of one query
+    /// share a load, but only one that started after they arrived (see
+    /// [`FreshFlights`]), so a Redis outage does not turn into a stampede on
+    /// PostgreSQL and every read still sees the writes acknowledged before it.
+    async fn bypass<F, Fut>(&self, ns: &Namespace, query: &str, load: F) -> Result<Served, ApiError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Vec<u8>, ApiError>>,
+        Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
     {
-        self.metrics.cache_request(ns.kind(), CacheResult::Bypass);
-        let entry = Entry::render(load().await)?;
-        Ok(Served {
-            entry: Arc::new(entry),
-            result: CacheResult::Bypass,
-        })
+        let kind = ns.kind();
+        let metrics = Arc::clone(&self.metrics);
+        let (outcome, _leader) = self
+            .bypass_flights
+            .run(
+                &format!("{ns}|{query}"),
+                move || {
+                    let load = load();
+                    async move {
+                        metrics.cache_bypass_load(kind);
+                        Ok(Arc::new(Entry::render(load.await)?))
+                    }
+                    .in_current_span()
+                },
+                || Err(ApiError::internal("a cache bypass load panicked")),
+            )
+            .await;
+        self.served(ns, outcome, CacheResult::Bypass)
     }
 
     /// Makes the entries of a committed write's namespaces unreachable, before
@@ -445,6 +565,7 @@ pub async fn deliver(config: &CacheConfig, pending: &outbox::Pending) -> Result<
         1,
         config.timeout,
         config.ca_file.as_deref(),
+        config.counter_lifetimes(),
     )
     .map_err(StoreError::Protocol)?;
     store.bump(&pending.namespaces).await

@@ -33,15 +33,28 @@ pub struct Recovery {
     pub db: DbPool,
     pub purger: Purger,
     pub metrics: Arc<Metrics>,
+    /// Set once the first attempt is over, whatever its outcome: the start
+    /// waits for it, so that a fresh instance serves from the cache at once.
+    pub first_attempt_done: tokio::sync::watch::Sender<bool>,
+    /// How long the first attempt waits for the owed-bump listener to subscribe.
+    pub listen_wait: Duration,
 }
 
+/// The first attempt runs at once (after the listener subscribed, or
+/// `listen_wait`), not after a retry period: a fresh instance replays the
+/// outbox and trusts Redis before it answers its first request.
 pub fn start(recovery: Recovery) {
     tokio::spawn(async move {
         let mut last_sweep = Instant::now();
         let mut trusted_before = false;
+        let listening_by = Instant::now() + recovery.listen_wait;
+        while !recovery.owed.is_listening() && Instant::now() < listening_by {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         loop {
-            tokio::time::sleep(RETRY_EVERY).await;
             recovery.tick(&mut last_sweep, &mut trusted_before).await;
+            recovery.first_attempt_done.send_replace(true);
+            tokio::time::sleep(RETRY_EVERY).await;
         }
     });
 }

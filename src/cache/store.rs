@@ -26,25 +26,74 @@ macro_rules! fresh_counter_from_time {
 /// clock — and the entry stored under it, in one round trip. The entry key is
 /// derived from the version inside the script; it shares the counter's hash
 /// tag, so the script touches a single slot on a cluster too.
+///
+/// A counter a read creates lives `ARGV[3]` seconds (the negative TTL): the
+/// read may be of something that does not exist, and such a read must leave
+/// nothing that outlives a TTL. Storing a found entry, or a bump, extends it.
 const LOOKUP: &str = concat!(
     "local v = redis.call('GET', KEYS[1])\n",
     "if not v then\n",
     fresh_counter_from_time!(),
-    "  if redis.call('SET', KEYS[1], fresh, 'NX') then v = fresh else v = redis.call('GET', KEYS[1]) end\n",
+    "  redis.call('SET', KEYS[1], fresh, 'EX', ARGV[3])\n",
+    "  v = fresh\n",
     "end\n",
     "return {v, redis.call('GET', ARGV[1] .. v .. ':' .. ARGV[2])}\n",
 );
 
-/// Bumps one counter. A missing counter is re-created from the clock instead
-/// of `INCR`'s 1, so versions of lost counters are never used twice.
+/// Bumps one counter and gives it its full lifetime (`ARGV[1]` seconds) again.
+/// A missing counter — lost, evicted or expired: one path for all three — is
+/// re-created from the clock instead of `INCR`'s 1, so versions of lost
+/// counters are never used twice.
 const BUMP: &str = concat!(
     "if redis.call('EXISTS', KEYS[1]) == 1 then\n",
-    "  return redis.call('INCR', KEYS[1])\n",
+    "  local v = redis.call('INCR', KEYS[1])\n",
+    "  redis.call('EXPIRE', KEYS[1], ARGV[1])\n",
+    "  return v\n",
     "end\n",
     fresh_counter_from_time!(),
-    "redis.call('SET', KEYS[1], fresh)\n",
+    "redis.call('SET', KEYS[1], fresh, 'EX', ARGV[1])\n",
     "return tonumber(fresh)\n",
 );
+
+/// Stores an entry under the version its read took (`ARGV[1]`), with its TTL
+/// (`ARGV[3]`), unless:
+/// - the counter (`KEYS[2]`) no longer holds that version: nobody could ask
+///   for the entry again, so it would only take memory until its TTL;
+/// - the entry is one of the reads a client can make up without end (a page,
+///   a search: `ARGV[5]` > 0) and that many were stored already under this
+///   version within the count's lifetime (`KEYS[3]`, a key of the version).
+///
+/// Then the counter is made to live at least `ARGV[4]` seconds, so that it
+/// outlives the entry. Touches one hash tag only.
+const STORE: &str = "\
+local v = redis.call('GET', KEYS[2])
+if v ~= ARGV[1] then return 0 end
+local cap = tonumber(ARGV[5])
+if cap > 0 then
+  local n = redis.call('INCR', KEYS[3])
+  if n == 1 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
+  if n > cap then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+if redis.call('TTL', KEYS[2]) < tonumber(ARGV[4]) then
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
+return 1
+";
+
+/// How one entry is to be stored: see [`STORE`].
+pub struct StoreEntry<'a> {
+    pub ns: &'a Namespace,
+    /// The version the read took before it loaded.
+    pub version: &'a str,
+    pub query: &'a str,
+    pub value: &'a [u8],
+    pub ttl_secs: u64,
+    /// The counter is made to live at least this long.
+    pub counter_ttl_secs: u64,
+    /// At most this many such entries per version and count lifetime; 0: no cap.
+    pub cap: u64,
+}
 
 /// What a lookup found.
 pub struct Lookup {
@@ -122,6 +171,16 @@ pub struct KeyScan {
     count: usize,
 }
 
+/// How long version counters live: every counter expires (nothing linkhub
+/// keeps in Redis lives forever); an expired one comes back like a lost one.
+#[derive(Debug, Clone, Copy)]
+pub struct CounterLifetimes {
+    /// A counter a read creates: the read may be of something that does not exist.
+    pub created_by_read: Duration,
+    /// A counter after a bump (and after an entry is stored under it).
+    pub bumped: Duration,
+}
+
 /// The Redis side of the cache: a pool of multiplexed connections with short
 /// timeouts, and the scripts.
 pub struct Store {
@@ -135,7 +194,12 @@ pub struct Store {
     prefix: String,
     lookup: Script,
     bump: Script,
+    store: Script,
     timeout: Duration,
+    /// TTL of a counter a read creates (see [`LOOKUP`]).
+    created_counter_ttl_secs: u64,
+    /// TTL a bump gives a counter.
+    counter_ttl_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +226,7 @@ impl Store {
         pool_size: usize,
         timeout: Duration,
         ca_file: Option<&std::path::Path>,
+        lifetimes: CounterLifetimes,
     ) -> Result<Self, String> {
         let backend = match topology {
             RedisTopology::Single(url) => {
@@ -205,7 +270,10 @@ impl Store {
             prefix: prefix.to_owned(),
             lookup: Script::new(LOOKUP),
             bump: Script::new(BUMP),
+            store: Script::new(STORE),
             timeout,
+            created_counter_ttl_secs: lifetimes.created_by_read.as_secs().max(1),
+            counter_ttl_secs: lifetimes.bumped.as_secs().max(1),
         })
     }
 
@@ -276,6 +344,7 @@ impl Store {
                 .key(keys::version_key(&self.prefix, ns))
                 .arg(keys::entry_prefix(&self.prefix, ns))
                 .arg(query)
+                .arg(self.created_counter_ttl_secs)
                 .invoke_async(&mut conn)
                 .await?;
             Ok(Lookup { version, entry })
@@ -293,20 +362,40 @@ impl Store {
         .await
     }
 
-    /// Stores an entry with its TTL (`SET .. EX`).
-    pub async fn put(&self, key: &str, value: &[u8], ttl_secs: u64) -> StoreResult<()> {
+    /// Stores an entry with its TTL (`SET .. EX`) under the rules of
+    /// [`STORE`]; returns whether it was stored.
+    pub async fn store_entry(&self, entry: StoreEntry<'_>) -> StoreResult<bool> {
         self.bounded(async {
             let mut conn = self.conn().await?;
-            let () = redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("EX")
-                .arg(ttl_secs)
-                .query_async(&mut conn)
+            let stored: i64 = self
+                .store
+                .key(keys::entry_key(
+                    &self.prefix,
+                    entry.ns,
+                    entry.version,
+                    entry.query,
+                ))
+                .key(keys::version_key(&self.prefix, entry.ns))
+                .key(keys::stored_count_key(
+                    &self.prefix,
+                    entry.ns,
+                    entry.version,
+                ))
+                .arg(entry.version)
+                .arg(entry.value)
+                .arg(entry.ttl_secs)
+                .arg(entry.counter_ttl_secs)
+                .arg(entry.cap)
+                .invoke_async(&mut conn)
                 .await?;
-            Ok(())
+            Ok(stored == 1)
         })
         .await
+    }
+
+    /// TTL a bump gives a counter, in seconds.
+    pub fn counter_ttl_secs(&self) -> u64 {
+        self.counter_ttl_secs
     }
 
     /// Bumps the counters of `namespaces`: one script call per namespace (each
@@ -321,6 +410,7 @@ impl Store {
                     let _: i64 = self
                         .bump
                         .key(keys::version_key(&self.prefix, ns))
+                        .arg(self.counter_ttl_secs)
                         .invoke_async(&mut shared)
                         .await?;
                     Ok::<_, StoreError>(())

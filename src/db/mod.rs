@@ -45,6 +45,55 @@ pub struct Written<T> {
     pub changes: outbox::Pending,
 }
 
+/// Limits PostgreSQL enforces on every pooled connection, so that neither a
+/// slow statement nor a transaction left open holds a connection (and its
+/// locks) for long.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionTimeouts {
+    /// `statement_timeout`: a statement running longer is cancelled (`503`).
+    pub statement: Duration,
+    /// `idle_in_transaction_session_timeout`: a session idle inside a
+    /// transaction that long is ended by the server.
+    pub idle_in_transaction: Duration,
+}
+
+/// `database_url` with `timeouts` added to libpq's `options` parameter
+/// (`-c name=value`), so PostgreSQL applies them from the connection's start:
+/// no extra round trip per connection, and every connection made from the
+/// URL has them. Options the URL carries already are kept.
+pub fn with_session_timeouts(
+    database_url: &str,
+    timeouts: SessionTimeouts,
+) -> Result<String, DatabaseSetupError> {
+    let mut url = url::Url::parse(database_url)
+        .map_err(|e| DatabaseSetupError::Pool(format!("DATABASE_URL does not parse: {e}")))?;
+    let mut options = String::new();
+    let mut kept = Vec::new();
+    for (key, value) in url.query_pairs() {
+        if key == "options" {
+            options = value.into_owned();
+        } else {
+            kept.push((key.into_owned(), value.into_owned()));
+        }
+    }
+    let options = format!(
+        "{options} -c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+        timeouts.statement.as_millis(),
+        timeouts.idle_in_transaction.as_millis()
+    );
+    let mut pairs = url.query_pairs_mut();
+    pairs.clear();
+    for (key, value) in &kept {
+        pairs.append_pair(key, value);
+    }
+    pairs.append_pair("options", options.trim_start());
+    drop(pairs);
+    // Spaces as `%20`, not `+`: tokio-postgres only percent-decodes (see `tls::parse_target`).
+    let query = url.query().map(|q| q.replace('+', "%20"));
+    url.set_query(query.as_deref());
+    Ok(url.to_string())
+}
+
 /// Builds the pool with explicit bounds. Getting a connection may wait for a
 /// free slot and then create (or recycle) one; each half gets half of
 /// `timeout`, so a request waits `timeout` at most before its `503`.
@@ -177,15 +226,49 @@ pub async fn run_migrations(database_url: &str) -> Result<(), DatabaseSetupError
     }
 }
 
-/// `true` while PostgreSQL answers a trivial query.
-pub async fn ping(pool: &DbPool) -> bool {
-    let Ok(mut conn) = pool.get().await else {
-        return false;
-    };
-    diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1"))
-        .get_result::<i32>(&mut conn)
-        .await
-        .is_ok()
+/// `/readyz`'s own connection to PostgreSQL, outside the pool: requests
+/// holding every pooled connection can neither make readiness report the
+/// database down nor make it wait behind them. It is opened on first use and
+/// again after any failure; each check is bounded by `timeout`.
+pub struct ReadinessProbe {
+    database_url: String,
+    timeout: Duration,
+    conn: tokio::sync::Mutex<Option<AsyncPgConnection>>,
+}
+
+impl ReadinessProbe {
+    pub fn new(database_url: &str, timeout: Duration) -> Self {
+        Self {
+            database_url: database_url.to_owned(),
+            timeout,
+            conn: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// `true` when PostgreSQL answered a trivial query within the timeout.
+    pub async fn database_answers(&self) -> bool {
+        // Checks run one at a time; one stuck behind another is bounded too.
+        let Ok(mut slot) = tokio::time::timeout(self.timeout, self.conn.lock()).await else {
+            return false;
+        };
+        let answered = tokio::time::timeout(self.timeout, async {
+            if slot.is_none() {
+                *slot = tls::establish(&self.database_url).await.ok();
+            }
+            let conn = slot.as_mut()?;
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1"))
+                .get_result::<i32>(conn)
+                .await
+                .ok()
+        })
+        .await;
+        let ok = matches!(answered, Ok(Some(1)));
+        if !ok {
+            // A connection that failed or was cut off mid-query is not reused.
+            *slot = None;
+        }
+        ok
+    }
 }
 
 /// The URL without its password, for messages.

@@ -71,6 +71,11 @@ pub fn parse_target(database_url: &str) -> Result<PgTlsTarget, ConnectionError> 
             pairs.append_pair("sslmode", "require");
         }
     }
+    // `query_pairs_mut` writes a space as `+`, which tokio-postgres reads as a
+    // `+` (it only percent-decodes); a real `+` was written as `%2B`, so every
+    // `+` here is a space (libpq's `options=-c a=b -c c=d` has them).
+    let query = url.query().map(|q| q.replace('+', "%20"));
+    url.set_query(query.as_deref());
     Ok(PgTlsTarget {
         url: url.to_string(),
         tls: tls_required.then_some(root_cert),

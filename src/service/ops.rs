@@ -1,6 +1,5 @@
 //! Operations: readiness and the metrics snapshot.
 
-use crate::db;
 use crate::state::AppState;
 
 /// What `/readyz` reports.
@@ -13,7 +12,7 @@ pub struct Readiness {
 
 pub async fn readiness(state: &AppState) -> Readiness {
     Readiness {
-        database_ok: db::ping(&state.db).await,
+        database_ok: state.readiness.database_answers().await,
         cache: state.cache.status(),
     }
 }

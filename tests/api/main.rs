@@ -15,5 +15,8 @@ mod users;
 mod cache_resilience;
 mod cache_rules;
 
+mod abuse_cache;
+mod abuse_limits;
+
 mod scale_out;
 mod tls;

@@ -433,6 +433,8 @@ async fn a_wrong_ca_is_refused_and_no_message_shows_a_password() {
             pool_size: 1,
             timeout: Duration::from_secs(2),
             ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(60),
+            max_entries_per_version: 1000,
             enabled: false,
             ca_file: Some(PathBuf::from(&wrong_ca)),
         },

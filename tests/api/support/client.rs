@@ -353,3 +353,15 @@ impl TestApp {
         (user, link, social)
     }
 }
+
+impl TestApp {
+    /// A request with any method, also one HTTP does not define (`FOO`).
+    pub async fn request_with_method(&self, method: &str, path: &str) -> Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method token");
+        self.client
+            .request(method, self.url(path))
+            .send()
+            .await
+            .expect("request failed")
+    }
+}

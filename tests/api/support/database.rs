@@ -239,3 +239,60 @@ fn collect_files(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
         }
     }
 }
+
+/// A table locked (`ACCESS EXCLUSIVE`) by a transaction of the test's own,
+/// until [`TableLock::release`]: the app's statements on it wait, holding
+/// their pooled connections — a slow database, made on purpose.
+pub struct TableLock {
+    connection: AsyncPgConnection,
+}
+
+impl TableLock {
+    pub async fn take(database_url: &str, table: &str) -> TableLock {
+        let mut connection = AsyncPgConnection::establish(database_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {database_url}: {e}"));
+        connection
+            .batch_execute(&format!(
+                "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("cannot lock {table}: {e}"));
+        TableLock { connection }
+    }
+
+    pub async fn release(mut self) {
+        self.connection
+            .batch_execute("COMMIT")
+            .await
+            .unwrap_or_else(|e| panic!("cannot release the lock: {e}"));
+    }
+}
+
+/// How many sessions of the database wait for a lock right now.
+pub async fn sessions_waiting_for_a_lock(database_url: &str) -> usize {
+    query_strings(
+        database_url,
+        "SELECT count(*)::text AS value FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .await[0]
+        .parse()
+        .expect("a count")
+}
+
+/// Waits until `n` sessions wait for a lock (at most 10 s).
+pub async fn until_sessions_wait_for_a_lock(database_url: &str, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting = sessions_waiting_for_a_lock(database_url).await;
+        if waiting >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{waiting} session(s) wait for the lock, not {n}, after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
