@@ -56,6 +56,7 @@ use crate::db::{DbPool, outbox};
 use crate::error::ApiError;
 use crate::metrics::{CacheResult, Metrics};
 use crate::namespace::Namespace;
+use crate::tasks::BackgroundTasks;
 
 /// A rendered response as stored in Redis: status, strong ETag and JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,7 +165,12 @@ impl Cache {
     /// Builds the pool (no connection is made yet) and starts the background
     /// tasks: recovery (closes the breaker once the outbox is replayed) and
     /// the purger.
-    pub fn start(config: CacheConfig, db: DbPool, metrics: Arc<Metrics>) -> Result<Self, String> {
+    pub fn start(
+        config: CacheConfig,
+        db: DbPool,
+        metrics: Arc<Metrics>,
+        tasks: &BackgroundTasks,
+    ) -> Result<Self, String> {
         let store = Arc::new(Store::new(
             &config.topology,
             &config.prefix,
@@ -174,22 +180,26 @@ impl Cache {
         )?);
         let breaker = Arc::new(Breaker::new(metrics.breaker_open_gauge()));
         let owed = Arc::new(OwedBumps::default());
-        let purger = Purger::start(Arc::clone(&store), Arc::clone(&metrics));
+        let purger = Purger::start(tasks, Arc::clone(&store), Arc::clone(&metrics));
         if config.enabled {
             listener::start(
+                tasks,
                 config.database_url.clone(),
                 Arc::clone(&breaker),
                 Arc::clone(&owed),
                 Arc::clone(&metrics),
             );
-            recovery::start(recovery::Recovery {
-                store: Arc::clone(&store),
-                breaker: Arc::clone(&breaker),
-                owed: Arc::clone(&owed),
-                db: db.clone(),
-                purger: purger.clone(),
-                metrics: Arc::clone(&metrics),
-            });
+            recovery::start(
+                tasks,
+                recovery::Recovery {
+                    store: Arc::clone(&store),
+                    breaker: Arc::clone(&breaker),
+                    owed: Arc::clone(&owed),
+                    db: db.clone(),
+                    purger: purger.clone(),
+                    metrics: Arc::clone(&metrics),
+                },
+            );
         }
         Ok(Self {
             store,
