@@ -35,6 +35,10 @@ enum Command {
     },
 }
 
+/// The exit code of a stop whose grace ran out before every request in
+/// flight had answered (`1` is a start-up or server error, `2` a bad setting).
+pub const EXIT_REQUESTS_CUT: u8 = 3;
+
 /// Runs the command; configuration and start-up errors are one line on stderr
 /// and a non-zero exit, never a panic.
 pub fn main() -> ExitCode {
@@ -54,12 +58,15 @@ pub fn main() -> ExitCode {
             Command::Migrate => db::prepare_database(&settings.database_url)
                 .await
                 .map(|()| println!("linkhub: migrations are up to date"))
+                .map(|()| ExitCode::SUCCESS)
                 .map_err(|e| e.to_string()),
-            Command::Promote { username } => promote(&settings, &username).await,
+            Command::Promote { username } => promote(&settings, &username)
+                .await
+                .map(|()| ExitCode::SUCCESS),
         }
     });
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             eprintln!("linkhub: {message}");
             ExitCode::FAILURE
@@ -67,15 +74,28 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn serve(settings: Settings) -> Result<(), String> {
+/// Serves until `SIGTERM`/`SIGINT`; exits `0` when every request in flight
+/// answered within the grace, [`EXIT_REQUESTS_CUT`] when some were cut.
+async fn serve(settings: Settings) -> Result<ExitCode, String> {
     let bind = settings.bind_addr.clone();
+    let grace = settings.shutdown_grace.as_secs();
     let app = Application::build(settings)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!("linkhub listening on {bind} (port {})", app.port());
-    app.run_until_stopped()
+    let stopped = app
+        .run_until_stopped()
         .await
-        .map_err(|e| format!("server error: {e}"))
+        .map_err(|e| format!("server error: {e}"))?;
+    if stopped.drained() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "linkhub: {} request(s) in flight were cut after SHUTDOWN_GRACE_SECS={grace}",
+            stopped.cut_requests
+        );
+        Ok(ExitCode::from(EXIT_REQUESTS_CUT))
+    }
 }
 
 async fn promote(settings: &Settings, username: &str) -> Result<(), String> {

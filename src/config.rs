@@ -49,6 +49,9 @@ pub struct Settings {
     pub login_window: Duration,
     /// `TOKEN_TTL_SECS`: lifetime of a bearer token.
     pub token_ttl: Duration,
+    /// `SHUTDOWN_GRACE_SECS`: after `SIGTERM`, how long requests in flight
+    /// may take to answer before they are cut.
+    pub shutdown_grace: Duration,
     /// `CORS_ALLOWED_ORIGINS`: browser origins (`https://app.example.com`,
     /// comma-separated) whose pages may read the API's answers; none by default.
     pub cors_allowed_origins: Vec<String>,
@@ -124,6 +127,7 @@ impl Settings {
             login_max_failures: parse(&lookup, "LOGIN_MAX_FAILURES", 10, "a whole number")?,
             login_window: seconds(&lookup, "LOGIN_WINDOW_SECS", 60, "seconds")?,
             token_ttl: seconds(&lookup, "TOKEN_TTL_SECS", 7 * 24 * 3600, "seconds")?,
+            shutdown_grace: seconds(&lookup, "SHUTDOWN_GRACE_SECS", 25, "seconds")?,
             cors_allowed_origins: origins(&lookup, "CORS_ALLOWED_ORIGINS")?,
             cache_negative_ttl: seconds(&lookup, "CACHE_NEGATIVE_TTL_SECS", 60, "seconds")?,
             cache_max_entries_per_version: parse(
@@ -404,6 +408,7 @@ mod tests {
         assert_eq!(s.db_timeout, Duration::from_millis(5000));
         assert_eq!(s.login_window, Duration::from_secs(60));
         assert_eq!(s.token_ttl, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(s.shutdown_grace, Duration::from_secs(25));
         assert!(s.migrate_on_start && s.cache_enabled);
         assert_eq!(s.cache_negative_ttl, Duration::from_secs(60));
         assert_eq!(s.cache_max_entries_per_version, 1000);

@@ -7,6 +7,7 @@
 //!
 //! - [`redact`]: URLs without their passwords, for every message that shows one.
 //! - [`config`]: settings from the environment, typed (durations, the Redis topology).
+//! - [`tasks`]: the background tasks, with one handle that stops them.
 //! - [`tls`]: the rustls client configuration (system roots or one CA file).
 //! - [`error`]: [`error::ApiError`], the one JSON error shape.
 //! - [`domain`]: parsed, valid values and the resources.
@@ -20,7 +21,7 @@
 //! - [`service`]: one function per use case (cached reads, writes, login).
 //! - [`routes`]: thin HTTP handlers, one file per resource, and the OpenAPI document.
 //! - [`middleware`]: request ids and spans, security headers, CORS, panics,
-//!   the JSON safety net, request metrics.
+//!   the JSON safety net, request metrics, the in-flight count a stop drains.
 //! - [`startup`], [`cli`]: wiring.
 
 pub mod auth;
@@ -40,4 +41,5 @@ pub mod schema;
 pub mod service;
 pub mod startup;
 pub mod state;
+pub mod tasks;
 pub mod tls;

@@ -1,14 +1,23 @@
 //! Builds the application: database, pools, cache, routes, server. Tests call
 //! [`Application::build`] with `BIND_ADDR=127.0.0.1:0` and talk HTTP to the
 //! port it reports.
+//!
+//! A stop (`SIGTERM` or `SIGINT` for the binary, any future for tests) closes
+//! the listener, lets the requests in flight answer for up to
+//! `SHUTDOWN_GRACE_SECS`, cuts the rest, then stops the background tasks.
+//! Owed cache bumps stay in the outbox, where the next instance to start (or
+//! any running one) replays them. A request cut mid-write either committed,
+//! with its outbox rows in the same transaction, or rolled back when its
+//! connection closed: nothing is left half-done.
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::{Logger, from_fn};
 use actix_web::{App, HttpServer, web};
-use tracing::Instrument;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::throttle::LoginThrottle;
@@ -16,10 +25,16 @@ use crate::cache::{Cache, CacheConfig};
 use crate::config::Settings;
 use crate::db::{self, DatabaseSetupError, DbPool};
 use crate::metrics::Metrics;
+use crate::middleware::drain::{InFlight, count_in_flight};
 use crate::middleware::request_id::{RequestSpan, request_id};
 use crate::middleware::{cors, headers, json_errors, metrics, panics};
 use crate::routes;
 use crate::state::AppState;
+use crate::tasks::BackgroundTasks;
+
+/// How long the background tasks get to end once the server has stopped.
+/// They end at their next await, so this is only a bound.
+const TASKS_STOP_WITHIN: Duration = Duration::from_secs(5);
 
 /// Why linkhub could not start; each message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +50,30 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    tasks: BackgroundTasks,
+    in_flight: Arc<InFlight>,
+    db: DbPool,
+    grace: Duration,
+    db_timeout: Duration,
+}
+
+/// How a stop went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// Requests that were admitted but had not answered when the grace ran out.
+    pub cut_requests: u64,
+    /// Background tasks still running when [`TASKS_STOP_WITHIN`] ran out.
+    pub tasks_left: usize,
+    /// Owed cache bumps left in the outbox for the next instance, when
+    /// PostgreSQL answered the count.
+    pub owed_bumps_left: Option<i64>,
+}
+
+impl Stopped {
+    /// Every request admitted got its answer.
+    pub fn drained(&self) -> bool {
+        self.cut_requests == 0
+    }
 }
 
 impl Application {
@@ -58,10 +97,12 @@ impl Application {
         let pool = db::build_pool(&pool_url, settings.db_pool_size, settings.db_timeout)?;
         let readiness = db::ReadinessProbe::new(&pool_url, settings.readiness_timeout);
         let metrics = Arc::new(Metrics::default());
+        let tasks = BackgroundTasks::default();
         let cache = Cache::start(
             CacheConfig::from(&settings),
             pool.clone(),
             Arc::clone(&metrics),
+            &tasks,
         )
         .map_err(StartupError::Redis)?;
         if settings.cache_enabled && !cache.warm_up().await {
@@ -69,7 +110,7 @@ impl Application {
                 "Redis at REDIS_URL does not answer; serving from PostgreSQL (X-Cache: BYPASS) until it does"
             );
         }
-        sweep_expired_tokens(pool.clone());
+        sweep_expired_tokens(&tasks, pool.clone());
         let listener =
             TcpListener::bind(&settings.bind_addr).map_err(|cause| StartupError::Bind {
                 addr: settings.bind_addr.clone(),
@@ -81,13 +122,17 @@ impl Application {
         })?;
         let workers = settings.workers;
         let client_timeouts = ClientTimeouts::from(&settings);
+        let grace = settings.shutdown_grace;
+        let db_timeout = settings.db_timeout;
+        let in_flight = Arc::new(InFlight::default());
+        let in_flight_data = web::Data::from(Arc::clone(&in_flight));
         let cors_origins = settings.cors_allowed_origins.clone();
         // The parts extractors and middleware need are registered on their
         // own, so none of them takes the whole state.
         let pool_data = web::Data::new(pool.clone());
         let metrics_data = web::Data::from(Arc::clone(&metrics));
         let state = web::Data::new(AppState {
-            db: pool,
+            db: pool.clone(),
             cache,
             metrics,
             login_throttle: LoginThrottle::new(settings.login_max_failures, settings.login_window),
@@ -99,6 +144,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(pool_data.clone())
                 .app_data(metrics_data.clone())
+                .app_data(in_flight_data.clone())
                 .configure(routes::extractor_errors)
                 .wrap(from_fn(metrics::track))
                 .wrap(from_fn(panics::catch_panic))
@@ -110,12 +156,16 @@ impl Application {
                 ))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .wrap(from_fn(request_id))
+                .wrap(from_fn(count_in_flight))
                 .configure(routes::configure)
         })
         .workers(workers)
         .keep_alive(client_timeouts.keep_alive)
         .client_request_timeout(client_timeouts.request_head)
         .client_disconnect_timeout(client_timeouts.disconnect)
+        // The stop is ours (see `run_until`), so that it can report what it cut.
+        .disable_signals()
+        .shutdown_timeout(grace.as_secs())
         .listen(listener)
         .map_err(|cause| StartupError::Bind {
             addr: port.to_string(),
@@ -125,6 +175,11 @@ impl Application {
         Ok(Self {
             port: port.port(),
             server,
+            tasks,
+            in_flight,
+            db: pool,
+            grace,
+            db_timeout,
         })
     }
 
@@ -132,9 +187,99 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGINT or SIGTERM; in-flight requests get up to 30 s to finish.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+    /// Serves until `SIGTERM` or `SIGINT`, then stops as [`Self::run_until`] does.
+    pub async fn run_until_stopped(self) -> std::io::Result<Stopped> {
+        self.run_until(stop_signal()).await
+    }
+
+    /// Serves until `stop` resolves (to the name of what asked for the stop),
+    /// then stops: no new connections, the requests in flight answer within
+    /// the grace or are cut, then the background tasks end.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = &'static str>,
+    ) -> std::io::Result<Stopped> {
+        let handle = self.server.handle();
+        let mut server = self.server;
+        tokio::select! {
+            ended = &mut server => ended?,
+            asked_by = stop => {
+                tracing::info!(
+                    "{asked_by}: no longer accepting connections; {} request(s) in flight get up to {}s (SHUTDOWN_GRACE_SECS)",
+                    self.in_flight.pending(),
+                    self.grace.as_secs(),
+                );
+                self.in_flight.start_draining();
+                // The server future carries out the stop, so it is polled meanwhile.
+                let (ended, ()) = tokio::join!(&mut server, handle.stop(true));
+                ended?;
+            }
+        }
+        let stopped = Stopped {
+            cut_requests: self.in_flight.pending(),
+            tasks_left: self.tasks.stop(TASKS_STOP_WITHIN).await,
+            owed_bumps_left: owed_bumps_left(&self.db, self.db_timeout).await,
+        };
+        report(&stopped);
+        Ok(stopped)
+    }
+}
+
+/// Resolves on the first `SIGTERM` or `SIGINT`.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        },
+        Err(e) => {
+            tracing::warn!("cannot watch for SIGTERM ({e}); only SIGINT stops linkhub cleanly");
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
+async fn owed_bumps_left(db: &DbPool, within: Duration) -> Option<i64> {
+    let count = async {
+        let mut conn = db.get().await.map_err(|e| e.to_string())?;
+        db::outbox::count(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(within, count).await {
+        Ok(Ok(n)) => Some(n),
+        Ok(Err(e)) => {
+            tracing::warn!("stop: cannot count the owed cache bumps in the outbox: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("stop: PostgreSQL did not answer the outbox count in time");
+            None
+        }
+    }
+}
+
+fn report(stopped: &Stopped) {
+    if stopped.cut_requests > 0 {
+        tracing::warn!(
+            "stop: {} request(s) were cut when the grace ran out; a cut write either committed with its outbox rows or rolled back",
+            stopped.cut_requests
+        );
+    }
+    if stopped.tasks_left > 0 {
+        tracing::warn!(
+            "stop: {} background task(s) did not end in time",
+            stopped.tasks_left
+        );
+    }
+    match stopped.owed_bumps_left {
+        Some(0) => tracing::info!("stopped; no cache bump owed"),
+        Some(n) => tracing::info!(
+            "stopped; {n} owed cache bump(s) stay in the outbox for the next instance to replay"
+        ),
+        None => tracing::info!("stopped"),
     }
 }
 
@@ -166,26 +311,22 @@ impl From<&Settings> for ClientTimeouts {
 
 /// Expired tokens are refused by the auth query already; this only keeps the
 /// table from growing forever.
-fn sweep_expired_tokens(pool: DbPool) {
-    let span = tracing::info_span!("token_sweep");
-    tokio::spawn(
-        async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
-            loop {
-                every.tick().await;
-                let swept = match pool.get().await {
-                    Ok(mut conn) => db::tokens::delete_expired(&mut conn)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match swept {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!("removed {n} expired token(s)"),
-                    Err(e) => tracing::warn!("sweeping expired tokens failed: {e}"),
-                }
+fn sweep_expired_tokens(tasks: &BackgroundTasks, pool: DbPool) {
+    tasks.spawn("token_sweep", async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            let swept = match pool.get().await {
+                Ok(mut conn) => db::tokens::delete_expired(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match swept {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("removed {n} expired token(s)"),
+                Err(e) => tracing::warn!("sweeping expired tokens failed: {e}"),
             }
         }
-        .instrument(span),
-    );
+    });
 }

@@ -22,14 +22,16 @@ use super::breaker::Breaker;
 use super::owed::OwedBumps;
 use crate::db::outbox;
 use crate::metrics::Metrics;
+use crate::tasks::BackgroundTasks;
 
 pub fn start(
+    tasks: &BackgroundTasks,
     database_url: String,
     breaker: Arc<Breaker>,
     owed: Arc<OwedBumps>,
     metrics: Arc<Metrics>,
 ) {
-    tokio::spawn(async move {
+    tasks.spawn("owed_bump_listener", async move {
         let mut connected_before = false;
         loop {
             match outbox::listen(&database_url).await {

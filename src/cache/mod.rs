@@ -82,6 +82,7 @@ use crate::db::{DbPool, outbox};
 use crate::error::ApiError;
 use crate::metrics::{CacheResult, Metrics};
 use crate::namespace::Namespace;
+use crate::tasks::BackgroundTasks;
 
 /// A rendered response as stored in Redis: status, strong ETag and JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -215,7 +216,12 @@ impl Cache {
     /// Builds the pool (no connection is made yet) and starts the background
     /// tasks: recovery (closes the breaker once the outbox is replayed) and
     /// the purger. [`Cache::warm_up`] waits for recovery's first attempt.
-    pub fn start(config: CacheConfig, db: DbPool, metrics: Arc<Metrics>) -> Result<Self, String> {
+    pub fn start(
+        config: CacheConfig,
+        db: DbPool,
+        metrics: Arc<Metrics>,
+        tasks: &BackgroundTasks,
+    ) -> Result<Self, String> {
         let store = Arc::new(Store::new(
             &config.topology,
             &config.prefix,
@@ -226,26 +232,30 @@ impl Cache {
         )?);
         let breaker = Arc::new(Breaker::new(metrics.breaker_open_gauge()));
         let owed = Arc::new(OwedBumps::default());
-        let purger = Purger::start(Arc::clone(&store), Arc::clone(&metrics));
+        let purger = Purger::start(tasks, Arc::clone(&store), Arc::clone(&metrics));
         let (first_recovery_done, first_recovery) = tokio::sync::watch::channel(!config.enabled);
         if config.enabled {
             listener::start(
+                tasks,
                 config.database_url.clone(),
                 Arc::clone(&breaker),
                 Arc::clone(&owed),
                 Arc::clone(&metrics),
             );
-            recovery::start(recovery::Recovery {
-                store: Arc::clone(&store),
-                breaker: Arc::clone(&breaker),
-                owed: Arc::clone(&owed),
-                db: db.clone(),
-                purger: purger.clone(),
-                metrics: Arc::clone(&metrics),
-                first_attempt_done: first_recovery_done,
-                // Subscribing is one PostgreSQL connection and a `LISTEN`.
-                listen_wait: config.timeout * 4,
-            });
+            recovery::start(
+                tasks,
+                recovery::Recovery {
+                    store: Arc::clone(&store),
+                    breaker: Arc::clone(&breaker),
+                    owed: Arc::clone(&owed),
+                    db: db.clone(),
+                    purger: purger.clone(),
+                    metrics: Arc::clone(&metrics),
+                    first_attempt_done: first_recovery_done,
+                    // Subscribing is one PostgreSQL connection and a `LISTEN`.
+                    listen_wait: config.timeout * 4,
+                },
+            );
         }
         Ok(Self {
             store,

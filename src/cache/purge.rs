@@ -15,6 +15,7 @@ use super::keys;
 use super::store::{Store, StoreResult};
 use crate::metrics::Metrics;
 use crate::namespace::Namespace;
+use crate::tasks::BackgroundTasks;
 
 /// Keys SCAN is asked to look at per step.
 const SCAN_COUNT: usize = 1000;
@@ -29,9 +30,9 @@ pub struct Purger {
 }
 
 impl Purger {
-    pub fn start(store: Arc<Store>, metrics: Arc<Metrics>) -> Self {
+    pub fn start(tasks: &BackgroundTasks, store: Arc<Store>, metrics: Arc<Metrics>) -> Self {
         let (queue, mut rx) = mpsc::unbounded_channel::<Queued>();
-        tokio::spawn(async move {
+        tasks.spawn("purge", async move {
             while let Some((first, started_by)) = rx.recv().await {
                 let mut batch: HashSet<Namespace> = first.into_iter().collect();
                 // A batch of several writes logs under the first one's span;
@@ -58,7 +59,7 @@ impl Purger {
 
     /// Queues `namespaces` for a purge started by the current span.
     pub fn enqueue(&self, namespaces: Vec<Namespace>) {
-        // The receiver lives as long as the runtime; a send can only fail at shutdown.
+        // The receiver lives until the process stops; a send can only fail then.
         let _ = self.queue.send((namespaces, Span::current()));
     }
 }

@@ -14,6 +14,7 @@ use super::purge::Purger;
 use super::store::Store;
 use crate::db::{DbPool, outbox};
 use crate::metrics::Metrics;
+use crate::tasks::BackgroundTasks;
 
 /// How often an open breaker retries.
 const RETRY_EVERY: Duration = Duration::from_millis(200);
@@ -43,8 +44,8 @@ pub struct Recovery {
 /// The first attempt runs at once (after the listener subscribed, or
 /// `listen_wait`), not after a retry period: a fresh instance replays the
 /// outbox and trusts Redis before it answers its first request.
-pub fn start(recovery: Recovery) {
-    tokio::spawn(async move {
+pub fn start(tasks: &BackgroundTasks, recovery: Recovery) {
+    tasks.spawn("cache_recovery", async move {
         let mut last_sweep = Instant::now();
         let mut trusted_before = false;
         let listening_by = Instant::now() + recovery.listen_wait;

@@ -106,13 +106,36 @@ pub struct Lookup {
 /// Where the cache lives: one node, or a Redis Cluster.
 enum Backend {
     Single(deadpool_redis::Pool),
-    Cluster(deadpool_redis::cluster::Pool),
+    Cluster(deadpool::managed::Pool<ClusterManager>),
 }
 
 /// A pooled connection of either backend (dropping it returns it to the pool).
 enum Conn {
     Single(deadpool_redis::Connection),
-    Cluster(deadpool_redis::cluster::Connection),
+    Cluster(deadpool::managed::Object<ClusterManager>),
+}
+
+/// Makes cluster connections from a client built here, so that they carry
+/// the CA of `REDIS_CA_FILE` and the Redis timeout (deadpool-redis's own
+/// cluster manager takes only URLs).
+struct ClusterManager(redis::cluster::ClusterClient);
+
+impl deadpool::managed::Manager for ClusterManager {
+    type Type = redis::cluster_async::ClusterConnection;
+    type Error = redis::RedisError;
+
+    async fn create(&self) -> Result<Self::Type, Self::Error> {
+        self.0.get_async_connection().await
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut Self::Type,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<Self::Error> {
+        redis::cmd("PING").query_async::<()>(conn).await?;
+        Ok(())
+    }
 }
 
 /// A handle on a pooled connection that commands are sent through. Commands
@@ -248,11 +271,9 @@ impl Store {
                 )
             }
             RedisTopology::Cluster(urls) => {
-                super::tls::check_cluster_ca(ca_file)?;
-                let manager = deadpool_redis::cluster::Manager::new(urls.clone(), false)
-                    .map_err(|e| e.to_string())?;
+                let manager = ClusterManager(super::tls::cluster_client(urls, ca_file, timeout)?);
                 Backend::Cluster(
-                    deadpool_redis::cluster::Pool::builder(manager)
+                    deadpool::managed::Pool::builder(manager)
                         .max_size(pool_size)
                         .wait_timeout(Some(timeout))
                         // Discovering the slots of a cluster takes several round trips.

@@ -1,11 +1,14 @@
 //! TLS towards Redis. `rediss://` URLs already mean TLS to the redis crate
 //! (rustls, verified against the system roots); this adds `REDIS_CA_FILE`, a
 //! private CA to verify against instead, through the crate's
-//! `TlsCertificates`. The CA is read and checked at start-up, so a missing or
-//! empty file stops the start instead of failing every later connect.
+//! `TlsCertificates`, for one node and for a cluster alike. The CA is read and
+//! checked at start-up, so a missing or empty file stops the start instead of
+//! failing every later connect.
 
 use std::path::Path;
+use std::time::Duration;
 
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::{ConnectionInfo, IntoConnectionInfo, TlsCertificates};
 
 use crate::redact::redact_url_password;
@@ -21,32 +24,51 @@ pub fn node_connection_info(url: &str, ca_file: Option<&Path>) -> Result<Connect
             .into_connection_info()
             .map_err(|e| format!("{shown}: {e}"));
     };
-    if !url.starts_with("rediss://") {
-        return Err(format!(
-            "REDIS_CA_FILE is set but {shown} is not a rediss:// URL; use rediss:// or unset REDIS_CA_FILE"
-        ));
-    }
-    let root_cert = tls::read_ca_pem(ca_file).map_err(|e| format!("REDIS_CA_FILE: {e}"))?;
-    let certificates = TlsCertificates {
-        client_tls: None,
-        root_cert: Some(root_cert),
-    };
+    let certificates = private_ca(std::slice::from_ref(&url.to_owned()), ca_file)?;
     let client = redis::Client::build_with_tls(url, certificates)
         .map_err(|e| format!("{shown} with REDIS_CA_FILE: {e}"))?;
     Ok(client.get_connection_info().clone())
 }
 
-/// A cluster's seed nodes have no CA of their own to carry: the cluster
-/// client verifies every node it discovers with one set of certificates,
-/// which deadpool-redis's cluster manager cannot be given.
-pub fn check_cluster_ca(ca_file: Option<&Path>) -> Result<(), String> {
-    match ca_file {
-        None => Ok(()),
-        Some(_) => Err(
-            "REDIS_CA_FILE is not supported with REDIS_CLUSTER_URLS yet: a rediss:// cluster is verified against the system roots; unset REDIS_CA_FILE"
-                .to_owned(),
-        ),
+/// The client of a Redis Cluster whose seed nodes are `urls`. Every node it
+/// discovers is verified like the seeds: against the system roots for
+/// `rediss://`, or against the CA of `REDIS_CA_FILE`. Connecting and every
+/// command are bounded by `timeout`.
+pub fn cluster_client(
+    urls: &[String],
+    ca_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<ClusterClient, String> {
+    tls::install_crypto_provider();
+    let shown = urls
+        .iter()
+        .map(|u| redact_url_password(u))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut builder = ClusterClientBuilder::new(urls.to_vec())
+        .connection_timeout(timeout)
+        .response_timeout(timeout);
+    if let Some(ca_file) = ca_file {
+        builder = builder.certs(private_ca(urls, ca_file)?);
     }
+    builder
+        .build()
+        .map_err(|e| format!("REDIS_CLUSTER_URLS={shown}: {e}"))
+}
+
+/// `REDIS_CA_FILE` as the only root, for `urls` that must all be `rediss://`.
+fn private_ca(urls: &[String], ca_file: &Path) -> Result<TlsCertificates, String> {
+    if let Some(plain) = urls.iter().find(|u| !u.starts_with("rediss://")) {
+        return Err(format!(
+            "REDIS_CA_FILE is set but {} is not a rediss:// URL; use rediss:// or unset REDIS_CA_FILE",
+            redact_url_password(plain)
+        ));
+    }
+    let root_cert = tls::read_ca_pem(ca_file).map_err(|e| format!("REDIS_CA_FILE: {e}"))?;
+    Ok(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_cert),
+    })
 }
 
 #[cfg(test)]
@@ -61,6 +83,28 @@ mod tests {
             err.contains("REDIS_CA_FILE") && !err.contains("hunter2"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_cluster_with_a_ca_file_needs_tls_urls_and_a_readable_ca() {
+        let secret = Duration::from_millis(100);
+        let plain = vec![
+            "rediss://:hunter2@a:6380".to_owned(),
+            "redis://:hunter2@b:6379".to_owned(),
+        ];
+        let err = cluster_client(&plain, Some(Path::new("/ca.pem")), secret)
+            .err()
+            .expect("a plain seed is refused");
+        assert!(err.contains("b:6379") && !err.contains("hunter2"), "{err}");
+        let tls_urls = vec!["rediss://:hunter2@a:6380".to_owned()];
+        let err = cluster_client(&tls_urls, Some(Path::new("/nope.pem")), secret)
+            .err()
+            .expect("a missing CA is refused");
+        assert!(
+            err.contains("/nope.pem") && !err.contains("hunter2"),
+            "{err}"
+        );
+        assert!(cluster_client(&tls_urls, None, secret).is_ok());
     }
 
     #[test]

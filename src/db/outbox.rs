@@ -71,6 +71,11 @@ pub async fn pending(
     Ok(pending)
 }
 
+/// How many bumps are owed: what a stopping instance leaves to the next one.
+pub async fn count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    cache_outbox::table.count().get_result(conn).await
+}
+
 /// Forgets rows whose bumps reached Redis.
 pub async fn delete(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<usize> {
     diesel::delete(cache_outbox::table.filter(cache_outbox::id.eq_any(ids)))

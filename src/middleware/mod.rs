@@ -10,8 +10,10 @@
 //! - [`cors`]: CORS for the origins an operator allows.
 //! - [`panics`]: a panicking handler answers a JSON `500`.
 //! - [`metrics`]: requests counted and timed by route pattern.
+//! - [`drain`]: requests in flight, which a stop waits for.
 
 pub mod cors;
+pub mod drain;
 pub mod headers;
 pub mod json_errors;
 pub mod metrics;

@@ -10,6 +10,7 @@ mod pages;
 mod profiles;
 mod socials;
 mod startup;
+mod stop;
 mod users;
 
 mod cache_resilience;

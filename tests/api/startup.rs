@@ -1,11 +1,10 @@
 //! The `linkhub` binary (bad configuration, unreachable PostgreSQL, `migrate`,
 //! `promote`, `serve`) and start-up without Redis.
 
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::process::Command;
 
 use crate::support::*;
 
@@ -14,25 +13,6 @@ struct Outcome {
     stdout: String,
     stderr: String,
     elapsed: Duration,
-}
-
-/// A command for the binary with a clean environment (only `vars` and PATH)
-/// in an empty directory, so neither the caller's environment nor a `.env`
-/// of the work tree changes what it does.
-fn linkhub(args: &[&str], vars: &[(&str, &str)]) -> (Command, tempdir::Dir) {
-    let dir = tempdir::Dir::new();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_linkhub"));
-    command
-        .args(args)
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(vars.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    (command, dir)
 }
 
 /// Runs the binary to completion, failing the test if it takes longer than `limit`.
@@ -49,21 +29,6 @@ async fn run(args: &[&str], vars: &[(&str, &str)], limit: Duration) -> Outcome {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         elapsed: started.elapsed(),
     }
-}
-
-/// Settings every run shares: the shared Redis, a private prefix, port 0.
-fn base_vars(database_url: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("DATABASE_URL", database_url.to_string()),
-        ("REDIS_URL", REDIS_URL.to_string()),
-        ("BIND_ADDR", "127.0.0.1:0".to_string()),
-        ("CACHE_PREFIX", unique_name("t")),
-        ("WORKERS", "1".to_string()),
-    ]
-}
-
-fn as_refs<'a>(vars: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 #[tokio::test]
@@ -220,45 +185,18 @@ async fn migrate_creates_a_missing_database() {
 #[tokio::test]
 async fn serve_creates_the_database_migrates_and_listens_on_bind_addr() {
     let database_url = fresh_database_url();
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let mut vars = base_vars(&database_url);
-    vars.retain(|(k, _)| *k != "BIND_ADDR");
-    vars.push(("BIND_ADDR", format!("127.0.0.1:{port}")));
-    let (mut command, _dir) = linkhub(&["serve"], &as_refs(&vars));
-    let mut child = command.spawn().expect("failed to start linkhub serve");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let ready = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let output = child.wait_with_output().await.unwrap();
-            panic!(
-                "linkhub serve exited with {status}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        if let Ok(response) = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-        {
-            break response;
-        }
-        assert!(Instant::now() < deadline, "linkhub serve never listened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let body = expect_json(ready, 200).await;
+    let served = ServedBinary::start(&base_vars(&database_url)).await;
+    let body = expect_json(served.app.readyz().await, 200).await;
     assert_eq!(body["database"], "ok");
-    let response = client
-        .post(format!("http://127.0.0.1:{port}/api/v1/users"))
+    let response = served
+        .app
+        .client
+        .post(served.app.url("/api/v1/users"))
         .json(&json!({"username": "served", "email": "served@example.com", "password": TEST_PASSWORD}))
         .send()
         .await
         .unwrap();
     expect_written(response, 201).await;
-    child.kill().await.expect("failed to stop linkhub serve");
 }
 
 #[tokio::test]
@@ -294,29 +232,4 @@ async fn without_redis_the_service_starts_and_serves_reads_bypassing_the_cache()
     expect_written(response, 200).await;
     let public = expect_data(app.user(user.id).await).await;
     assert_eq!(public["name"], "No Redis");
-}
-
-/// A scratch directory removed on drop.
-mod tempdir {
-    use std::path::{Path, PathBuf};
-
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new() -> Dir {
-            let path = std::env::temp_dir().join(crate::support::unique_name("linkhub_cwd"));
-            std::fs::create_dir_all(&path).expect("create a scratch directory");
-            Dir(path)
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }

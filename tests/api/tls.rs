@@ -215,6 +215,27 @@ struct TlsRedis {
 
 impl TlsRedis {
     async fn start(pki: &Pki) -> TlsRedis {
+        Self::start_with(pki, &[]).await
+    }
+
+    /// A node of a TLS-only cluster: the cluster bus is TLS too, and the node
+    /// keeps its `nodes.conf` in its own directory.
+    async fn start_cluster_node(pki: &Pki) -> TlsRedis {
+        Self::start_with(
+            pki,
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--tls-cluster",
+                "yes",
+                "--cluster-node-timeout",
+                "2000",
+            ],
+        )
+        .await
+    }
+
+    async fn start_with(pki: &Pki, extra: &[&str]) -> TlsRedis {
         let dir = ScratchDir::new(false);
         let cert = dir.write("redis.crt", &pki.server_cert_pem, 0o644);
         let key = dir.write("redis.key", &pki.server_key_pem, 0o600);
@@ -238,6 +259,9 @@ impl TlsRedis {
                 .arg("--tls-ca-cert-file")
                 .arg(&ca)
                 .args(["--tls-auth-clients", "no", "--requirepass", REDIS_PASSWORD])
+                .arg("--dir")
+                .arg(&dir.0)
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -269,6 +293,55 @@ impl TlsRedis {
     fn url(&self) -> String {
         format!("rediss://:{REDIS_PASSWORD}@localhost:{}", self.port)
     }
+
+    /// `redis-cli` over TLS to this node, verifying it with `ca`.
+    fn cli(&self, ca: &str, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args([
+                "--tls",
+                "--cacert",
+                ca,
+                "--no-auth-warning",
+                "-a",
+                REDIS_PASSWORD,
+            ])
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli");
+        assert!(
+            output.status.success(),
+            "redis-cli {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+/// Three TLS-only masters joined into a cluster that covers every slot.
+async fn tls_cluster(pki: &Pki, ca: &str) -> Vec<TlsRedis> {
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(TlsRedis::start_cluster_node(pki).await);
+    }
+    let addresses: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let mut create = vec!["--cluster", "create"];
+    create.extend(addresses.iter().map(String::as_str));
+    create.push("--cluster-yes");
+    nodes[0].cli(ca, &create);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !nodes
+        .iter()
+        .all(|n| n.cli(ca, &["cluster", "info"]).contains("cluster_state:ok"))
+    {
+        assert!(Instant::now() < deadline, "the TLS cluster never became ok");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    nodes
 }
 
 impl Drop for TlsRedis {
@@ -298,7 +371,7 @@ async fn serve(settings: Settings) -> TestApp {
         .await
         .unwrap_or_else(|e| panic!("linkhub did not start over TLS: {e}"));
     let port = application.port();
-    tokio::spawn(application.run_until_stopped());
+    tokio::spawn(application.run_until(std::future::pending()));
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
@@ -440,6 +513,7 @@ async fn a_wrong_ca_is_refused_and_no_message_shows_a_password() {
         },
         pool,
         metrics,
+        &linkhub::tasks::BackgroundTasks::default(),
     )
     .expect("the CA file is readable");
     let error = cache
@@ -453,4 +527,66 @@ async fn a_wrong_ca_is_refused_and_no_message_shows_a_password() {
     );
     assert!(!message.contains(REDIS_PASSWORD), "{message}");
     assert!(Path::new(&wrong_ca).exists());
+}
+
+#[tokio::test]
+async fn a_tls_cluster_is_verified_against_redis_ca_file() {
+    let pki = make_pki();
+    let other = make_pki();
+    let files = ScratchDir::new(false);
+    let ca = file(&files, "ca.pem", &pki.ca_pem);
+    let wrong_ca = file(&files, "wrong-ca.pem", &other.ca_pem);
+    let nodes = tls_cluster(&pki, &ca).await;
+    // Seeds by IP: the nodes announce IPs, and the certificate names 127.0.0.1.
+    let seeds = nodes
+        .iter()
+        .map(|n| format!("rediss://:{REDIS_PASSWORD}@127.0.0.1:{}", n.port))
+        .collect::<Vec<_>>()
+        .join(",");
+    let database_url = create_test_database().await;
+
+    let app = serve(settings(&[
+        ("DATABASE_URL", database_url.clone()),
+        ("REDIS_CLUSTER_URLS", seeds.clone()),
+        ("REDIS_CA_FILE", ca.clone()),
+        ("CACHE_PREFIX", unique_name("tlsc")),
+        ("MIGRATE_ON_START", "false".to_owned()),
+    ]))
+    .await;
+    let user = app.register_user().await;
+    let path = format!("/api/v1/profiles/{}", user.username);
+    let cached = warm(&app, &path).await;
+    assert_eq!(
+        cached.x_cache, "HIT",
+        "the entry must be stored in the TLS cluster"
+    );
+    // Every master took part: the keys live in the cluster, not in one node.
+    let keys: usize = nodes
+        .iter()
+        .map(|n| {
+            n.cli(&ca, &["dbsize"])
+                .trim()
+                .parse::<usize>()
+                .expect("a key count")
+        })
+        .sum();
+    assert!(keys > 0, "no key reached the cluster");
+
+    // A CA that did not sign the nodes: the cache is never trusted, reads
+    // bypass it, and no message shows the password.
+    let refused = serve(settings(&[
+        ("DATABASE_URL", database_url.clone()),
+        ("REDIS_CLUSTER_URLS", seeds),
+        ("REDIS_CA_FILE", wrong_ca),
+        ("CACHE_PREFIX", unique_name("tlsc")),
+        ("MIGRATE_ON_START", "false".to_owned()),
+    ]))
+    .await;
+    for _ in 0..2 {
+        let read = refused.get(&path).await;
+        assert_eq!(read.status(), 200);
+        assert_eq!(header(&read, "x-cache").as_deref(), Some("BYPASS"));
+    }
+    let ready = expect_json(refused.readyz().await, 200).await;
+    assert_eq!(ready["cache"], "degraded");
 }

@@ -20,6 +20,7 @@ use super::database::create_test_database;
 
 /// The shared Redis; tests isolate themselves by key prefix, never by flushing.
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+#[derive(Clone)]
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
     pub address: String,
@@ -69,18 +70,27 @@ pub async fn spawn_app_on(
         .await
         .expect("failed to build the application");
     let port = application.port();
-    tokio::spawn(application.run_until_stopped());
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("failed to build the HTTP client");
-    TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        client,
-        database_url: database_url.to_string(),
-        settings,
+    // Stopped with the test's runtime, never by a signal: Ctrl-C still ends `cargo test`.
+    tokio::spawn(application.run_until(std::future::pending()));
+    TestApp::at(port, database_url, settings)
+}
+
+impl TestApp {
+    /// A client for an app (in this process or not) listening on `port`;
+    /// `database_url` is the database as the test reaches it.
+    pub fn at(port: u16, database_url: &str, settings: Settings) -> TestApp {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("failed to build the HTTP client");
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            client,
+            database_url: database_url.to_owned(),
+            settings,
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! | file | what it gives a test |
 //! |---|---|
 //! | `app` | `spawn_app` and friends: the app on port 0, its own database and key space |
+//! | `binary` | the `linkhub` binary: a clean environment, `linkhub serve` as a child a test can signal |
 //! | `database` | the per-test database (from a migrated template) and raw SQL |
 //! | `client` | one helper per endpoint (`register`, `login`, `create_link`, ...) and the one way to create each resource |
 //! | `paths` | every API path, written once |
@@ -19,6 +20,7 @@
 
 mod app;
 mod assertions;
+mod binary;
 mod client;
 mod database;
 mod metrics;
@@ -30,6 +32,7 @@ mod redis;
 
 pub use app::*;
 pub use assertions::*;
+pub use binary::*;
 pub use client::*;
 pub use database::*;
 pub use metrics::*;
