@@ -195,11 +195,15 @@ fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
     })
 }
 
-/// `201` or `200` with `{"message": ..., "data": ...}`.
+/// `201` or `200` with `{"message": ..., "data": ...}`: the answer of a
+/// write, which shows what its author may see (a private user, say), so
+/// it is `Cache-Control: no-store`.
 pub fn message_response<T: serde::Serialize>(
     status: StatusCode,
     message: &'static str,
     data: T,
 ) -> HttpResponse {
-    HttpResponse::build(status).json(Message { message, data })
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .json(Message { message, data })
 }

@@ -59,6 +59,8 @@ pub async fn list(
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 422, description = "Field rules broken", body = ErrorBody),
+        (status = 503, description = "Password hashing is busy (or the database is unavailable)",
+         headers(("Retry-After" = u64, description = "Seconds to wait, when busy")), body = ErrorBody),
     ))]
 pub async fn register(
     state: web::Data<AppState>,
@@ -99,7 +101,11 @@ pub async fn get(
         (status = 403, description = "Not the owner", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
         (status = 409, description = "Username or email taken", body = ErrorBody),
-        (status = 422, description = "Field rules broken", body = ErrorBody),
+        (status = 422, description = "Field rules broken, or `current_password` missing or wrong", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts at the current password",
+         headers(("Retry-After" = u64, description = "Seconds to wait")), body = ErrorBody),
+        (status = 503, description = "Password hashing is busy (or the database is unavailable)",
+         headers(("Retry-After" = u64, description = "Seconds to wait, when busy")), body = ErrorBody),
     ))]
 pub async fn update(
     caller: Caller,
