@@ -47,6 +47,17 @@ pub struct Settings {
     pub login_max_failures: u32,
     /// `LOGIN_WINDOW_SECS`: the window those failures are counted in.
     pub login_window: Duration,
+    /// `LOGIN_MAX_FAILURES_PER_ADDRESS`: failed logins from one client
+    /// address, across every login name, before `429` (password spraying).
+    pub login_max_failures_per_address: u32,
+    /// `TRUSTED_PROXIES`: peers (IPs or CIDRs, comma-separated) whose
+    /// `X-Forwarded-For` names the client; empty: the header is never trusted.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `HASH_QUEUE_MAX`: password hashes that may wait for a free hashing
+    /// slot; one more is answered `503` with `Retry-After`.
+    pub hash_queue_max: usize,
+    /// `HASH_WAIT_MS`: the longest a password hash waits for a slot before `503`.
+    pub hash_wait: Duration,
     /// `TOKEN_TTL_SECS`: lifetime of a bearer token.
     pub token_ttl: Duration,
     /// `SHUTDOWN_GRACE_SECS`: after `SIGTERM`, how long requests in flight
@@ -126,6 +137,15 @@ impl Settings {
             db_timeout: millis(&lookup, "DB_TIMEOUT_MS", 5000)?,
             login_max_failures: parse(&lookup, "LOGIN_MAX_FAILURES", 10, "a whole number")?,
             login_window: seconds(&lookup, "LOGIN_WINDOW_SECS", 60, "seconds")?,
+            login_max_failures_per_address: parse(
+                &lookup,
+                "LOGIN_MAX_FAILURES_PER_ADDRESS",
+                100,
+                "a whole number",
+            )?,
+            trusted_proxies: networks(&lookup, "TRUSTED_PROXIES")?,
+            hash_queue_max: parse(&lookup, "HASH_QUEUE_MAX", 64, "a whole number")?,
+            hash_wait: millis(&lookup, "HASH_WAIT_MS", 3000)?,
             token_ttl: seconds(&lookup, "TOKEN_TTL_SECS", 7 * 24 * 3600, "seconds")?,
             shutdown_grace: seconds(&lookup, "SHUTDOWN_GRACE_SECS", 25, "seconds")?,
             cors_allowed_origins: origins(&lookup, "CORS_ALLOWED_ORIGINS")?,
@@ -163,6 +183,7 @@ impl Settings {
             ("REDIS_TIMEOUT_MS", self.redis_timeout.is_zero()),
             ("DB_TIMEOUT_MS", self.db_timeout.is_zero()),
             ("LOGIN_WINDOW_SECS", self.login_window.is_zero()),
+            ("HASH_WAIT_MS", self.hash_wait.is_zero()),
             ("TOKEN_TTL_SECS", self.token_ttl.is_zero()),
             ("CACHE_NEGATIVE_TTL_SECS", self.cache_negative_ttl.is_zero()),
             (
@@ -366,6 +387,29 @@ fn origins(
         .collect()
 }
 
+/// A comma-separated list of IP addresses or CIDR networks
+/// (`10.0.0.0/8, 192.0.2.7, ::1`); a bare address is a network of one.
+fn networks(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let raw = lookup(name).unwrap_or_default();
+    raw.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| ConfigError {
+                    name,
+                    value: raw.clone(),
+                    expected: "comma-separated IP addresses or CIDR networks such as 10.0.0.0/8,192.0.2.7",
+                })
+        })
+        .collect()
+}
+
 fn boolean(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
@@ -484,6 +528,22 @@ mod tests {
             assert!(err.to_string().contains("DATABASE_CA_FILE"), "{err}");
         }
         assert_eq!(from(&[]).expect("defaults").database_ca_file, None);
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let s = from(&[]).expect("defaults");
+        assert!(s.trusted_proxies.is_empty());
+        assert_eq!(s.login_max_failures_per_address, 100);
+        assert_eq!(s.hash_queue_max, 64);
+        assert_eq!(s.hash_wait, Duration::from_millis(3000));
+        let s = from(&[("TRUSTED_PROXIES", " 10.0.0.0/8, 192.0.2.7 ,::1")]).expect("valid");
+        let shown: Vec<String> = s.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "::1/128"]);
+        for bad in ["10.0.0.0/33", "proxy.example.com", "10.0.0.1,*"] {
+            let err = from(&[("TRUSTED_PROXIES", bad)]).unwrap_err();
+            assert!(err.to_string().contains("TRUSTED_PROXIES"), "{err}");
+        }
     }
 
     #[test]

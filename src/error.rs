@@ -41,6 +41,10 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("the database is unavailable, retry later")]
     ServiceUnavailable(String),
+    /// A bounded resource (password hashing) is at its limit: the client is
+    /// told when to come back instead of waiting ever longer.
+    #[error("the server is busy, retry later")]
+    Busy { retry_after_secs: u64 },
     #[error("internal server error")]
     Internal(String),
 }
@@ -80,6 +84,11 @@ impl ApiError {
         Self::Internal(context.into())
     }
 
+    /// `503` with `Retry-After`: a bounded resource is full right now.
+    pub fn busy(retry_after_secs: u64) -> Self {
+        Self::Busy { retry_after_secs }
+    }
+
     /// A single-field validation failure.
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
         let mut details = FieldErrors::new();
@@ -99,7 +108,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Validation(_) => "validation_failed",
             Self::RateLimited { .. } => "rate_limited",
-            Self::ServiceUnavailable(_) => "service_unavailable",
+            Self::ServiceUnavailable(_) | Self::Busy { .. } => "service_unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -133,7 +142,7 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ServiceUnavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -145,7 +154,7 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
-        if let Self::RateLimited { retry_after_secs } = self {
+        if let Self::RateLimited { retry_after_secs } | Self::Busy { retry_after_secs } = self {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.max(&1).to_string()));
         }
         if matches!(self, Self::Unauthorized | Self::InvalidCredentials) {

@@ -20,7 +20,8 @@ use actix_web::middleware::{Logger, from_fn};
 use actix_web::{App, HttpServer, web};
 use tracing_actix_web::TracingLogger;
 
-use crate::auth::throttle::LoginThrottle;
+use crate::auth::password::Hashing;
+use crate::auth::throttle::{Limit, LoginThrottle};
 use crate::cache::{Cache, CacheConfig};
 use crate::config::Settings;
 use crate::db::{self, DatabaseSetupError, DbPool};
@@ -135,7 +136,17 @@ impl Application {
             db: pool.clone(),
             cache,
             metrics,
-            login_throttle: LoginThrottle::new(settings.login_max_failures, settings.login_window),
+            login_throttle: LoginThrottle::new(
+                Limit {
+                    max: settings.login_max_failures,
+                    window: settings.login_window,
+                },
+                Limit {
+                    max: settings.login_max_failures_per_address,
+                    window: settings.login_window,
+                },
+            ),
+            hashing: Hashing::new(settings.hash_queue_max, settings.hash_wait),
             readiness,
             settings,
         });

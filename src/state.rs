@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::password::Hashing;
 use crate::auth::throttle::LoginThrottle;
 use crate::cache::Cache;
 use crate::config::Settings;
@@ -17,6 +18,8 @@ pub struct AppState {
     pub cache: Cache,
     pub metrics: Arc<Metrics>,
     pub login_throttle: LoginThrottle,
+    /// The bounded password hashing slots and their queue.
+    pub hashing: Hashing,
     pub settings: Settings,
     /// `/readyz`'s own PostgreSQL connection.
     pub readiness: ReadinessProbe,

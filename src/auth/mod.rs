@@ -1,7 +1,8 @@
 //! Authentication: password hashing, bearer tokens, the authenticated-caller
-//! extractor and the login throttle.
+//! extractor, the login throttle and the client address it counts under.
 
 pub mod caller;
+pub mod client_addr;
 pub mod password;
 pub mod throttle;
 pub mod token;

@@ -56,6 +56,7 @@
 
 pub mod breaker;
 pub mod keys;
+pub mod limits;
 mod listener;
 mod owed;
 mod purge;

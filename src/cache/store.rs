@@ -143,7 +143,7 @@ impl deadpool::managed::Manager for ClusterManager {
 /// above this type is written once for both topologies; clones send
 /// concurrently over the same multiplexed connection.
 #[derive(Clone)]
-enum Shared {
+pub(super) enum Shared {
     Single(redis::aio::MultiplexedConnection),
     Cluster(redis::cluster_async::ClusterConnection),
 }
@@ -311,7 +311,7 @@ impl Store {
 
     /// The kept connection, or a fresh one from the pool (checked or newly
     /// made) when there is none.
-    async fn conn(&self) -> StoreResult<Shared> {
+    pub(super) async fn conn(&self) -> StoreResult<Shared> {
         let kept = self
             .current
             .read()
@@ -334,7 +334,10 @@ impl Store {
 
     /// Bounds a whole operation, pool wait included. A failure drops the kept
     /// connection: the next command takes one the pool has checked or made anew.
-    async fn bounded<T>(&self, op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    pub(super) async fn bounded<T>(
+        &self,
+        op: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
         let result = tokio::time::timeout(self.timeout * 2, op)
             .await
             .unwrap_or(Err(StoreError::Timeout(self.timeout * 2)));

@@ -73,18 +73,24 @@ pub async fn page_of_user(
     Ok((rows, count_to_u64(total)))
 }
 
-/// What adding a link came to. Both refusals leave the database unchanged.
+/// Links one user may have (API.md): a profile entry has a bounded size.
+pub const MAX_LINKS_PER_USER: i64 = 100;
+
+/// What adding a link came to. Every refusal leaves the database unchanged.
 #[derive(Debug)]
 pub enum NewLink {
     Created(Written<Link>),
     NoSuchUser,
+    /// The user has [`MAX_LINKS_PER_USER`] links already.
+    LimitReached,
     /// No position was given and the user's last link already has the
     /// highest one a link can have.
     NoPositionLeft,
 }
 
 /// Adds a link; without a position it goes after the user's last link. The
-/// owner row is locked first, so concurrent appends get distinct positions.
+/// owner row is locked first, so concurrent appends get distinct positions
+/// and concurrent creates cannot pass [`MAX_LINKS_PER_USER`] together.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     user_id: i64,
@@ -96,6 +102,14 @@ pub async fn insert(
         let Some(username) = lock_owner(conn, user_id).await? else {
             return Ok(NewLink::NoSuchUser);
         };
+        let count: i64 = links::table
+            .filter(links::user_id.eq(user_id))
+            .count()
+            .get_result(conn)
+            .await?;
+        if count >= MAX_LINKS_PER_USER {
+            return Ok(NewLink::LimitReached);
+        }
         let position = match position {
             Some(p) => p,
             None => {

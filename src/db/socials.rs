@@ -46,17 +46,39 @@ pub async fn all_of_user(conn: &mut AsyncPgConnection, user_id: i64) -> QueryRes
         .await
 }
 
-/// `Ok(None)`: no such user. A platform the user already has is a `409`.
+/// Social accounts one user may have (API.md).
+pub const MAX_SOCIALS_PER_USER: i64 = 50;
+
+/// What adding a social account came to. Every refusal leaves the database
+/// unchanged; a platform the user already has is a unique violation (`409`).
+#[derive(Debug)]
+pub enum NewSocial {
+    Created(Written<Social>),
+    NoSuchUser,
+    /// The user has [`MAX_SOCIALS_PER_USER`] accounts already.
+    LimitReached,
+}
+
+/// Adds a social account. The owner row is locked first, so concurrent
+/// creates cannot pass [`MAX_SOCIALS_PER_USER`] together.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     user_id: i64,
     platform: String,
     url: String,
-) -> QueryResult<Option<Written<Social>>> {
+) -> QueryResult<NewSocial> {
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let Some(username) = lock_owner(conn, user_id).await? else {
-            return Ok(None);
+            return Ok(NewSocial::NoSuchUser);
         };
+        let count: i64 = socials::table
+            .filter(socials::user_id.eq(user_id))
+            .count()
+            .get_result(conn)
+            .await?;
+        if count >= MAX_SOCIALS_PER_USER {
+            return Ok(NewSocial::LimitReached);
+        }
         let social: Social = diesel::insert_into(socials::table)
             .values((
                 socials::user_id.eq(user_id),
@@ -68,7 +90,7 @@ pub async fn insert(
             .await?;
         let namespaces = namespace::touched_by_social_write(user_id, &username, social.id);
         let changes = outbox::record(conn, namespaces).await?;
-        Ok(Some(Written {
+        Ok(NewSocial::Created(Written {
             value: social,
             changes,
         }))

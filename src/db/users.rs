@@ -133,6 +133,19 @@ pub async fn credentials(
     query.first(conn).await.optional()
 }
 
+/// The stored password hash of user `id`, to check a `current_password`.
+pub async fn password_hash_of(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+) -> QueryResult<Option<String>> {
+    users::table
+        .find(id)
+        .select(users::password_hash)
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// Escapes `%`, `_` and `\` so that every character of `term` matches itself in LIKE.
 pub fn like_contains_pattern(term: &str) -> String {
     let mut pattern = String::with_capacity(term.len() + 2);

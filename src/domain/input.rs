@@ -61,6 +61,11 @@ pub struct UserPatchInput {
     #[serde(default, deserialize_with = "present_or_null")]
     #[schema(value_type = Option<String>, format = "uri", max_length = 2048, nullable)]
     pub avatar_url: Option<Option<String>>,
+    /// The password as it is now: needed to change one's own `password` or
+    /// `email` (not for an admin changing another user's).
+    #[validate(custom(function = "no_nul"))]
+    #[schema(format = "password")]
+    pub current_password: Option<String>,
 }
 
 /// `POST /auth/login`

@@ -1,10 +1,12 @@
 //! `/api/v1/auth/login`, `/api/v1/auth/logout` and `/api/v1/me`.
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::openapi::{BodyErrors, ServerErrors};
+use super::openapi::{BodyErrors, HashingServerErrors, ServerErrors};
 use super::{JsonBody, body};
 use crate::auth::Caller;
+use crate::auth::client_addr::client_address;
 use crate::domain::input::LoginInput;
 use crate::domain::resources::{DataBody, LoginView, PrivateUser};
 use crate::error::{ApiError, ErrorBody};
@@ -17,16 +19,20 @@ use crate::state::AppState;
         (status = 200, description = "Logged in", body = DataBody<LoginView>),
         (status = 401, description = "Wrong login or password", body = ErrorBody),
         (status = 422, description = "A NUL character in login or password", body = ErrorBody),
-        (status = 429, description = "Too many failed attempts for this login",
+        (status = 429, description = "Too many failed attempts for this login or from this address",
          headers(("Retry-After" = u64, description = "Seconds to wait")), body = ErrorBody),
-        BodyErrors, ServerErrors,
+        BodyErrors, HashingServerErrors,
     ))]
 pub async fn login(
+    req: HttpRequest,
     state: web::Data<AppState>,
     input: JsonBody<LoginInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let login = sessions::login(&state, body(input)?).await?;
-    Ok(HttpResponse::Ok().json(DataBody { data: login }))
+    let client = client_address(&req, &state.settings.trusted_proxies);
+    let login = sessions::login(&state, body(input)?, client).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .json(DataBody { data: login }))
 }
 
 /// Kills the presented token; the user's other tokens live on.
@@ -50,6 +56,6 @@ pub async fn logout(caller: Caller, state: web::Data<AppState>) -> Result<HttpRe
     ))]
 pub async fn me(caller: Caller) -> HttpResponse {
     HttpResponse::Ok()
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "private, no-store"))
+        .insert_header((header::CACHE_CONTROL, "private, no-store"))
         .json(DataBody { data: caller.user })
 }

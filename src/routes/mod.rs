@@ -264,10 +264,22 @@ fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
 
 /// `201` with `{"message": ..., "data": ...}`.
 pub fn created<T: serde::Serialize>(message: &'static str, data: T) -> HttpResponse {
-    HttpResponse::Created().json(Message { message, data })
+    written(HttpResponse::Created(), message, data)
 }
 
 /// `200` with `{"message": ..., "data": ...}`.
 pub fn updated<T: serde::Serialize>(message: &'static str, data: T) -> HttpResponse {
-    HttpResponse::Ok().json(Message { message, data })
+    written(HttpResponse::Ok(), message, data)
+}
+
+/// The answer of a write shows what its author may see (a private user,
+/// say), so it is `Cache-Control: no-store`.
+fn written<T: serde::Serialize>(
+    mut response: actix_web::HttpResponseBuilder,
+    message: &'static str,
+    data: T,
+) -> HttpResponse {
+    response
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .json(Message { message, data })
 }

@@ -52,6 +52,23 @@ pub enum ServerErrors {
     Unavailable(ErrorBody),
 }
 
+/// [`ServerErrors`] of an operation that hashes a password: its `503` also
+/// says that the hashing queue is full, with `Retry-After`.
+#[derive(utoipa::IntoResponses)]
+pub enum HashingServerErrors {
+    #[response(
+        status = 500,
+        description = "Anything else; the message leaks no internals"
+    )]
+    Internal(ErrorBody),
+    #[response(
+        status = 503,
+        description = "PostgreSQL unreachable, or password hashing busy",
+        headers(("Retry-After" = u64, description = "Seconds to wait, when hashing is busy"))
+    )]
+    Unavailable(ErrorBody),
+}
+
 /// What an operation with a JSON body answers for the body itself, before
 /// its field rules: it does not parse or fit (`400`), is over
 /// [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) (`413`), or is not JSON (`415`).

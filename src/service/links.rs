@@ -3,7 +3,7 @@
 use super::{Body, authorize, invalidate_committed};
 use crate::auth::Caller;
 use crate::db;
-use crate::db::links::NewLink;
+use crate::db::links::{MAX_LINKS_PER_USER, NewLink};
 use crate::domain::input::{LinkPatchInput, NewLinkInput, link_position, validate};
 use crate::domain::resources::Link;
 use crate::error::ApiError;
@@ -28,6 +28,12 @@ pub async fn create(
     let written = match outcome {
         NewLink::Created(written) => Some(written),
         NewLink::NoSuchUser => None,
+        NewLink::LimitReached => {
+            return Err(ApiError::invalid_field(
+                "links",
+                format!("a user has at most {MAX_LINKS_PER_USER} links"),
+            ));
+        }
         NewLink::NoPositionLeft => {
             return Err(ApiError::invalid_field(
                 "position",

@@ -1,38 +1,62 @@
-//! Login and logout.
+//! Login and logout, and the throttled judging of a password that login and
+//! a change of one's own credentials share.
+
+use std::net::IpAddr;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::auth::{Caller, password, token};
+use crate::auth::throttle::Reservation;
+use crate::auth::{Caller, token};
 use crate::db;
 use crate::domain::input::{LoginInput, validate};
 use crate::domain::resources::LoginView;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Exchanges a login and a password for a new token. The throttle is
-/// checked first; an unknown login costs a hash verification too, so it
-/// takes as long as a wrong password. No connection is held while verifying.
-pub async fn login(state: &AppState, input: LoginInput) -> Result<LoginView, ApiError> {
+/// The longest login that can exist: an email of 254 characters (a
+/// username has at most 32).
+pub const MAX_LOGIN_CHARS: usize = 254;
+
+/// Exchanges a login and a password for a new token. The attempt takes its
+/// place in the throttle's windows (for the login, and for the `client`
+/// address) before anything else; an unknown login costs a hash verification
+/// too, so it takes as long as a wrong password. No connection is held while
+/// verifying.
+pub async fn login(
+    state: &AppState,
+    input: LoginInput,
+    client: Option<IpAddr>,
+) -> Result<LoginView, ApiError> {
     validate(&input)?;
-    state
+    let LoginInput { login, password } = input;
+    // A login longer than any that can exist is the wrong login it is (the
+    // same `401`), refused before it costs a hash or a window.
+    if login.chars().count() > MAX_LOGIN_CHARS {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let reservation = state
         .login_throttle
-        .check(&input.login)
-        .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
-    let mut conn = state.db.get().await?;
-    let credentials = db::users::credentials(&mut conn, &input.login).await?;
-    drop(conn);
-    let user_id = match credentials {
-        Some(c) => {
-            if !password::verify(input.password, c.password_hash).await? {
-                return Err(failed(state, &input.login));
+        .reserve(&state.cache, &login, client)
+        .await?;
+    let attempt = async {
+        let mut conn = state.db.get().await?;
+        let credentials = db::users::credentials(&mut conn, &login).await?;
+        drop(conn);
+        match credentials {
+            Some(c) => Ok(state
+                .hashing
+                .verify(password, c.password_hash)
+                .await?
+                .then_some(c.id)),
+            None => {
+                state.hashing.dummy_verify(password).await?;
+                Ok(None)
             }
-            c.id
-        }
-        None => {
-            password::dummy_verify(input.password).await?;
-            return Err(failed(state, &input.login));
         }
     };
+    let user_id = judge(state, reservation, attempt)
+        .await?
+        .ok_or(ApiError::InvalidCredentials)?;
     let (token, digest) = token::generate();
     let expires_at = expiry(Utc::now(), state.settings.token_ttl);
     let mut conn = state.db.get().await?;
@@ -48,16 +72,32 @@ pub async fn login(state: &AppState, input: LoginInput) -> Result<LoginView, Api
     })
 }
 
+/// Runs a password attempt that holds `reservation`: a success (`Some`)
+/// and an attempt that could not be judged (an error: hashing busy, the
+/// database down) give the place back; a failure (`None`) keeps it.
+pub(super) async fn judge<T>(
+    state: &AppState,
+    reservation: Reservation,
+    attempt: impl Future<Output = Result<Option<T>, ApiError>>,
+) -> Result<Option<T>, ApiError> {
+    let outcome = attempt.await;
+    match &outcome {
+        Ok(None) => drop(reservation),
+        Ok(Some(_)) | Err(_) => {
+            state
+                .login_throttle
+                .release(&state.cache, reservation)
+                .await
+        }
+    }
+    outcome
+}
+
 /// Kills the presented token; the user's other tokens live on.
 pub async fn logout(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     let mut conn = state.db.get().await?;
     db::tokens::delete(&mut conn, &caller.token_hash).await?;
     Ok(())
-}
-
-fn failed(state: &AppState, login: &str) -> ApiError {
-    state.login_throttle.record_failure(login);
-    ApiError::InvalidCredentials
 }
 
 /// When a token issued at `now` expires; a lifetime beyond what a timestamp

@@ -3,12 +3,14 @@
 use super::{Body, authorize, invalidate_committed};
 use crate::auth::Caller;
 use crate::db;
+use crate::db::socials::{MAX_SOCIALS_PER_USER, NewSocial};
 use crate::domain::input::{NewSocialInput, SocialPatchInput, validate};
 use crate::domain::resources::Social;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Adds a social account to user `user_id`; one per platform and user.
+/// Adds a social account to user `user_id`; one per platform and user, at
+/// most [`MAX_SOCIALS_PER_USER`] per user.
 pub async fn create(
     state: &AppState,
     caller: &Caller,
@@ -20,8 +22,18 @@ pub async fn create(
     authorize(caller, exists.then_some(user_id), "user")?;
     let input = input?;
     validate(&input)?;
-    let written = db::socials::insert(&mut conn, user_id, input.platform, input.url).await?;
+    let outcome = db::socials::insert(&mut conn, user_id, input.platform, input.url).await?;
     drop(conn);
+    let written = match outcome {
+        NewSocial::Created(written) => Some(written),
+        NewSocial::NoSuchUser => None,
+        NewSocial::LimitReached => {
+            return Err(ApiError::invalid_field(
+                "socials",
+                format!("a user has at most {MAX_SOCIALS_PER_USER} social accounts"),
+            ));
+        }
+    };
     invalidate_committed(state, written, "user").await
 }
 

@@ -1,7 +1,7 @@
 //! Registration, updates and deletion of users.
 
-use super::{Body, authorize, invalidate_committed};
-use crate::auth::{Caller, password};
+use super::{Body, authorize, invalidate_committed, sessions};
+use crate::auth::Caller;
 use crate::db;
 use crate::domain::input::{NewUserInput, UserPatchInput, validate};
 use crate::domain::resources::PrivateUser;
@@ -11,7 +11,7 @@ use crate::state::AppState;
 /// Registers a user: the password is hashed before a connection is taken.
 pub async fn register(state: &AppState, input: NewUserInput) -> Result<PrivateUser, ApiError> {
     validate(&input)?;
-    let password_hash = password::hash(input.password).await?;
+    let password_hash = state.hashing.hash(input.password).await?;
     let new = db::users::NewUser {
         username: input.username,
         email: input.email,
@@ -27,8 +27,10 @@ pub async fn register(state: &AppState, input: NewUserInput) -> Result<PrivateUs
 }
 
 /// Changes any of a user's fields; a new password kills every token of the
-/// user. The connection of the authorization is given back before a new
-/// password is hashed, and the write takes another one.
+/// user. Changing one's own password or email needs the current password
+/// (an admin changing another user's does not). The connection of the
+/// authorization is given back before any password is hashed, and the write
+/// takes another one.
 pub async fn update(
     state: &AppState,
     caller: &Caller,
@@ -41,8 +43,11 @@ pub async fn update(
     authorize(caller, exists.then_some(id), "user")?;
     let input = input?;
     input.validate_all()?;
+    if caller.user.id == id && (input.password.is_some() || input.email.is_some()) {
+        confirm_current_password(state, caller, input.current_password).await?;
+    }
     let password_hash = match input.password {
-        Some(p) => Some(password::hash(p).await?),
+        Some(p) => Some(state.hashing.hash(p).await?),
         None => None,
     };
     let changes = db::users::UserChanges {
@@ -58,6 +63,38 @@ pub async fn update(
     let written = db::users::update(&mut conn, id, changes).await?;
     drop(conn);
     invalidate_committed(state, written, "user").await
+}
+
+/// A stolen token alone must not take an account over: `current` must be
+/// the caller's password as it is now (`422` on `current_password` when it
+/// is missing or wrong). It is judged like a login for the caller's
+/// username: throttled (`429` once that login is locked out), and a wrong
+/// one counts as a failed login.
+async fn confirm_current_password(
+    state: &AppState,
+    caller: &Caller,
+    current: Option<String>,
+) -> Result<(), ApiError> {
+    let current = current.ok_or_else(|| {
+        ApiError::invalid_field(
+            "current_password",
+            "is required to change your own password or email",
+        )
+    })?;
+    let reservation = state
+        .login_throttle
+        .reserve(&state.cache, &caller.user.username, None)
+        .await?;
+    let attempt = async {
+        let mut conn = state.db.get().await?;
+        let stored = db::users::password_hash_of(&mut conn, caller.user.id).await?;
+        drop(conn);
+        let stored = stored.ok_or(ApiError::not_found("user"))?;
+        Ok(state.hashing.verify(current, stored).await?.then_some(()))
+    };
+    sessions::judge(state, reservation, attempt)
+        .await?
+        .ok_or_else(|| ApiError::invalid_field("current_password", "is not your current password"))
 }
 
 /// Deletes a user with its links, socials and tokens.

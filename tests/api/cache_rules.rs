@@ -661,14 +661,17 @@ async fn rule_6_ttl_on_every_entry_and_no_secrets() {
     let new_password = "a brand new secret password";
     let new_email = format!("{}@changed.example.org", unique_name("mail"));
     owner
-        .patch_user(&app, json!({"bio": "changed", "email": new_email}))
+        .patch_user(
+            &app,
+            json!({"bio": "changed", "email": new_email, "current_password": owner.user.password}),
+        )
         .await;
     secrets.push(new_email.to_lowercase());
     let response = app
         .patch_json(
             &owner.user_path(),
             Some(&second_token),
-            &json!({"password": new_password}),
+            &json!({"password": new_password, "current_password": owner.user.password}),
         )
         .await;
     expect_json(response, 200).await;

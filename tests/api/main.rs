@@ -1,9 +1,11 @@
 mod support;
 
+mod abuse_login;
 mod auth;
 mod concurrency;
 mod contract;
 mod errors;
+mod limits;
 mod links;
 mod ops;
 mod pages;

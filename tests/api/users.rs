@@ -572,9 +572,11 @@ async fn patch_updates_each_field_and_answers_the_private_user() {
         ("email", json!(format!("new_{}", user.email))),
     ];
     for (field, value) in changes {
-        let response = app
-            .patch_json(&path, Some(&user.token), &json!({ field: value }))
-            .await;
+        let mut body = json!({ field: value });
+        if field == "email" {
+            body["current_password"] = json!(user.password);
+        }
+        let response = app.patch_json(&path, Some(&user.token), &body).await;
         let updated = expect_written(response, 200).await;
         assert_private_user(&updated);
         assert_eq!(updated[field], value, "{field}");
@@ -725,7 +727,7 @@ async fn patch_into_a_taken_username_or_email_is_409() {
         .patch_json(
             &path,
             Some(&user.token),
-            &json!({"email": other.email.to_uppercase()}),
+            &json!({"email": other.email.to_uppercase(), "current_password": user.password}),
         )
         .await;
     expect_error(response, 409, "conflict").await;
@@ -751,7 +753,7 @@ async fn password_change_kills_every_token_of_the_user() {
         .update_user(
             user.id,
             Some(&user.token),
-            &json!({"password": "a brand new password"}),
+            &json!({"password": "a brand new password", "current_password": user.password}),
         )
         .await;
     expect_written(response, 200).await;

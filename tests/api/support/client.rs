@@ -149,6 +149,22 @@ impl TestApp {
         .await
     }
 
+    /// `POST /api/v1/auth/login` as relayed by a proxy: with `X-Forwarded-For`.
+    pub async fn login_forwarded_for(
+        &self,
+        login: &str,
+        password: &str,
+        forwarded_for: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(paths::LOGIN))
+            .header("x-forwarded-for", forwarded_for)
+            .json(&json!({"login": login, "password": password}))
+            .send()
+            .await
+            .expect("POST login failed")
+    }
+
     pub async fn metrics(&self) -> String {
         let response = self.get(paths::METRICS).await;
         assert_eq!(response.status().as_u16(), 200, "GET /metrics");
