@@ -93,13 +93,13 @@ mod tests {
             "redis://:hunter2@b:6379".to_owned(),
         ];
         let err = cluster_client(&plain, Some(Path::new("/ca.pem")), secret)
-            .err()
-            .expect("a plain seed is refused");
+            .map(drop)
+            .expect_err("a plain seed is refused");
         assert!(err.contains("b:6379") && !err.contains("hunter2"), "{err}");
         let tls_urls = vec!["rediss://:hunter2@a:6380".to_owned()];
         let err = cluster_client(&tls_urls, Some(Path::new("/nope.pem")), secret)
-            .err()
-            .expect("a missing CA is refused");
+            .map(drop)
+            .expect_err("a missing CA is refused");
         assert!(
             err.contains("/nope.pem") && !err.contains("hunter2"),
             "{err}"
