@@ -127,7 +127,11 @@ impl LoginThrottle {
         digest: [u8; 32],
         limit: Limit,
     ) -> Result<Place, Duration> {
-        self.lock().reserve(digest, limit, Instant::now())?;
+        let local = self.lock().reserve(digest, limit, Instant::now());
+        if let Err(local_wait) = local {
+            let shared_wait = cache.attempt_window_full_for(&digest, limit.max).await;
+            return Err(local_wait.max(shared_wait));
+        }
         let window_ms = u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX);
         match cache.reserve_attempt(&digest, limit.max, window_ms).await {
             Some(Admission::Admitted) => Ok(Place {

@@ -39,7 +39,18 @@ if taken > 0 then redis.call('DECR', KEYS[1]) end
 return taken
 ";
 
+/// How many ms the full window of `KEYS[1]` (at least `ARGV[1]` places
+/// taken) has left; `0` when it is not full. Takes nothing.
+const FULL_FOR: &str = "\
+local taken = tonumber(redis.call('GET', KEYS[1]) or '0')
+if taken < tonumber(ARGV[1]) then return 0 end
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then return 0 end
+return left
+";
+
 static RESERVE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RESERVE));
+static FULL_FOR_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FULL_FOR));
 static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE));
 
 /// What Redis said about an attempt.
@@ -81,6 +92,25 @@ impl Cache {
         }
     }
 
+    /// How long the shared window of `digest` stays full (at least `max`
+    /// places taken); zero when it is not full or Redis cannot be asked. An
+    /// attempt the local window refused asks this, so that its `Retry-After`
+    /// covers the shared window too, which may have opened earlier, on
+    /// another instance.
+    pub async fn attempt_window_full_for(&self, digest: &[u8], max: u32) -> std::time::Duration {
+        if !self.enabled || !self.breaker.lets_through() {
+            return std::time::Duration::ZERO;
+        }
+        let key = limit_key(self.store.prefix(), digest);
+        match self.store.full_for(&key, max).await {
+            Ok(ms) => std::time::Duration::from_millis(ms),
+            Err(e) => {
+                self.redis_failed("login throttle", &e);
+                std::time::Duration::ZERO
+            }
+        }
+    }
+
     /// Gives back a place [`Cache::reserve_attempt`] took; `false` when Redis
     /// did not take it (the place then ends with its window).
     pub async fn release_attempt(&self, digest: &[u8]) -> bool {
@@ -112,6 +142,19 @@ impl Store {
                     retry_after_ms: u64::try_from(left_ms).unwrap_or(window_ms),
                 }
             })
+        })
+        .await
+    }
+
+    async fn full_for(&self, key: &str, max: u32) -> StoreResult<u64> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let left_ms: i64 = FULL_FOR_SCRIPT
+                .key(key)
+                .arg(max)
+                .invoke_async(&mut conn)
+                .await?;
+            Ok(u64::try_from(left_ms).unwrap_or(0))
         })
         .await
     }

@@ -3,7 +3,7 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::openapi::{BodyErrors, HashingServerErrors, ServerErrors};
+use super::openapi::{BodyErrors, HashingBusy, ServerErrors};
 use super::{JsonBody, body};
 use crate::auth::Caller;
 use crate::auth::client_addr::client_address;
@@ -21,7 +21,7 @@ use crate::state::AppState;
         (status = 422, description = "A NUL character in login or password", body = ErrorBody),
         (status = 429, description = "Too many failed attempts for this login or from this address",
          headers(("Retry-After" = u64, description = "Seconds to wait")), body = ErrorBody),
-        BodyErrors, HashingServerErrors,
+        BodyErrors, ServerErrors, HashingBusy,
     ))]
 pub async fn login(
     req: HttpRequest,

@@ -52,15 +52,10 @@ pub enum ServerErrors {
     Unavailable(ErrorBody),
 }
 
-/// [`ServerErrors`] of an operation that hashes a password: its `503` also
-/// says that the hashing queue is full, with `Retry-After`.
+/// Listed after [`ServerErrors`] by an operation that hashes a password: its
+/// `503` then also says that the hashing queue is full, with `Retry-After`.
 #[derive(utoipa::IntoResponses)]
-pub enum HashingServerErrors {
-    #[response(
-        status = 500,
-        description = "Anything else; the message leaks no internals"
-    )]
-    Internal(ErrorBody),
+pub enum HashingBusy {
     #[response(
         status = 503,
         description = "PostgreSQL unreachable, or password hashing busy",

@@ -4,7 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::openapi::{BodyErrors, CachedRead, HashingServerErrors, OwnerOnly, ServerErrors};
+use super::openapi::{BodyErrors, CachedRead, HashingBusy, OwnerOnly, ServerErrors};
 use super::{ById, JsonBody, PageParams, Write, body, cached_response, created, updated};
 use crate::domain::input::{NewUserInput, SearchTerm, UserPatchInput};
 use crate::domain::resources::{DataBody, MessageBody, Page, PrivateUser, PublicUser};
@@ -55,7 +55,7 @@ pub async fn list(
         (status = 201, description = "Registered", body = MessageBody<PrivateUser>),
         (status = 409, description = "Username or email taken", body = ErrorBody),
         (status = 422, description = "Field rules broken", body = ErrorBody),
-        BodyErrors, HashingServerErrors,
+        BodyErrors, ServerErrors, HashingBusy,
     ))]
 pub async fn register(
     state: web::Data<AppState>,
@@ -88,7 +88,7 @@ pub async fn get(req: HttpRequest, one: ById) -> Result<HttpResponse, ApiError> 
         (status = 422, description = "Field rules broken, or `current_password` missing or wrong", body = ErrorBody),
         (status = 429, description = "Too many failed attempts at the current password",
          headers(("Retry-After" = u64, description = "Seconds to wait")), body = ErrorBody),
-        BodyErrors, OwnerOnly, HashingServerErrors,
+        BodyErrors, OwnerOnly, ServerErrors, HashingBusy,
     ))]
 pub async fn update(
     write: Write,

@@ -36,14 +36,9 @@ async fn ttls(con: &mut TestRedis, prefix: &str) -> Vec<(String, i64)> {
 }
 
 async fn info_used_memory(con: &mut TestRedis) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(con)
+    info_field(con, "memory", "used_memory")
         .await
-        .expect("INFO memory");
-    info.lines()
-        .find_map(|line| line.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| v.parse().ok())
         .expect("used_memory in INFO")
 }
 

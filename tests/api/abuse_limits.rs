@@ -72,15 +72,7 @@ async fn a_statement_slower_than_the_statement_timeout_ends_in_a_json_503() {
     .await;
     let user = app.register_user().await;
     let lock = TableLock::take(&app.database_url, "users").await;
-    let started = Instant::now();
-    let response = app
-        .client
-        .get(app.url(&paths::user(user.id)))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .expect("the read answers instead of hanging behind the lock");
-    let took = started.elapsed();
+    let (response, took) = timed_get(&app, &paths::user(user.id)).await;
     lock.release().await;
     let body = expect_error(response, 503, "service_unavailable").await;
     let message = body["error"]["message"].as_str().unwrap_or_default();
@@ -179,15 +171,7 @@ async fn readyz_answers_while_every_pooled_connection_is_busy() {
         .collect();
     until_sessions_wait_for_a_lock(&app.database_url, pool_size).await;
 
-    let started = Instant::now();
-    let ready = app
-        .client
-        .get(app.url(paths::READYZ))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .expect("/readyz answers");
-    let took = started.elapsed();
+    let (ready, took) = timed_get(&app, paths::READYZ).await;
     lock.release().await;
     let body = expect_json(ready, 200).await;
     assert_eq!(body["database"], "ok", "{body}");
@@ -205,4 +189,18 @@ async fn readyz_answers_while_every_pooled_connection_is_busy() {
             response.status()
         );
     }
+}
+
+/// `GET path` and how long it took to answer; a client timeout of 10 s turns
+/// a hang into a failed test instead of a stuck one.
+async fn timed_get(app: &TestApp, path: &str) -> (reqwest::Response, Duration) {
+    let started = Instant::now();
+    let response = app
+        .client
+        .get(app.url(path))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} did not answer: {e}"));
+    (response, started.elapsed())
 }

@@ -3,12 +3,10 @@
 //! several instances, Redis going away; `current_password`; the bounded
 //! password hashing queue.
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::json;
-use tokio::process::Command;
 
 use crate::support::*;
 
@@ -221,50 +219,17 @@ fn resident_kib(pid: u32) -> u64 {
         .expect("VmRSS in /proc/<pid>/status")
 }
 
-/// Runs the real binary (`linkhub serve`) on a fresh database; answers the
-/// child and a [`TestApp`] that talks to it.
-async fn serve_binary() -> (tokio::process::Child, TestApp) {
+/// Runs the real binary (`linkhub serve`) on a fresh database, quiet.
+async fn serve_binary() -> ServedBinary {
     let database_url = create_test_database().await;
-    let port = linkhub_harness::free_port();
-    let mut settings = test_settings(&database_url, &unique_name("t"));
-    settings.bind_addr = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_linkhub"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &database_url)
-        .env("REDIS_URL", REDIS_URL)
-        .env("BIND_ADDR", &settings.bind_addr)
-        .env("CACHE_PREFIX", &settings.cache_prefix)
-        .env("MIGRATE_ON_START", "false")
-        .env("WORKERS", "2")
-        .env("RUST_LOG", "warn")
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("failed to start linkhub serve");
-    let app = TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        client: reqwest::Client::new(),
-        database_url,
-        settings,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while app
-        .client
-        .get(app.url(paths::HEALTHZ))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "linkhub serve never listened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (child, app)
+    let mut vars = base_vars(&database_url);
+    vars.retain(|(k, _)| *k != "WORKERS");
+    vars.extend([
+        ("MIGRATE_ON_START", "false".to_owned()),
+        ("WORKERS", "2".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ]);
+    ServedBinary::start(&vars).await
 }
 
 /// `count` failed logins, 16 at a time, each under a new login of `len` bytes.
@@ -281,12 +246,13 @@ async fn fail_with_new_logins(app: &TestApp, count: usize, len: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_new_login_names_leave_memory_and_redis_bounded() {
-    let (child, app) = serve_binary().await;
-    wait_cache_ok(&app).await;
-    let pid = child.id().expect("the child runs");
-    fail_with_new_logins(&app, 100, 60 * 1024).await;
+    let served = serve_binary().await;
+    let app = &served.app;
+    wait_cache_ok(app).await;
+    let pid = served.child.id().expect("the child runs");
+    fail_with_new_logins(app, 100, 60 * 1024).await;
     let before = resident_kib(pid);
-    fail_with_new_logins(&app, 1200, 60 * 1024).await;
+    fail_with_new_logins(app, 1200, 60 * 1024).await;
     let after = resident_kib(pid);
     let grown_mib = after.saturating_sub(before) as f64 / 1024.0;
     println!(
@@ -447,4 +413,32 @@ async fn a_full_hashing_queue_answers_503_with_retry_after() {
     assert!(created >= 1 && busy >= 1, "{created} created, {busy} busy");
     // Once the burst is over, hashing serves again.
     app.register_user().await;
+}
+
+#[tokio::test]
+async fn retry_after_covers_a_shared_window_that_opened_earlier_on_another_instance() {
+    // The first instance's window is 60 s; the user's login there opens the
+    // shared window of this login.
+    let first = spawn_cached().await;
+    let user = first.register_user().await;
+    let second = spawn_app_on(&first.database_url, &first.settings.cache_prefix, |s| {
+        s.login_window = Duration::from_secs(5);
+        s.redis_timeout = Duration::from_millis(PATIENT_REDIS_TIMEOUT_MS);
+    })
+    .await;
+    wait_cache_ok(&second).await;
+    for _ in 0..10 {
+        assert_eq!(second.login(&user.username, "wrong").await.status(), 401);
+    }
+    // The second instance's own window would end within 5 s; the shared one
+    // ends up to 60 s after the first login, so Retry-After says that.
+    let refused = second.login(&user.username, &user.password).await;
+    let retry_after: u64 = header(&refused, "retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert_eq!(refused.status(), 429);
+    assert!(
+        retry_after > 5,
+        "Retry-After {retry_after} ignores the shared window"
+    );
 }

@@ -470,12 +470,12 @@ async fn the_throttle_lifts_when_the_window_passes() {
     let probe = spawn_app().await;
     let user = probe.register_user().await;
     let started = std::time::Instant::now();
-    // Timed on another login: the instances share Redis, and the probe's
-    // failures must not count in the window under test.
     fail_logins(&probe, "timing_probe_nobody", 2).await;
     let ten_checks = started.elapsed().as_secs_f64() * 5.0;
     let window_secs = ((ten_checks * 2.0).ceil() as u64 + 2).clamp(4, 60);
-    let app = spawn_app_on(&probe.database_url, &probe.settings.cache_prefix, |s| {
+    // A Redis key space of its own: the probe's 60 s windows (opened by its
+    // logins, this user's included) must not be the windows under test.
+    let app = spawn_app_on(&probe.database_url, &unique_name("t"), |s| {
         s.login_window = Duration::from_secs(window_secs)
     })
     .await;

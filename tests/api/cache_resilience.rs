@@ -223,15 +223,12 @@ const UNRELATED_KEYS: u64 = 1_000_000;
 
 /// `SCAN` calls the server has answered since its statistics were reset.
 async fn scan_calls(con: &mut TestRedis) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(con)
+    info_field(con, "commandstats", "cmdstat_scan")
         .await
-        .expect("INFO commandstats");
-    info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_scan:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
+        .and_then(|stats| {
+            let calls = stats.strip_prefix("calls=")?;
+            calls.split(',').next()?.parse().ok()
+        })
         .unwrap_or(0)
 }
 

@@ -159,29 +159,34 @@ async fn answers_with_a_token_or_a_private_user_are_no_store() {
         .to_string();
     let me = app.me(&token).await;
     assert!(cache_control(&me).contains("no-store"), "/me");
-    let patch = app
-        .update_user(&id, Some(&token), &json!({"bio": "mine"}))
-        .await;
-    assert!(cache_control(&patch).contains("no-store"), "PATCH own user");
-    let link = app
-        .create_link(
-            &id,
-            Some(&token),
-            &json!({"title": "t", "url": "https://e.com"}),
-        )
-        .await;
-    assert!(cache_control(&link).contains("no-store"), "create a link");
-    let social = app
-        .create_social(
-            &id,
-            Some(&token),
-            &json!({"platform": "gh", "url": "https://e.com"}),
-        )
-        .await;
-    assert!(
-        cache_control(&social).contains("no-store"),
-        "create a social"
-    );
+    let own_writes = [
+        (
+            "PATCH own user",
+            app.update_user(&id, Some(&token), &json!({"bio": "mine"}))
+                .await,
+        ),
+        (
+            "create a link",
+            app.create_link(
+                &id,
+                Some(&token),
+                &json!({"title": "t", "url": "https://e.com"}),
+            )
+            .await,
+        ),
+        (
+            "create a social",
+            app.create_social(
+                &id,
+                Some(&token),
+                &json!({"platform": "gh", "url": "https://e.com"}),
+            )
+            .await,
+        ),
+    ];
+    for (what, response) in &own_writes {
+        assert!(cache_control(response).contains("no-store"), "{what}");
+    }
     // Public reads stay cacheable by clients (revalidated).
     let public = app.user(&id).await;
     assert_eq!(cache_control(&public), "no-cache");

@@ -283,3 +283,16 @@ pub async fn del_keys(con: &mut TestRedis, keys: &[String]) {
             .expect("DEL");
     }
 }
+
+/// The value of `field` in the `section` of `INFO` (as Redis prints it), if listed.
+pub async fn info_field(con: &mut TestRedis, section: &str, field: &str) -> Option<String> {
+    let info: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(con)
+        .await
+        .unwrap_or_else(|e| panic!("INFO {section}: {e}"));
+    info.lines().find_map(|line| {
+        let value = line.strip_prefix(field)?.strip_prefix(':')?;
+        Some(value.trim().to_owned())
+    })
+}
