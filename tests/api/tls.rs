@@ -61,16 +61,21 @@ fn make_pki() -> Pki {
     }
 }
 
-/// A port of this helper's spare range (24000-24999) that was free a moment
-/// ago; parallel tests and processes start at different places in it.
+/// A port of this helper's spare range (12000-12999) that was free a moment
+/// ago, together with its cluster bus port (the port + 10000); parallel
+/// tests and processes start at different places in it. Both lie below the
+/// kernel's ephemeral range (32768-60999), so no outgoing connection of the
+/// busy suite can hold a node's bus port (a bus port in that range once took
+/// a node down at start: `--cluster create` was refused).
 fn spare_port() -> u16 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let start =
         std::process::id() % 1000 + NEXT.fetch_add(37, std::sync::atomic::Ordering::Relaxed);
+    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
     (0..1000u32)
-        .map(|i| 24000 + ((start + i) % 1000) as u16)
-        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        .expect("a free port in 24000-24999")
+        .map(|i| 12000 + ((start + i) % 1000) as u16)
+        .find(|port| free(*port) && free(*port + 10000))
+        .expect("a free port in 12000-12999 with its bus port")
 }
 
 /// A scratch directory owned by the `postgres` user (initdb refuses root);
@@ -272,9 +277,16 @@ impl TlsRedis {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
+                // The port answers as soon as it listens, before a cluster
+                // node binds its bus port (and exits when it cannot): it is
+                // ours once the process still runs a moment later.
                 if tokio::net::TcpStream::connect(("127.0.0.1", port))
                     .await
                     .is_ok()
+                    && {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        matches!(child.try_wait(), Ok(None))
+                    }
                 {
                     return TlsRedis {
                         _dir: dir,
