@@ -64,6 +64,7 @@ mod recovery;
 pub mod single_flight;
 pub mod store;
 mod tls;
+mod topology;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -500,6 +501,12 @@ impl Cache {
                 self.forget_outbox_rows(pending.ids);
                 self.purger.enqueue(pending.namespaces);
             }
+            // Redis works, but a failover could lose the bump: owed, and
+            // the breaker stays closed (the other namespaces are fine).
+            Err(e @ StoreError::NotReplicated { .. }) => {
+                tracing::warn!("cache: {e}; owed until a replica has it");
+                self.owe(&pending.namespaces).await;
+            }
             Err(e) => {
                 self.redis_failed("version bump", &e);
                 self.owe(&pending.namespaces).await;
@@ -579,6 +586,8 @@ pub async fn deliver(config: &CacheConfig, pending: &outbox::Pending) -> Result<
         config.counter_lifetimes(),
     )
     .map_err(StoreError::Protocol)?;
+    // Which shards have replicas to wait for.
+    store.refresh_topology().await?;
     store.bump(&pending.namespaces).await
 }
 
