@@ -499,8 +499,9 @@ def main():
     cluster = None
     cluster_env = {}
     if failover:
+        # Its ports are chosen now; it starts within the `try` below, so that
+        # a failure there still stops whatever nodes did start.
         cluster = ReplicatedCluster(workdir)
-        cluster.start()
         cluster_env = {"REDIS_CLUSTER_URLS": cluster.urls()}
     app = Linkhub(
         binary, name, f"redis://127.0.0.1:{redis_proxy.port}", os.path.join(workdir, "linkhub.log"),
@@ -509,6 +510,8 @@ def main():
     faults = []  # Fault
     ok = False
     try:
+        if cluster:
+            cluster.start()
         app.drop_database()
         app.start()
         pid = app.proc.pid

@@ -22,16 +22,27 @@ pub struct ReplicatedCluster {
     pub masters: Vec<ClusterNode>,
     /// `replicas[i]` replicates `masters[i]`.
     pub replicas: Vec<ClusterNode>,
-    dir: PathBuf,
+    _dir: ScratchDir,
+}
+
+/// A directory removed when dropped.
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl ReplicatedCluster {
     pub async fn start() -> ReplicatedCluster {
-        let dir =
-            std::env::temp_dir().join(format!("linkhub-failover-{}", super::app::unique_name("c")));
+        // Removed when dropped, also when a step below panics.
+        let dir = ScratchDir(
+            std::env::temp_dir().join(format!("linkhub-failover-{}", super::app::unique_name("c"))),
+        );
         let mut servers = Vec::new();
         for n in 0..6 {
-            let node_dir = dir.join(format!("node{n}"));
+            let node_dir = dir.0.join(format!("node{n}"));
             std::fs::create_dir_all(&node_dir).expect("create the node's directory");
             // The cluster bus would be port + 10000, which nobody checked is
             // free: give it a port of its own.
@@ -110,7 +121,7 @@ impl ReplicatedCluster {
         let cluster = ReplicatedCluster {
             masters: ordered_masters,
             replicas: ordered_replicas,
-            dir,
+            _dir: dir,
         };
         cluster.wait_replication_links("up").await;
         cluster
@@ -203,7 +214,6 @@ impl Drop for ReplicatedCluster {
         for node in self.masters.iter_mut().chain(self.replicas.iter_mut()) {
             node.server.kill();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
