@@ -29,8 +29,8 @@ pub struct Master {
     pub address: Option<(String, u16)>,
     /// Inclusive slot ranges it serves.
     pub slots: Vec<(u16, u16)>,
-    /// Replicas of it the cluster does not flag as failing: the ones a
-    /// failover could promote.
+    /// Replicas of it the cluster has not marked failed: the ones a failover
+    /// could promote.
     pub live_replicas: usize,
     /// `run_id` from `INFO server`; it changes when the process restarts.
     pub run_id: Option<String>,
@@ -66,8 +66,8 @@ impl Topology {
 
     /// A cluster, from `CLUSTER NODES`:
     /// `<id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch> <state> <slot>…`.
-    /// Masters flagged as failing or serving no slot are left out: no
-    /// command goes to them.
+    /// Masters the cluster marked failed, or serving no slot, are left out:
+    /// no command goes to them.
     pub fn cluster(nodes: &str) -> Self {
         struct Line<'a> {
             id: &'a str,
@@ -106,10 +106,15 @@ impl Topology {
                 })
             })
             .collect();
+        // `fail` is the cluster's verdict. `fail?` is one node's suspicion
+        // (a busy node, a slow link): a master it flags still serves its
+        // slots, and leaving it out would look like a change of master from
+        // this node's view only; a replica it flags may still be promoted,
+        // so a bump waits for it (if it is really gone, the bump is owed).
         let failing = |flags: &[&str]| {
             flags
                 .iter()
-                .any(|f| matches!(*f, "fail" | "fail?" | "noaddr" | "handshake"))
+                .any(|f| matches!(*f, "fail" | "noaddr" | "handshake"))
         };
         let mut masters: Vec<Master> = lines
             .iter()
@@ -206,6 +211,7 @@ mod tests {
 ab12 127.0.0.1:7003@17003 master - 0 1 3 connected 10923-16383
 292f 127.0.0.1:7004@17004 slave 07c3 0 1 1 connected
 5e5e 127.0.0.1:7005@17005 slave,fail 67ed 0 1 2 disconnected
+9a9a 127.0.0.1:7006@17006 slave,fail? 07c3 0 1 2 connected
 ";
 
     #[test]
@@ -216,7 +222,8 @@ ab12 127.0.0.1:7003@17003 master - 0 1 3 connected 10923-16383
             .iter()
             .map(|m| (m.id.as_str(), m.live_replicas))
             .collect();
-        assert_eq!(replicas, vec![("07c3", 1), ("67ed", 0), ("ab12", 0)]);
+        // A suspected (`fail?`) replica still counts; a failed one does not.
+        assert_eq!(replicas, vec![("07c3", 2), ("67ed", 0), ("ab12", 0)]);
         // slot 12182 is ab12's, which has no replica.
         assert!(!topology.has_live_replica("foo"));
         assert_eq!(
@@ -230,6 +237,11 @@ ab12 127.0.0.1:7003@17003 master - 0 1 3 connected 10923-16383
         let before = Topology::cluster(NODES);
         let replica_gone = Topology::cluster(&NODES.replace("slave 07c3", "slave,fail 07c3"));
         assert!(!replica_gone.masters_changed(&before));
+        let suspected = Topology::cluster(&NODES.replace(
+            "67ed 127.0.0.1:7002@17002 master",
+            "67ed 127.0.0.1:7002@17002 master,fail?",
+        ));
+        assert!(!suspected.masters_changed(&before));
         let promoted = Topology::cluster(
             "\
 07c3 127.0.0.1:7001@17001 master,fail - 0 0 1 disconnected
