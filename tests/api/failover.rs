@@ -165,6 +165,91 @@ async fn a_silent_listening_connection_is_noticed() {
     }
 }
 
+/// One node with a replica: a bump waits for it (`INFO replication` counts
+/// it). A replica that does not answer in time (here: `DEBUG SLEEP`) makes
+/// the write's bumps owed — BYPASS, fresh — and recovery delivers them once
+/// the replica has them again, after which reads are HITs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_waits_for_its_replica() {
+    let master = RedisServer::start().await;
+    let replica = RedisOptions::new()
+        .args(["--enable-debug-command", "local"])
+        .args(["--replicaof", "127.0.0.1", &master.port().to_string()])
+        .start()
+        .await
+        .expect("start a replica");
+    // Synced, not only connected: a replica still in its first full sync
+    // (diskless, after a 5 s delay by default) acknowledges nothing yet.
+    let mut replica_con = redis_connection(&replica.url()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while info_field(&mut replica_con, "replication", "master_link_status")
+        .await
+        .as_deref()
+        != Some("up")
+    {
+        assert!(Instant::now() < deadline, "the replica never synced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let app = spawn_app_with(|s| {
+        s.redis_url = master.url();
+        s.redis_timeout = Duration::from_millis(500);
+    })
+    .await;
+    wait_cache_ok(&app).await;
+    let truth = spawn_truth(&app).await;
+    let owner = Owner::create(&app, 1, 1).await;
+    let path = owner.user_path();
+    warm(&app, &path).await;
+    let owed = || app.metric_sum("linkhub_cache_version_bump_failures_total", &[]);
+
+    // A healthy replica acknowledges at once: delivered, not owed.
+    owner.patch_user(&app, json!({ "bio": "replicated" })).await;
+    assert_eq!(owed().await, 0.0, "a replicated bump is delivered");
+    assert_eq!(
+        assert_fresh(&app, &truth, &path, "replicated")
+            .await
+            .x_cache,
+        "MISS"
+    );
+
+    // The replica stops answering for 3 s: the next write's bump is owed.
+    let replica_port = replica.port();
+    let asleep = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &replica_port.to_string(), "debug", "sleep", "3"])
+            .output()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    owner
+        .patch_user(&app, json!({ "bio": "while the replica slept" }))
+        .await;
+    assert!(owed().await > 0.0, "an unacknowledged bump is owed");
+    assert_eq!(
+        assert_fresh(&app, &truth, &path, "replica asleep")
+            .await
+            .x_cache,
+        "BYPASS"
+    );
+    asleep
+        .await
+        .expect("the sleeping task")
+        .expect("redis-cli debug sleep");
+
+    // Recovery delivers it once the replica has it: the cache is used again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = assert_fresh(&app, &truth, &path, "replica awake").await;
+        if got.x_cache == "HIT" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the owed bump was not delivered within 10 s of the replica waking"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Measures what waiting for a replica adds to a write (run by hand, on a
 /// quiet machine): `cargo test --test api -- --ignored --nocapture
 /// write_latency_on_a_cluster_with_replicas`. Sequential `PATCH`es of one
