@@ -512,8 +512,8 @@ impl Store {
     /// Bumps the counters of `namespaces` and answers once each would survive
     /// a failover (see the module header): [`StoreError::NotReplicated`] when
     /// a shard with a live replica did not confirm one in time. On a cluster
-    /// one pipeline per counter goes to its slot's master (each counter has
-    /// its own slot); on one node a single pipeline ends with one `WAIT`. The
+    /// one pipeline per master (as the last topology read says) goes to it,
+    /// ending with one `WAIT`; on one node a single pipeline does. The
     /// pipelines go out together over the bumps' multiplexed connection.
     pub async fn bump(&self, namespaces: &[Namespace]) -> StoreResult<()> {
         if namespaces.is_empty() {
@@ -541,22 +541,40 @@ impl Store {
                     self.check_bumps(replies, wait, &keys[0])
                 }
                 Shared::Cluster(cluster) => {
-                    let calls = keys.iter().map(|key| {
+                    // One pipeline per master: its counters' bumps, then one
+                    // WAIT (a WAIT blocks the connection, so one per master,
+                    // not per counter). Keys whose master the view does not
+                    // know go one by one.
+                    let mut groups: Vec<(Option<usize>, Vec<&String>)> = Vec::new();
+                    for key in &keys {
+                        let master = topology.as_ref().and_then(|t| t.master_of(key));
+                        match groups
+                            .iter_mut()
+                            .find(|(m, _)| master.is_some() && *m == master)
+                        {
+                            Some((_, group)) => group.push(key),
+                            None => groups.push((master, vec![key])),
+                        }
+                    }
+                    let calls = groups.into_iter().map(|(_, group)| {
                         let mut cluster = cluster.clone();
-                        let wait = must_wait(key);
+                        let wait = must_wait(group[0]);
                         async move {
                             let mut pipe = redis::pipe();
-                            pipe.add_command(self.bump_command(key));
+                            for key in &group {
+                                pipe.add_command(self.bump_command(key));
+                            }
                             if wait {
                                 pipe.add_command(self.wait_command());
                             }
                             let count = pipe.len();
+                            // Every key of the group is the same master's.
                             let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(
-                                key.as_bytes(),
+                                group[0].as_bytes(),
                                 SlotAddr::Master,
                             ));
                             let replies = cluster.route_pipeline(pipe, 0, count, route).await?;
-                            self.check_bumps(replies, wait, key)
+                            self.check_bumps(replies, wait, group[0])
                         }
                     });
                     futures_util::future::try_join_all(calls).await?;

@@ -142,11 +142,16 @@ impl Topology {
     /// has a live one. A slot no known master serves (the view is behind a
     /// resharding) waits, which is never wrong, only slower.
     pub fn has_live_replica(&self, key: &str) -> bool {
+        self.master_of(key)
+            .is_none_or(|m| self.masters[m].live_replicas > 0)
+    }
+
+    /// The index in [`Topology::masters`] of the master serving `key`'s slot.
+    pub fn master_of(&self, key: &str) -> Option<usize> {
         let slot = key_slot(key);
         self.masters
             .iter()
-            .find(|m| m.slots.iter().any(|&(a, b)| (a..=b).contains(&slot)))
-            .is_none_or(|m| m.live_replicas > 0)
+            .position(|m| m.slots.iter().any(|&(a, b)| (a..=b).contains(&slot)))
     }
 
     /// Whether `self` has other masters than `before`: a failover, a
