@@ -171,8 +171,17 @@ async fn a_silent_listening_connection_is_noticed() {
 /// the replica has them again, after which reads are HITs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_node_waits_for_its_replica() {
-    let master = RedisServer::start().await;
+    // A replica writes the RDB of its first sync to its directory.
+    let dir = ScratchDir::new("linkhub-replica");
+    let master = RedisOptions::new()
+        .arg("--dir")
+        .arg(dir.0.as_os_str())
+        .start()
+        .await
+        .expect("start a master");
     let replica = RedisOptions::new()
+        .arg("--dir")
+        .arg(dir.0.as_os_str())
         .args(["--enable-debug-command", "local"])
         .args(["--replicaof", "127.0.0.1", &master.port().to_string()])
         .start()

@@ -26,7 +26,16 @@ pub struct ReplicatedCluster {
 }
 
 /// A directory removed when dropped.
-struct ScratchDir(PathBuf);
+pub struct ScratchDir(pub PathBuf);
+
+impl ScratchDir {
+    /// A new empty directory under the system's temporary directory.
+    pub fn new(prefix: &str) -> ScratchDir {
+        let dir = std::env::temp_dir().join(super::app::unique_name(prefix));
+        std::fs::create_dir_all(&dir).expect("create a scratch directory");
+        ScratchDir(dir)
+    }
+}
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
