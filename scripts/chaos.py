@@ -25,6 +25,21 @@ answered) until it is restored. The run fails unless:
   * the process's resident memory after the run is within 20 % of what it
     was after warm-up.
 
+With `--failover` (issue 11) linkhub runs instead on a private Redis
+Cluster of three masters with one replica each, and each round is a
+failover with unreplicated writes:
+
+  1. every replica's replication link is broken (it authenticates to its
+     master as a user that does not exist; clients and the cluster bus are
+     untouched, so the cluster still counts it alive), for CHAOS_FAULT_SECS
+     of writes;
+  2. the masters are killed and every replica takes over
+     (`CLUSTER FAILOVER TAKEOVER`): the fault ends there;
+  3. the killed nodes are restarted; they rejoin as replicas of the new
+     masters, so the next round fails over the other way.
+
+The checks are the same; the recovery is `/readyz` reporting the cache `ok`.
+
 Each client sends up to CHAOS_RATE requests a second (a third of them
 writes), so the load is the same on a quiet and on a busy machine.
 
@@ -36,6 +51,7 @@ CHAOS_TIMEOUT_SECS (12: per request).
 
 import calendar
 import http.client
+import subprocess
 import os
 import random
 import re
@@ -47,7 +63,8 @@ import time
 from typing import NamedTuple
 
 from harness import (
-    Linkhub, Proxy, RedisServer, drop_abandoned_databases, register_and_login, request, wait_until,
+    Linkhub, Proxy, RedisServer, drop_abandoned_databases, free_port, register_and_login, request,
+    wait_until,
 )
 
 RECOVERY_LIMIT_SECS = 2.0
@@ -300,6 +317,150 @@ class Client(threading.Thread):
 
 
 # --------------------------------------------------------------------------
+# A private Redis Cluster with replicas (--failover).
+# --------------------------------------------------------------------------
+
+class RedisCliError(OSError):
+    """An OSError, so that `wait_until` polls on through it."""
+
+
+def redis_cli(port, *args):
+    out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args],
+                         capture_output=True, text=True, timeout=10)
+    if out.returncode != 0 or out.stdout.startswith(("ERR", "Could not connect")):
+        raise RedisCliError(f"redis-cli -p {port} {' '.join(args)}: {out.stdout} {out.stderr}")
+    return out.stdout
+
+
+class ClusterNode:
+    """One cluster node on a free port, its bus on another, its `nodes.conf`
+    in a directory of its own (so a restart rejoins as the same node)."""
+
+    def __init__(self, workdir, n):
+        self.port = free_port()
+        self.bus_port = free_port()
+        self.dir = os.path.join(workdir, f"node{n}")
+        os.makedirs(self.dir, exist_ok=True)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [
+                "redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
+                "--cluster-enabled", "yes", "--cluster-port", str(self.bus_port),
+                "--cluster-node-timeout", "2000", "--save", "", "--appendonly", "no",
+                "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        if wait_until(lambda: redis_cli(self.port, "ping").strip() == "PONG", 10) is None:
+            raise RuntimeError(f"cluster node on port {self.port} did not start")
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def info(self, field):
+        for line in redis_cli(self.port, "info", "replication").splitlines():
+            if line.startswith(field + ":"):
+                return line.split(":", 1)[1].strip()
+        return None
+
+
+class ReplicatedCluster:
+    """Three masters, one replica each; roles are read from the cluster."""
+
+    def __init__(self, workdir):
+        self.nodes = [ClusterNode(workdir, n) for n in range(6)]
+
+    def urls(self):
+        """Every node: the client finds the promoted replicas once every master is gone."""
+        return ",".join(f"redis://127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self):
+        for node in self.nodes:
+            node.start()
+        redis_cli(self.nodes[0].port, "--cluster", "create",
+                  *[f"127.0.0.1:{n.port}" for n in self.nodes],
+                  "--cluster-replicas", "1", "--cluster-yes")
+        self.wait_whole()
+
+    def roles(self):
+        """(masters, replicas) as the live nodes agree on them, else None."""
+        views = set()
+        for node in self.nodes:
+            if not node.alive():
+                continue
+            masters, replicas = [], []
+            for line in redis_cli(node.port, "cluster", "nodes").splitlines():
+                fields = line.split()
+                if len(fields) < 8 or "fail" in fields[2]:
+                    continue
+                port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+                if "master" in fields[2] and len(fields) > 8:
+                    masters.append(port)
+                elif "slave" in fields[2]:
+                    replicas.append(port)
+            views.add((tuple(sorted(masters)), tuple(sorted(replicas))))
+        if len(views) != 1:
+            return None
+        masters, replicas = views.pop()
+        by_port = {n.port: n for n in self.nodes}
+        return [by_port[p] for p in masters], [by_port[p] for p in replicas]
+
+    def wait_whole(self, within=60):
+        """Until every node agrees on 3 masters and 3 replicas whose links are up."""
+        def whole():
+            roles = self.roles()
+            if roles is None or len(roles[0]) != 3 or len(roles[1]) != 3:
+                return False
+            return all(r.info("master_link_status") == "up" for r in roles[1])
+        if wait_until(whole, within, 0.2) is None:
+            raise RuntimeError("the Redis cluster did not become whole")
+
+    def break_links(self):
+        """Each replica now authenticates to its master as a user that does
+        not exist, and its current link is closed: every reconnection fails."""
+        _, replicas = self.roles()
+        for r in replicas:
+            redis_cli(r.port, "config", "set", "masteruser", "linkhub-nobody")
+            redis_cli(r.port, "config", "set", "masterauth", "wrong-password")
+            redis_cli(r.port, "client", "kill", "type", "master")
+        if wait_until(lambda: all(r.info("master_link_status") == "down" for r in replicas), 10) is None:
+            raise RuntimeError("the replication links did not break")
+        self.broken = replicas
+
+    def fail_over(self):
+        """Kills the masters; every replica takes over."""
+        masters, _ = self.roles()
+        for m in masters:
+            m.kill()
+        for r in self.broken:
+            redis_cli(r.port, "cluster", "failover", "takeover")
+        if wait_until(lambda: all(r.info("role") == "master" for r in self.broken), 20) is None:
+            raise RuntimeError("the replicas did not take over")
+        self.killed = masters
+
+    def heal(self):
+        """The killed nodes come back and rejoin as replicas of the new masters."""
+        for node in self.killed:
+            node.start()
+        for node in self.broken:
+            # Masters now; should they be replicas again, they authenticate normally.
+            redis_cli(node.port, "config", "set", "masteruser", "")
+            redis_cli(node.port, "config", "set", "masterauth", "")
+        self.wait_whole()
+
+    def stop(self):
+        for node in self.nodes:
+            node.kill()
+
+
+# --------------------------------------------------------------------------
 # The run.
 # --------------------------------------------------------------------------
 
@@ -317,7 +478,8 @@ def pg_ok(base, probe):
 
 
 def main():
-    binary = sys.argv[1]
+    failover = "--failover" in sys.argv[1:]
+    binary = [a for a in sys.argv[1:] if a != "--failover"][0]
     env = os.environ
     clients = int(env.get("CHAOS_CLIENTS", "16"))
     rate = float(env.get("CHAOS_RATE", "25"))
@@ -334,13 +496,22 @@ def main():
     redis.start()
     redis_proxy = Proxy(redis.port)
     pg_proxy = Proxy(5432)
+    cluster = None
+    cluster_env = {}
+    if failover:
+        # Its ports are chosen now; it starts within the `try` below, so that
+        # a failure there still stops whatever nodes did start.
+        cluster = ReplicatedCluster(workdir)
+        cluster_env = {"REDIS_CLUSTER_URLS": cluster.urls()}
     app = Linkhub(
         binary, name, f"redis://127.0.0.1:{redis_proxy.port}", os.path.join(workdir, "linkhub.log"),
-        database_url=f"postgres://postgres@127.0.0.1:{pg_proxy.port}/{name}",
+        database_url=f"postgres://postgres@127.0.0.1:{pg_proxy.port}/{name}", env=cluster_env,
     )
     faults = []  # Fault
     ok = False
     try:
+        if cluster:
+            cluster.start()
         app.drop_database()
         app.start()
         pid = app.proc.pid
@@ -373,6 +544,14 @@ def main():
 
         for n in range(1, rounds + 1):
             suffix = f" (round {n})" if rounds > 1 else ""
+            if failover:
+                # Writes go on while no replica gets them; the fault ends
+                # when the replicas have taken over from the killed masters.
+                run_fault(f"replication broken, masters killed, replicas took over{suffix}",
+                          "redis", cluster.break_links, cluster.fail_over,
+                          lambda: cache_ok(app.base))
+                cluster.heal()
+                continue
             for i in (1, 2):
                 run_fault(f"Redis cut #{i}{suffix}", "redis", redis_proxy.cut, redis_proxy.restore,
                           lambda: cache_ok(app.base))
@@ -395,6 +574,8 @@ def main():
         redis_proxy.stop()
         pg_proxy.stop()
         redis.kill()
+        if cluster:
+            cluster.stop()
         app.drop_database()
         if ok:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -12,17 +12,35 @@
 //! the cache is not trusted: recovery closes the breaker only while this task
 //! is subscribed, and a lost connection trips it; after every reconnect the
 //! whole outbox is replayed before reads use Redis again.
+//!
+//! A connection can also die without a word (a half-open TCP connection: a
+//! peer or a firewall gone, no FIN, no RST), and a listener on it would wait
+//! for notifications forever while the cache is trusted. So every
+//! [`PROBE_EVERY`] the listener makes a round trip on it (`SELECT 1`, within
+//! [`PROBE_WITHIN`]); a probe that fails or does not answer counts as a lost
+//! connection: the breaker opens, the listener reconnects, and the outbox is
+//! replayed (issue 11).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::{PoolableConnection, RecyclingMethod};
 use futures_util::StreamExt;
+use tokio::time::Instant;
 
 use super::breaker::Breaker;
 use super::owed::OwedBumps;
 use crate::db::outbox;
 use crate::metrics::Metrics;
 use crate::tasks::BackgroundTasks;
+
+/// How often the listening connection is probed.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How long a probe may take before the connection counts as lost.
+const PROBE_WITHIN: Duration = Duration::from_secs(2);
+/// How long connecting and subscribing may take.
+const CONNECT_WITHIN: Duration = Duration::from_secs(5);
 
 pub fn start(
     tasks: &BackgroundTasks,
@@ -34,7 +52,10 @@ pub fn start(
     tasks.spawn("owed_bump_listener", async move {
         let mut connected_before = false;
         loop {
-            match outbox::listen(&database_url).await {
+            let connected = tokio::time::timeout(CONNECT_WITHIN, outbox::listen(&database_url))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {CONNECT_WITHIN:?}")));
+            match connected {
                 Ok(mut conn) => {
                     // Anything owed while we were not listening is in the
                     // outbox. The breaker is open (it starts open, and a lost
@@ -46,23 +67,11 @@ pub fn start(
                         owed.request_replay();
                     }
                     connected_before = true;
-                    let mut notifications = std::pin::pin!(conn.notifications_stream());
-                    while let Some(notification) = notifications.next().await {
-                        let Ok(notification) = notification else {
-                            break;
-                        };
-                        if let Some((sent_at, namespaces)) =
-                            outbox::parse_owed(&notification.payload)
-                        {
-                            owed.owe(&namespaces);
-                            let delay = chrono::Utc::now().timestamp_micros() - sent_at;
-                            metrics.owed_notification(delay.max(0) as f64 / 1e6);
-                        }
-                    }
+                    let lost = listen_on(&mut conn, &owed, &metrics).await;
                     owed.set_listening(false);
                     breaker.trip();
                     tracing::warn!(
-                        "cache: the owed-bump listener lost its connection; reads bypass Redis until it is back"
+                        "cache: the owed-bump listener lost its connection ({lost}); reads bypass Redis until it is back"
                     );
                 }
                 Err(e) => tracing::debug!("cache: cannot listen for owed bumps yet: {e}"),
@@ -70,4 +79,41 @@ pub fn start(
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
+}
+
+/// Handles notifications on `conn`, probing it every [`PROBE_EVERY`], until
+/// the connection ends, fails or stops answering; answers why.
+async fn listen_on(conn: &mut AsyncPgConnection, owed: &OwedBumps, metrics: &Metrics) -> String {
+    let mut next_probe = Instant::now() + PROBE_EVERY;
+    loop {
+        // The notifications wait in the connection's channel: a stream made
+        // anew each turn misses none (dropping `recv` is cancel-safe).
+        let next = tokio::time::timeout_at(next_probe, async {
+            std::pin::pin!(conn.notifications_stream()).next().await
+        })
+        .await;
+        match next {
+            Ok(Some(Ok(notification))) => {
+                if let Some((sent_at, namespaces)) = outbox::parse_owed(&notification.payload) {
+                    owed.owe(&namespaces);
+                    let delay = chrono::Utc::now().timestamp_micros() - sent_at;
+                    metrics.owed_notification(delay.max(0) as f64 / 1e6);
+                }
+            }
+            Ok(Some(Err(e))) => return e.to_string(),
+            Ok(None) => return "closed".to_owned(),
+            Err(_probe_due) => {
+                let probe = tokio::time::timeout(
+                    PROBE_WITHIN,
+                    PoolableConnection::ping(conn, &RecyclingMethod::Verified),
+                )
+                .await;
+                match probe {
+                    Ok(Ok(())) => next_probe = Instant::now() + PROBE_EVERY,
+                    Ok(Err(e)) => return format!("probe failed: {e}"),
+                    Err(_) => return format!("probe unanswered within {PROBE_WITHIN:?}"),
+                }
+            }
+        }
+    }
 }

@@ -29,6 +29,8 @@
 //!    also after a restart, since the breaker starts open. At start the first
 //!    replay runs before the server answers (bounded: 8 × `REDIS_TIMEOUT_MS`), so
 //!    a fresh instance serves from Redis at once when Redis is up.
+//!    A bump no live replica of its shard acknowledged in time is owed the
+//!    same way, the breaker aside: a failover could lose it (issue 11, `store.rs`).
 //! 5. **SCAN off the request path.** After a bump, a background task removes
 //!    the stale entries with `SCAN MATCH` + `UNLINK` (never `KEYS`); a failure
 //!    there is logged and left to the TTL.
@@ -64,6 +66,7 @@ mod recovery;
 pub mod single_flight;
 pub mod store;
 mod tls;
+mod topology;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -500,6 +503,14 @@ impl Cache {
                 self.forget_outbox_rows(pending.ids);
                 self.purger.enqueue(pending.namespaces);
             }
+            // Redis works, but a failover could lose the bump: owed, and
+            // the breaker stays closed (the other namespaces are fine).
+            // Counted in `linkhub_cache_version_bump_failures_total`; a log
+            // line per write would flood while a replica lags.
+            Err(e @ StoreError::NotReplicated { .. }) => {
+                tracing::debug!("cache: {e}; owed until a replica has it");
+                self.owe(&pending.namespaces).await;
+            }
             Err(e) => {
                 self.redis_failed("version bump", &e);
                 self.owe(&pending.namespaces).await;
@@ -579,6 +590,8 @@ pub async fn deliver(config: &CacheConfig, pending: &outbox::Pending) -> Result<
         config.counter_lifetimes(),
     )
     .map_err(StoreError::Protocol)?;
+    // Which shards have replicas to wait for.
+    store.refresh_topology().await?;
     store.bump(&pending.namespaces).await
 }
 

@@ -1,24 +1,36 @@
 //! Redis commands. Nothing above this file builds a command; nothing in this
 //! file decides policy (when to trust, when to bypass): that is `mod.rs`.
+//!
+//! A bump is delivered only once it would survive a failover (issue 11):
+//! where the counter's shard has a live replica ([`Topology`]), the bump and
+//! a `WAIT 1 <REDIS_TIMEOUT_MS / 2>` go to the slot's master as one
+//! pipeline, so the `WAIT` runs on the very connection that sent the bump
+//! (on a fresh one it would have nothing to wait for), and no acknowledgement
+//! is [`StoreError::NotReplicated`]: the caller owes the bump. Bumps use a
+//! connection of their own: a `WAIT` that waits blocks its connection, and
+//! the reads must not queue behind it.
 
 use std::time::Duration;
 
 use deadpool_redis::Runtime;
 use redis::aio::ConnectionLike;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::keys;
+use super::topology::Topology;
 use crate::config::RedisTopology;
 use crate::namespace::Namespace;
 
-/// Lua that sets `fresh` to a counter value re-created from the Redis clock
-/// in microseconds: above any value the counter held before it went missing
-/// (rule 3). Written once, composed into both scripts below.
+/// Lua that sets `now` to the Redis clock in microseconds, and `fresh` to it
+/// as a counter value: above any value a counter held before it went missing
+/// (rule 3). Written once, composed into both scripts below. (A Lua number
+/// holds integers up to 2^53 exactly; microseconds since 1970 are about 2^51.)
 macro_rules! fresh_counter_from_time {
     () => {
         "local t = redis.call('TIME')\n\
-         local fresh = t[1] .. string.format('%06d', tonumber(t[2]))\n"
+         local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n\
+         local fresh = string.format('%.0f', now)\n"
     };
 }
 
@@ -40,19 +52,25 @@ const LOOKUP: &str = concat!(
     "return {v, redis.call('GET', ARGV[1] .. v .. ':' .. ARGV[2])}\n",
 );
 
-/// Bumps one counter and gives it its full lifetime (`ARGV[1]` seconds) again.
-/// A missing counter — lost, evicted or expired: one path for all three — is
-/// re-created from the clock instead of `INCR`'s 1, so versions of lost
-/// counters are never used twice.
+/// Bumps one counter to `max(counter + 1, TIME in µs)` and gives it its full
+/// lifetime (`ARGV[1]` seconds) again. A missing counter — lost, evicted or
+/// expired: one path for all three — comes back from the clock, so versions
+/// of lost counters are never used twice (rule 3).
+///
+/// Not `INCR`: after a failover the promoted master's counter may be behind
+/// the old master's (the bumps it lacks are owed and replayed), and an `INCR`
+/// from there would hand out again versions the old master gave out, under
+/// which a read may have stored an entry on the new master that predates a
+/// write. The clock is ahead of every version handed out before the failover
+/// (assuming the masters' clocks agree within the time a failover takes), so
+/// the replay's bump is a version never used. `docs/protocol-model.md`, "What
+/// the model revealed", has the trace.
 const BUMP: &str = concat!(
-    "if redis.call('EXISTS', KEYS[1]) == 1 then\n",
-    "  local v = redis.call('INCR', KEYS[1])\n",
-    "  redis.call('EXPIRE', KEYS[1], ARGV[1])\n",
-    "  return v\n",
-    "end\n",
     fresh_counter_from_time!(),
+    "local v = tonumber(redis.call('GET', KEYS[1]))\n",
+    "if v and v >= now then fresh = string.format('%.0f', v + 1) end\n",
     "redis.call('SET', KEYS[1], fresh, 'EX', ARGV[1])\n",
-    "return tonumber(fresh)\n",
+    "return fresh\n",
 );
 
 /// Stores an entry under the version its read took (`ARGV[1]`), with its TTL
@@ -103,10 +121,18 @@ pub struct Lookup {
     pub entry: Option<Vec<u8>>,
 }
 
-/// Where the cache lives: one node, or a Redis Cluster.
+/// Where the cache lives: one node, or a Redis Cluster. Each keeps what it
+/// needs to open a connection outside the pool too (the bumps' own).
 enum Backend {
-    Single(deadpool_redis::Pool),
-    Cluster(deadpool::managed::Pool<ClusterManager>),
+    Single {
+        pool: deadpool_redis::Pool,
+        client: redis::Client,
+        config: AsyncConnectionConfig,
+    },
+    Cluster {
+        pool: deadpool::managed::Pool<ClusterManager>,
+        client: redis::cluster::ClusterClient,
+    },
 }
 
 /// A pooled connection of either backend (dropping it returns it to the pool).
@@ -214,9 +240,16 @@ pub struct Store {
     /// doubled the round trips of a HIT; a multiplexed connection serves any
     /// number of concurrent requests, so one checkout is enough.
     current: std::sync::RwLock<Option<Shared>>,
+    /// The bumps' connection (see the module header), kept the same way.
+    bumps: std::sync::RwLock<Option<Shared>>,
+    /// The masters, their slots and live replicas, as last read by
+    /// [`Store::refresh_topology`]; `None` until then (every bump waits).
+    topology: std::sync::RwLock<Option<std::sync::Arc<Topology>>>,
+    /// The `WAIT` timeout: half of `REDIS_TIMEOUT_MS`. It is paid only when
+    /// no replica acknowledges: a replica that has the bump answers at once.
+    replica_wait: Duration,
     prefix: String,
     lookup: Script,
-    bump: Script,
     store: Script,
     timeout: Duration,
     /// TTL of a counter a read creates (see [`LOOKUP`]).
@@ -235,6 +268,10 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("redis answered something unexpected: {0}")]
     Protocol(String),
+    /// The master took the bump of `key`, but no replica acknowledged it
+    /// within half of `REDIS_TIMEOUT_MS`: a failover could lose it, so it is owed.
+    #[error("no replica acknowledged the bump of {key} within {waited:?}")]
+    NotReplicated { key: String, waited: Duration },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -257,10 +294,11 @@ impl Store {
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout));
                 let node = super::tls::node_connection_info(url, ca_file)?;
-                let manager = deadpool_redis::Manager::new_with_config(node, config)
+                let client = redis::Client::open(node.clone()).map_err(|e| e.to_string())?;
+                let manager = deadpool_redis::Manager::new_with_config(node, config.clone())
                     .map_err(|e| e.to_string())?;
-                Backend::Single(
-                    deadpool_redis::Pool::builder(manager)
+                Backend::Single {
+                    pool: deadpool_redis::Pool::builder(manager)
                         .max_size(pool_size)
                         .wait_timeout(Some(timeout))
                         .create_timeout(Some(timeout))
@@ -268,12 +306,15 @@ impl Store {
                         .runtime(Runtime::Tokio1)
                         .build()
                         .map_err(|e| e.to_string())?,
-                )
+                    client,
+                    config,
+                }
             }
             RedisTopology::Cluster(urls) => {
-                let manager = ClusterManager(super::tls::cluster_client(urls, ca_file, timeout)?);
-                Backend::Cluster(
-                    deadpool::managed::Pool::builder(manager)
+                let client = super::tls::cluster_client(urls, ca_file, timeout)?;
+                let manager = ClusterManager(client.clone());
+                Backend::Cluster {
+                    pool: deadpool::managed::Pool::builder(manager)
                         .max_size(pool_size)
                         .wait_timeout(Some(timeout))
                         // Discovering the slots of a cluster takes several round trips.
@@ -282,15 +323,21 @@ impl Store {
                         .runtime(Runtime::Tokio1)
                         .build()
                         .map_err(|e| e.to_string())?,
-                )
+                    client,
+                }
             }
         };
         Ok(Self {
             backend,
             current: std::sync::RwLock::new(None),
+            bumps: std::sync::RwLock::new(None),
+            topology: std::sync::RwLock::new(None),
+            // A bump and its WAIT are one operation, bounded like any other
+            // (twice the timeout): the WAIT gets half of the timeout, and the
+            // bump's own round trip is left the rest.
+            replica_wait: timeout / 2,
             prefix: prefix.to_owned(),
             lookup: Script::new(LOOKUP),
-            bump: Script::new(BUMP),
             store: Script::new(STORE),
             timeout,
             created_counter_ttl_secs: lifetimes.created_by_read.as_secs().max(1),
@@ -304,8 +351,8 @@ impl Store {
 
     pub fn pool_status(&self) -> deadpool_redis::Status {
         match &self.backend {
-            Backend::Single(pool) => pool.status(),
-            Backend::Cluster(pool) => pool.status(),
+            Backend::Single { pool, .. } => pool.status(),
+            Backend::Cluster { pool, .. } => pool.status(),
         }
     }
 
@@ -321,12 +368,40 @@ impl Store {
             return Ok(conn);
         }
         let pooled = match &self.backend {
-            Backend::Single(pool) => Conn::Single(pool.get().await?),
-            Backend::Cluster(pool) => Conn::Cluster(pool.get().await?),
+            Backend::Single { pool, .. } => Conn::Single(pool.get().await?),
+            Backend::Cluster { pool, .. } => Conn::Cluster(pool.get().await?),
         };
         let conn = pooled.shared();
         *self
             .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// The bumps' kept connection, or a new one made outside the pool (so
+    /// that it is never the reads' connection).
+    async fn bump_conn(&self) -> StoreResult<Shared> {
+        let kept = self
+            .bumps
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(conn) = kept {
+            return Ok(conn);
+        }
+        let conn = match &self.backend {
+            Backend::Single { client, config, .. } => Shared::Single(
+                client
+                    .get_multiplexed_async_connection_with_config(config)
+                    .await?,
+            ),
+            Backend::Cluster { client, .. } => {
+                Shared::Cluster(client.get_async_connection().await?)
+            }
+        };
+        *self
+            .bumps
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(conn.clone());
         Ok(conn)
@@ -338,12 +413,24 @@ impl Store {
         &self,
         op: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
+        self.bounded_on(&self.current, op).await
+    }
+
+    /// [`Store::bounded`] for an operation on the connection kept in `kept`.
+    async fn bounded_on<T>(
+        &self,
+        kept: &std::sync::RwLock<Option<Shared>>,
+        op: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
         let result = tokio::time::timeout(self.timeout * 2, op)
             .await
             .unwrap_or(Err(StoreError::Timeout(self.timeout * 2)));
-        if result.is_err() {
-            *self
-                .current
+        // A replica that did not acknowledge in time is no fault of the connection.
+        if result
+            .as_ref()
+            .is_err_and(|e| !matches!(e, StoreError::NotReplicated { .. }))
+        {
+            *kept
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
         }
@@ -422,26 +509,199 @@ impl Store {
         self.counter_ttl_secs
     }
 
-    /// Bumps the counters of `namespaces`: one script call per namespace (each
-    /// counter has its own slot on a cluster), sent together over one
-    /// multiplexed connection.
+    /// Bumps the counters of `namespaces` and answers once each would survive
+    /// a failover (see the module header): [`StoreError::NotReplicated`] when
+    /// a shard with a live replica did not confirm one in time. On a cluster
+    /// one pipeline per master (as the last topology read says) goes to it,
+    /// ending with one `WAIT`; on one node a single pipeline does. The
+    /// pipelines go out together over the bumps' multiplexed connection.
     pub async fn bump(&self, namespaces: &[Namespace]) -> StoreResult<()> {
-        self.bounded(async {
-            let conn = self.conn().await?;
-            let calls = namespaces.iter().map(|ns| {
-                let mut shared = conn.clone();
-                async move {
-                    let _: i64 = self
-                        .bump
-                        .key(keys::version_key(&self.prefix, ns))
-                        .arg(self.counter_ttl_secs)
-                        .invoke_async(&mut shared)
-                        .await?;
-                    Ok::<_, StoreError>(())
+        if namespaces.is_empty() {
+            return Ok(());
+        }
+        let topology = self.topology();
+        let must_wait = |key: &str| topology.as_ref().is_none_or(|t| t.has_live_replica(key));
+        self.bounded_on(&self.bumps, async {
+            let conn = self.bump_conn().await?;
+            let keys: Vec<String> = namespaces
+                .iter()
+                .map(|ns| keys::version_key(&self.prefix, ns))
+                .collect();
+            match conn {
+                Shared::Single(mut single) => {
+                    let wait = must_wait("");
+                    let mut pipe = redis::pipe();
+                    for key in &keys {
+                        pipe.add_command(self.bump_command(key));
+                    }
+                    if wait {
+                        pipe.add_command(self.wait_command());
+                    }
+                    let replies: Vec<Value> = pipe.query_async(&mut single).await?;
+                    self.check_bumps(replies, wait, &keys[0])
                 }
+                Shared::Cluster(cluster) => {
+                    // One pipeline per master: its counters' bumps, then one
+                    // WAIT (a WAIT blocks the connection, so one per master,
+                    // not per counter). Keys whose master the view does not
+                    // know go one by one.
+                    let mut groups: Vec<(Option<usize>, Vec<&String>)> = Vec::new();
+                    for key in &keys {
+                        let master = topology.as_ref().and_then(|t| t.master_of(key));
+                        match groups
+                            .iter_mut()
+                            .find(|(m, _)| master.is_some() && *m == master)
+                        {
+                            Some((_, group)) => group.push(key),
+                            None => groups.push((master, vec![key])),
+                        }
+                    }
+                    let calls = groups.into_iter().map(|(_, group)| {
+                        let mut cluster = cluster.clone();
+                        let wait = must_wait(group[0]);
+                        async move {
+                            let mut pipe = redis::pipe();
+                            for key in &group {
+                                pipe.add_command(self.bump_command(key));
+                            }
+                            if wait {
+                                pipe.add_command(self.wait_command());
+                            }
+                            let count = pipe.len();
+                            // Every key of the group is the same master's.
+                            let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+                                group[0].as_bytes(),
+                                SlotAddr::Master,
+                            ));
+                            let replies = cluster.route_pipeline(pipe, 0, count, route).await?;
+                            self.check_bumps(replies, wait, group[0])
+                        }
+                    });
+                    futures_util::future::try_join_all(calls).await?;
+                    Ok(())
+                }
+            }
+        })
+        .await
+    }
+
+    /// `EVAL` of [`BUMP`] on `key`: the script text each time (a pipeline
+    /// cannot fall back from `EVALSHA` on `NOSCRIPT`; Redis caches the
+    /// compiled script by its digest, so this costs only the bytes).
+    fn bump_command(&self, key: &str) -> Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(BUMP).arg(1).arg(key).arg(self.counter_ttl_secs);
+        cmd
+    }
+
+    /// `WAIT 1 <ms>`: at least one replica has every write this connection sent.
+    fn wait_command(&self) -> Cmd {
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(1).arg(self.replica_wait.as_millis().max(1) as u64);
+        cmd
+    }
+
+    /// The bumps' replies must be counter values; with a `WAIT`, its reply
+    /// (the last) must count a replica.
+    fn check_bumps(&self, replies: Vec<Value>, waited: bool, key: &str) -> StoreResult<()> {
+        let mut replies = replies.into_iter();
+        let acks = if waited { replies.next_back() } else { None };
+        for reply in replies {
+            reply.extract_error()?;
+        }
+        let Some(acks) = acks else {
+            return Ok(());
+        };
+        let acks: i64 = redis::from_redis_value(acks.extract_error()?)
+            .map_err(|e| StoreError::Protocol(e.to_string()))?;
+        if acks < 1 {
+            return Err(StoreError::NotReplicated {
+                key: key.to_owned(),
+                waited: self.replica_wait,
             });
-            futures_util::future::try_join_all(calls).await?;
-            Ok(())
+        }
+        Ok(())
+    }
+
+    /// The last topology read, if any.
+    fn topology(&self) -> Option<std::sync::Arc<Topology>> {
+        self.topology
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Reads the masters, their slots, live replicas and run ids anew and
+    /// keeps them for the bumps; answers whether the masters changed since
+    /// the last read (a failover, a resharding, a restart). The first read
+    /// is no change.
+    pub async fn refresh_topology(&self) -> StoreResult<bool> {
+        let fresh = match &self.backend {
+            Backend::Single { .. } => {
+                let info: String = self
+                    .bounded(async {
+                        let mut conn = self.conn().await?;
+                        let (server, replication): (String, String) = redis::pipe()
+                            .cmd("INFO")
+                            .arg("server")
+                            .cmd("INFO")
+                            .arg("replication")
+                            .query_async(&mut conn)
+                            .await?;
+                        Ok(server + &replication)
+                    })
+                    .await?;
+                Topology::single(&info)
+            }
+            Backend::Cluster { .. } => {
+                let nodes: String = self
+                    .bounded(async {
+                        let mut conn = self.conn().await?;
+                        Ok(redis::cmd("CLUSTER")
+                            .arg("NODES")
+                            .query_async(&mut conn)
+                            .await?)
+                    })
+                    .await?;
+                let mut topology = Topology::cluster(&nodes);
+                if topology.masters.is_empty() {
+                    return Err(StoreError::Protocol(
+                        "CLUSTER NODES lists no master".to_owned(),
+                    ));
+                }
+                for master in &mut topology.masters {
+                    if let Some((host, port)) = &master.address {
+                        let info = self.info_server_of(host, *port).await?;
+                        master.run_id = Topology::single(&info).masters[0].run_id.clone();
+                    }
+                }
+                topology
+            }
+        };
+        let fresh = std::sync::Arc::new(fresh);
+        let before = self
+            .topology
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .replace(std::sync::Arc::clone(&fresh));
+        Ok(before.is_some_and(|before| fresh.masters_changed(&before)))
+    }
+
+    /// `INFO server` of one cluster node.
+    async fn info_server_of(&self, host: &str, port: u16) -> StoreResult<String> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let Shared::Cluster(cluster) = &mut conn else {
+                return Err(StoreError::Protocol("not a cluster".to_owned()));
+            };
+            let mut cmd = redis::cmd("INFO");
+            cmd.arg("server");
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                host: host.to_owned(),
+                port,
+            });
+            let reply = cluster.route_command(cmd, routing).await?;
+            redis::from_redis_value(reply).map_err(|e| StoreError::Protocol(e.to_string()))
         })
         .await
     }
@@ -471,8 +731,8 @@ impl Store {
     /// and failovers are followed.
     pub async fn scan(&self, pattern: &str, count: usize) -> StoreResult<KeyScan> {
         let nodes = match &self.backend {
-            Backend::Single(_) => vec![None],
-            Backend::Cluster(_) => self.masters().await?.into_iter().map(Some).collect(),
+            Backend::Single { .. } => vec![None],
+            Backend::Cluster { .. } => self.masters().await?.into_iter().map(Some).collect(),
         };
         Ok(KeyScan {
             nodes,

@@ -21,5 +21,6 @@ mod cache_rules;
 mod abuse_cache;
 mod abuse_limits;
 
+mod failover;
 mod scale_out;
 mod tls;

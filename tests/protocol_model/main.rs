@@ -185,7 +185,7 @@ fn a_counter_recreated_from_zero_reopens_old_entries() {
     );
 }
 
-/// Today's `BUMP` (`INCR`) hands out again, after a failover, the versions
+/// The old `BUMP` (`INCR`) hands out again, after a failover, the versions
 /// the old master had handed out. Within CI's bounds the checker finds the
 /// repeat; the stale read it leads to (a put that straddles the failover,
 /// then a replay that re-issues its version) needs two writes: see

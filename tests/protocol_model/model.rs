@@ -33,7 +33,7 @@ pub enum Variant {
     BumpCountedWithoutReplica,
     /// Breaks rule 3: a missing counter comes back as 0 (and `INCR` makes it 1).
     CounterRecreatedFromZero,
-    /// Today's `BUMP` script (`src/cache/store.rs`): `INCR` on an existing
+    /// The `BUMP` script before issue 11 (`src/cache/store.rs`): `INCR` on an existing
     /// counter. With `WAIT` and replays it is still unsafe after a failover:
     /// the replay re-issues versions the old master already handed out.
     IncrOnExistingCounter,
@@ -143,13 +143,13 @@ impl Shard {
     }
 }
 
-/// What one instance's `cache::health::Health` and recovery task hold.
+/// What one instance's `cache::breaker::Breaker`, `cache::owed::OwedBumps` and recovery task hold.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Instance {
-    /// `Health::is_closed`: reads may use Redis.
+    /// `Breaker::lets_through`: reads may use Redis.
     pub closed: bool,
-    /// `Health::owed` for the namespace: the sequence number of the last
-    /// `Health::owe`, so that `Health::settle` clears only what a replay covered.
+    /// `OwedBumps::is_owed` for the namespace: the sequence number of the last
+    /// `OwedBumps::owe`, so that `OwedBumps::settle` clears only what a replay covered.
     pub owed: Option<u8>,
     pub owe_sequence: u8,
     /// The failover this instance last noticed.
@@ -269,7 +269,7 @@ pub enum Action {
         on: u8,
     },
     /// `cache::Cache::invalidate` → `Store::bump`; owes when the breaker is
-    /// open or Redis fails (`Cache::owe`: `Health::owe`, `outbox::notify_owed`, answer).
+    /// open or Redis fails (`Cache::owe`: `OwedBumps::owe`, `outbox::notify_owed`, answer).
     Bump {
         write: u8,
     },
@@ -291,7 +291,7 @@ pub enum Action {
     Load {
         read: u8,
     },
-    /// `Store::put` under the version of the lookup, then the MISS answers.
+    /// `Store::store_entry` under the version of the lookup, then the MISS answers.
     Put {
         read: u8,
     },
@@ -307,7 +307,7 @@ pub enum Action {
         on: u8,
     },
     /// `cache::recovery`: `WAIT`; delivered: `outbox::delete`,
-    /// `Health::settle`, `Health::close`.
+    /// `OwedBumps::settle`, `Breaker::close`.
     ReplayWait {
         on: u8,
         replicated: bool,
@@ -337,7 +337,7 @@ pub enum Action {
 }
 
 impl Protocol {
-    /// A write's bump: today `BUMP`'s `INCR`, in the correct protocol
+    /// A write's bump: `BUMP`'s old `INCR`, in the correct protocol (and the code)
     /// `max(counter + 1, TIME)`; a missing counter is re-created (rule 3).
     fn bump_counter(&self, s: &mut State) -> u8 {
         let value = match (s.shard.master.counter, self.variant) {
@@ -545,13 +545,13 @@ fn commit(s: &mut State, w: usize, with_row: bool) {
     }
 }
 
-/// `Health::owe`.
+/// `OwedBumps::owe`.
 fn owe(instance: &mut Instance) {
     instance.owe_sequence += 1;
     instance.owed = Some(instance.owe_sequence);
 }
 
-/// `Health::settle` then `Health::close`.
+/// `OwedBumps::settle` then `Breaker::close`.
 fn settle_and_close(s: &mut State, on: usize, snapshot: Option<u8>) {
     let instance = &mut s.instances[on];
     if instance.owed == snapshot {

@@ -14,6 +14,7 @@
 //! | `reads` | public reads with their cache headers, compared with the truth |
 //! | `owner` | a user with links and socials and every read that shows it |
 //! | `redis` | the Redis an app uses, seen from the test (one node or a cluster) |
+//! | `cluster` | a private Redis Cluster with replicas: break replication, kill masters, take over |
 //! | `proxy` | the `linkhub-harness` crate: TCP proxy, private redis-server, free ports |
 //!
 //! Tests `use crate::support::*;`.
@@ -22,6 +23,7 @@ mod app;
 mod assertions;
 mod binary;
 mod client;
+mod cluster;
 mod database;
 mod metrics;
 mod owner;
@@ -34,6 +36,7 @@ pub use app::*;
 pub use assertions::*;
 pub use binary::*;
 pub use client::*;
+pub use cluster::*;
 pub use database::*;
 pub use metrics::*;
 pub use owner::*;
