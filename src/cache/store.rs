@@ -211,6 +211,31 @@ impl Conn {
     }
 }
 
+/// The connection kept in `slot`, or, when there is none, one that `open`
+/// makes, which is kept there from then on (a failure empties the slot: see
+/// [`Store::bounded`]).
+async fn kept_or_new<F, Fut>(
+    slot: &std::sync::RwLock<Option<Shared>>,
+    open: F,
+) -> StoreResult<Shared>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = StoreResult<Shared>>,
+{
+    let kept = slot
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
+    if let Some(conn) = kept {
+        return Ok(conn);
+    }
+    let conn = open().await?;
+    *slot
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(conn.clone());
+    Ok(conn)
+}
+
 /// A `SCAN` walk over one node or every master of a cluster.
 pub struct KeyScan {
     /// Nodes still to walk (the last one is current); `None` is "the node".
@@ -359,52 +384,32 @@ impl Store {
     /// The kept connection, or a fresh one from the pool (checked or newly
     /// made) when there is none.
     pub(super) async fn conn(&self) -> StoreResult<Shared> {
-        let kept = self
-            .current
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        if let Some(conn) = kept {
-            return Ok(conn);
-        }
-        let pooled = match &self.backend {
-            Backend::Single { pool, .. } => Conn::Single(pool.get().await?),
-            Backend::Cluster { pool, .. } => Conn::Cluster(pool.get().await?),
-        };
-        let conn = pooled.shared();
-        *self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(conn.clone());
-        Ok(conn)
+        kept_or_new(&self.current, || async {
+            let pooled = match &self.backend {
+                Backend::Single { pool, .. } => Conn::Single(pool.get().await?),
+                Backend::Cluster { pool, .. } => Conn::Cluster(pool.get().await?),
+            };
+            Ok(pooled.shared())
+        })
+        .await
     }
 
     /// The bumps' kept connection, or a new one made outside the pool (so
     /// that it is never the reads' connection).
     async fn bump_conn(&self) -> StoreResult<Shared> {
-        let kept = self
-            .bumps
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        if let Some(conn) = kept {
-            return Ok(conn);
-        }
-        let conn = match &self.backend {
-            Backend::Single { client, config, .. } => Shared::Single(
-                client
-                    .get_multiplexed_async_connection_with_config(config)
-                    .await?,
-            ),
-            Backend::Cluster { client, .. } => {
-                Shared::Cluster(client.get_async_connection().await?)
-            }
-        };
-        *self
-            .bumps
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(conn.clone());
-        Ok(conn)
+        kept_or_new(&self.bumps, || async {
+            Ok(match &self.backend {
+                Backend::Single { client, config, .. } => Shared::Single(
+                    client
+                        .get_multiplexed_async_connection_with_config(config)
+                        .await?,
+                ),
+                Backend::Cluster { client, .. } => {
+                    Shared::Cluster(client.get_async_connection().await?)
+                }
+            })
+        })
+        .await
     }
 
     /// Bounds a whole operation, pool wait included. A failure drops the kept
