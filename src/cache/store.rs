@@ -659,15 +659,7 @@ impl Store {
                 Topology::single(&info)
             }
             Backend::Cluster { .. } => {
-                let nodes: String = self
-                    .bounded(async {
-                        let mut conn = self.conn().await?;
-                        Ok(redis::cmd("CLUSTER")
-                            .arg("NODES")
-                            .query_async(&mut conn)
-                            .await?)
-                    })
-                    .await?;
+                let nodes = self.cluster_nodes().await?;
                 let mut topology = Topology::cluster(&nodes);
                 if topology.masters.is_empty() {
                     return Err(StoreError::Protocol(
@@ -792,19 +784,22 @@ impl Store {
         .await
     }
 
+    /// `CLUSTER NODES` as the node the cluster connection asks answers it.
+    async fn cluster_nodes(&self) -> StoreResult<String> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            Ok(redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query_async(&mut conn)
+                .await?)
+        })
+        .await
+    }
+
     /// The cluster's masters as `(host, port)`, from `CLUSTER NODES`, read
     /// anew for each pass so moved slots and failovers are followed.
     async fn masters(&self) -> StoreResult<Vec<(String, u16)>> {
-        let nodes: String = self
-            .bounded(async {
-                let mut conn = self.conn().await?;
-                Ok(redis::cmd("CLUSTER")
-                    .arg("NODES")
-                    .query_async(&mut conn)
-                    .await?)
-            })
-            .await?;
-        let masters = parse_cluster_masters(&nodes);
+        let masters = parse_cluster_masters(&self.cluster_nodes().await?);
         if masters.is_empty() {
             return Err(StoreError::Protocol(
                 "CLUSTER NODES lists no master".to_owned(),
