@@ -81,6 +81,9 @@ pub struct Settings {
     pub readiness_timeout: Duration,
     /// `HTTP_CLIENT_REQUEST_TIMEOUT_MS`: time a client has to send a request's head.
     pub http_client_request_timeout: Duration,
+    /// `HTTP_CLIENT_BODY_TIMEOUT_MS`: time a client has to send a request's
+    /// body, from the end of its head.
+    pub http_client_body_timeout: Duration,
     /// `HTTP_CLIENT_DISCONNECT_TIMEOUT_MS`: time a client has to close after the answer.
     pub http_client_disconnect_timeout: Duration,
     /// `HTTP_KEEP_ALIVE_SECS`: how long an idle keep-alive connection stays open (0: none).
@@ -164,6 +167,7 @@ impl Settings {
             )?,
             readiness_timeout: millis(&lookup, "READINESS_TIMEOUT_MS", 1000)?,
             http_client_request_timeout: millis(&lookup, "HTTP_CLIENT_REQUEST_TIMEOUT_MS", 5000)?,
+            http_client_body_timeout: millis(&lookup, "HTTP_CLIENT_BODY_TIMEOUT_MS", 10_000)?,
             http_client_disconnect_timeout: millis(
                 &lookup,
                 "HTTP_CLIENT_DISCONNECT_TIMEOUT_MS",
@@ -202,6 +206,10 @@ impl Settings {
             (
                 "HTTP_CLIENT_REQUEST_TIMEOUT_MS",
                 self.http_client_request_timeout.is_zero(),
+            ),
+            (
+                "HTTP_CLIENT_BODY_TIMEOUT_MS",
+                self.http_client_body_timeout.is_zero(),
             ),
             (
                 "HTTP_CLIENT_DISCONNECT_TIMEOUT_MS",
@@ -460,6 +468,7 @@ mod tests {
         assert_eq!(s.db_idle_in_transaction_timeout, Duration::from_secs(10));
         assert_eq!(s.readiness_timeout, Duration::from_millis(1000));
         assert_eq!(s.http_client_request_timeout, Duration::from_millis(5000));
+        assert_eq!(s.http_client_body_timeout, Duration::from_millis(10_000));
         assert_eq!(
             s.http_client_disconnect_timeout,
             Duration::from_millis(1000)

@@ -35,6 +35,10 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("request body must be application/json")]
     UnsupportedMediaType,
+    /// The body did not arrive within `HTTP_CLIENT_BODY_TIMEOUT_MS` (a slow
+    /// or stalled client); the connection is closed after this answer.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("validation failed")]
     Validation(FieldErrors),
     #[error("too many failed login attempts, retry later")]
@@ -106,6 +110,7 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RequestTimeout => "request_timeout",
             Self::Validation(_) => "validation_failed",
             Self::RateLimited { .. } => "rate_limited",
             Self::ServiceUnavailable(_) | Self::Busy { .. } => "service_unavailable",
@@ -140,6 +145,7 @@ impl ResponseError for ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ServiceUnavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -228,6 +234,12 @@ impl From<actix_web::error::JsonPayloadError> for ApiError {
             E::Overflow { .. } | E::OverflowKnownLength { .. } => Self::PayloadTooLarge,
             E::Deserialize(e) => Self::BadRequest(format!("invalid JSON body: {e}")),
             E::Payload(actix_web::error::PayloadError::Overflow) => Self::PayloadTooLarge,
+            // The body's deadline (`middleware::body_deadline`).
+            E::Payload(actix_web::error::PayloadError::Io(e))
+                if e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                Self::RequestTimeout
+            }
             other => Self::BadRequest(format!("invalid request body: {other}")),
         }
     }

@@ -26,6 +26,7 @@ use crate::cache::{Cache, CacheConfig};
 use crate::config::Settings;
 use crate::db::{self, DatabaseSetupError, DbPool};
 use crate::metrics::Metrics;
+use crate::middleware::body_deadline::{BodyTimeout, body_deadline};
 use crate::middleware::drain::{InFlight, count_in_flight};
 use crate::middleware::request_id::{RequestSpan, request_id};
 use crate::middleware::{cors, headers, json_errors, metrics, panics};
@@ -123,6 +124,7 @@ impl Application {
         })?;
         let workers = settings.workers;
         let client_timeouts = ClientTimeouts::from(&settings);
+        let body_timeout = web::Data::new(BodyTimeout(settings.http_client_body_timeout));
         let grace = settings.shutdown_grace;
         let db_timeout = settings.db_timeout;
         let in_flight = Arc::new(InFlight::default());
@@ -156,7 +158,9 @@ impl Application {
                 .app_data(pool_data.clone())
                 .app_data(metrics_data.clone())
                 .app_data(in_flight_data.clone())
+                .app_data(body_timeout.clone())
                 .configure(routes::extractor_errors)
+                .wrap(from_fn(body_deadline))
                 .wrap(from_fn(metrics::track))
                 .wrap(from_fn(panics::catch_panic))
                 .wrap(cors::cors(&cors_origins))

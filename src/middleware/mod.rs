@@ -11,7 +11,9 @@
 //! - [`panics`]: a panicking handler answers a JSON `500`.
 //! - [`metrics`]: requests counted and timed by route pattern.
 //! - [`drain`]: requests in flight, which a stop waits for.
+//! - [`body_deadline`]: the time a client has to send a request's body.
 
+pub mod body_deadline;
 pub mod cors;
 pub mod drain;
 pub mod headers;

@@ -75,6 +75,11 @@ pub enum BodyErrors {
     TooLarge(ErrorBody),
     #[response(status = 415, description = "Body is not JSON")]
     NotJson(ErrorBody),
+    #[response(
+        status = 408,
+        description = "Body not received within HTTP_CLIENT_BODY_TIMEOUT_MS"
+    )]
+    TooSlow(ErrorBody),
 }
 
 /// The authorization of a write to a user or what it owns: no or an invalid

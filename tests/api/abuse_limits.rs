@@ -149,6 +149,59 @@ async fn a_slow_loris_request_head_is_cut() {
     );
 }
 
+/// A body announced and then trickled (a byte every 100 ms, never all of
+/// it) is cut at `HTTP_CLIENT_BODY_TIMEOUT_MS` with a JSON `408`, and the
+/// connection closes; without the deadline it stays open for as long as the
+/// client trickles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_is_cut_with_a_json_408() {
+    let app = spawn_app_with(|s| {
+        s.http_client_body_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"POST /api/v1/users HTTP/1.1\r\nHost: localhost\r\n\
+              Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{",
+        )
+        .await
+        .expect("write");
+    let (mut reader, mut writer) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..200 {
+            if writer.write_all(b" ").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut answer)).await;
+    trickle.abort();
+    assert!(
+        read.is_ok(),
+        "the connection is still open after 10 s of a trickled body"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "a cut body is answered 408: {answer:?}"
+    );
+    assert!(
+        answer.contains(r#""code":"request_timeout""#),
+        "the 408 is the JSON error shape: {answer:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "cut after {:?} (HTTP_CLIENT_BODY_TIMEOUT_MS=500)",
+        started.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_answers_while_every_pooled_connection_is_busy() {
     let pool_size = 3;
