@@ -667,8 +667,10 @@ impl Store {
                     ));
                 }
                 for master in &mut topology.masters {
-                    if let Some((host, port)) = &master.address {
-                        let info = self.info_server_of(host, *port).await?;
+                    if let Some(address) = &master.address {
+                        let mut info_server = redis::cmd("INFO");
+                        info_server.arg("server");
+                        let info: String = self.query_on(Some(address), info_server).await?;
                         master.run_id = Topology::single(&info).masters[0].run_id.clone();
                     }
                 }
@@ -682,25 +684,6 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .replace(std::sync::Arc::clone(&fresh));
         Ok(before.is_some_and(|before| fresh.masters_changed(&before)))
-    }
-
-    /// `INFO server` of one cluster node.
-    async fn info_server_of(&self, host: &str, port: u16) -> StoreResult<String> {
-        self.bounded(async {
-            let mut conn = self.conn().await?;
-            let Shared::Cluster(cluster) = &mut conn else {
-                return Err(StoreError::Protocol("not a cluster".to_owned()));
-            };
-            let mut cmd = redis::cmd("INFO");
-            cmd.arg("server");
-            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                host: host.to_owned(),
-                port,
-            });
-            let reply = cluster.route_command(cmd, routing).await?;
-            redis::from_redis_value(reply).map_err(|e| StoreError::Protocol(e.to_string()))
-        })
-        .await
     }
 
     /// Current versions of `namespaces` (`None` where the counter is missing).
@@ -761,13 +744,23 @@ impl Store {
         pattern: &str,
         count: usize,
     ) -> StoreResult<(u64, Vec<String>)> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        self.query_on(node, cmd).await
+    }
+
+    /// `cmd` on one `node` of a cluster, or where the connection sends it
+    /// (`None`, or a single node).
+    async fn query_on<T: redis::FromRedisValue>(
+        &self,
+        node: Option<&(String, u16)>,
+        cmd: Cmd,
+    ) -> StoreResult<T> {
         self.bounded(async {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(count);
             let mut conn = self.conn().await?;
             let reply = match (&mut conn, node) {
                 (Shared::Cluster(c), Some((host, port))) => {
@@ -799,7 +792,7 @@ impl Store {
     /// The cluster's masters as `(host, port)`, from `CLUSTER NODES`, read
     /// anew for each pass so moved slots and failovers are followed.
     async fn masters(&self) -> StoreResult<Vec<(String, u16)>> {
-        let masters = parse_cluster_masters(&self.cluster_nodes().await?);
+        let masters = Topology::cluster(&self.cluster_nodes().await?).addresses();
         if masters.is_empty() {
             return Err(StoreError::Protocol(
                 "CLUSTER NODES lists no master".to_owned(),
@@ -851,26 +844,6 @@ fn hash_tag(key: &str) -> &str {
     key
 }
 
-/// `(host, port)` of every master that is not failed, from `CLUSTER NODES` output:
-/// `<id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch> <state> <slots>…`
-fn parse_cluster_masters(nodes: &str) -> Vec<(String, u16)> {
-    nodes
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let address = fields.nth(1)?;
-            let flags = fields.next()?;
-            let is_live_master = flags.split(',').any(|f| f == "master") && !flags.contains("fail");
-            if !is_live_master {
-                return None;
-            }
-            let host_port = address.split('@').next()?;
-            let (host, port) = host_port.rsplit_once(':')?;
-            Some((host.to_owned(), port.parse().ok()?))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -899,7 +872,7 @@ mod tests {
 6ec2 127.0.0.1:7003@17003 master,fail - 0 1 3 disconnected
 ";
         assert_eq!(
-            parse_cluster_masters(nodes),
+            Topology::cluster(nodes).addresses(),
             vec![
                 ("127.0.0.1".to_owned(), 7001),
                 ("127.0.0.1".to_owned(), 7002)

@@ -64,6 +64,14 @@ impl Topology {
         }
     }
 
+    /// `(host, port)` of every master, in node id order (none for a single node).
+    pub fn addresses(&self) -> Vec<(String, u16)> {
+        self.masters
+            .iter()
+            .filter_map(|master| master.address.clone())
+            .collect()
+    }
+
     /// A cluster, from `CLUSTER NODES`:
     /// `<id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch> <state> <slot>…`.
     /// Masters the cluster marked failed, or serving no slot, are left out:
