@@ -228,7 +228,19 @@ async fn a_single_node_waits_for_its_replica() {
             .args(["-p", &replica_port.to_string(), "debug", "sleep", "3"])
             .output()
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Asleep for sure, however slowly redis-cli started: a PING on the
+    // replica goes unanswered.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while tokio::time::timeout(
+        Duration::from_millis(100),
+        redis::cmd("PING").query_async::<String>(&mut replica_con),
+    )
+    .await
+    .is_ok()
+    {
+        assert!(Instant::now() < deadline, "the replica did not go to sleep");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     owner
         .patch_user(&app, json!({ "bio": "while the replica slept" }))
         .await;
