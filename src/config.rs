@@ -72,6 +72,9 @@ pub struct Settings {
     /// `CACHE_MAX_ENTRIES_PER_VERSION`: pages and searches stored per
     /// namespace version (per count lifetime); the reads a client can make up.
     pub cache_max_entries_per_version: u64,
+    /// `CACHE_NEAR_MAX_BYTES`: bytes of entries kept in process (the near
+    /// cache: a `HIT` then asks Redis only for the version); 0 turns it off.
+    pub cache_near_max_bytes: u64,
     /// `DB_STATEMENT_TIMEOUT_MS`: PostgreSQL `statement_timeout` of every pooled connection.
     pub db_statement_timeout: Duration,
     /// `DB_IDLE_IN_TRANSACTION_TIMEOUT_MS`: PostgreSQL
@@ -158,6 +161,12 @@ impl Settings {
                 "CACHE_MAX_ENTRIES_PER_VERSION",
                 1000,
                 "a positive whole number",
+            )?,
+            cache_near_max_bytes: parse(
+                &lookup,
+                "CACHE_NEAR_MAX_BYTES",
+                16 * 1024 * 1024,
+                "a whole number of bytes",
             )?,
             db_statement_timeout: millis(&lookup, "DB_STATEMENT_TIMEOUT_MS", 5000)?,
             db_idle_in_transaction_timeout: millis(
@@ -464,6 +473,7 @@ mod tests {
         assert!(s.migrate_on_start && s.cache_enabled);
         assert_eq!(s.cache_negative_ttl, Duration::from_secs(60));
         assert_eq!(s.cache_max_entries_per_version, 1000);
+        assert_eq!(s.cache_near_max_bytes, 16 * 1024 * 1024);
         assert_eq!(s.db_statement_timeout, Duration::from_millis(5000));
         assert_eq!(s.db_idle_in_transaction_timeout, Duration::from_secs(10));
         assert_eq!(s.readiness_timeout, Duration::from_millis(1000));

@@ -3,11 +3,13 @@
 //! Served at `/metrics`. Nothing here knows the application state: the
 //! request middleware, the cache and the handlers each record what they see.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The `route` label of a request that matched no route.
@@ -25,11 +27,69 @@ pub fn method_label(method: &str) -> &'static str {
         .unwrap_or("OTHER")
 }
 
+/// The route pattern of a resource, set as its app data where the routing
+/// table is built, so that the request metrics label a request without
+/// asking the router again (`HttpRequest::match_pattern` walks the table and
+/// runs its regexes once more, on every request).
+#[derive(Debug, Clone, Copy)]
+pub struct RoutePattern(pub &'static str);
+
+/// A request's route label: a pattern of the routing table, known when the
+/// table was built, or one read off the router afterwards (the Swagger UI's
+/// files, unmatched paths).
+pub enum RouteLabel<'a> {
+    Static(&'static str),
+    Found(&'a str),
+}
+
+/// Series of one family already resolved, by a key that is cheap to hash
+/// (addresses of `'static` labels, numbers): `with_label_values` hashes
+/// every label string each time, on every request.
+struct Resolved<K, S> {
+    series: RwLock<HashMap<K, S>>,
+}
+
+impl<K: std::hash::Hash + Eq, S: Clone> Resolved<K, S> {
+    fn new() -> Self {
+        Self {
+            series: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, key: K, resolve: impl FnOnce() -> S) -> S {
+        if let Some(series) = self
+            .series
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&key)
+        {
+            return series.clone();
+        }
+        let series = resolve();
+        self.series
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(key, series.clone());
+        series
+    }
+}
+
+/// The address of a `'static` label: equal labels from one literal share it.
+fn address(label: &'static str) -> usize {
+    label.as_ptr() as usize
+}
+
 pub struct Metrics {
     registry: Registry,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
+    /// `(method, route, status)` of a route known when the table was built.
+    http_series: Resolved<(usize, usize, u16), (IntCounter, Histogram)>,
     cache_requests: IntCounterVec,
+    /// `(namespace kind, result)`.
+    cache_series: Resolved<(usize, CacheResult), IntCounter>,
+    cache_near_hits: IntCounter,
+    cache_near_bytes: IntGauge,
     cache_loads: IntCounterVec,
     cache_bypass_loads: IntCounterVec,
     cache_bumps: IntCounterVec,
@@ -42,7 +102,7 @@ pub struct Metrics {
 }
 
 /// How a cached read was served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CacheResult {
     Hit,
     Miss,
@@ -105,7 +165,23 @@ impl Default for Metrics {
         )
         .unwrap_or_else(|e| unreachable!("histogram is well-formed: {e}"));
         register(&registry, Box::new(owed_notify_delay.clone()));
+        let cache_near_hits = IntCounter::new(
+            "linkhub_cache_near_hits_total",
+            "Cached reads answered from the near cache (in process) after a version GET",
+        )
+        .unwrap_or_else(|e| unreachable!("counter is well-formed: {e}"));
+        register(&registry, Box::new(cache_near_hits.clone()));
+        let cache_near_bytes = IntGauge::new(
+            "linkhub_cache_near_bytes",
+            "Bytes of entries the near cache holds (bounded by CACHE_NEAR_MAX_BYTES)",
+        )
+        .unwrap_or_else(|e| unreachable!("gauge is well-formed: {e}"));
+        register(&registry, Box::new(cache_near_bytes.clone()));
         Self {
+            http_series: Resolved::new(),
+            cache_series: Resolved::new(),
+            cache_near_hits,
+            cache_near_bytes,
             http_requests: counter(
                 &registry,
                 "linkhub_http_requests_total",
@@ -158,7 +234,7 @@ impl Default for Metrics {
             redis_pool_connections: gauge(
                 &registry,
                 "linkhub_redis_pool_connections",
-                "Redis pool use by state (size, available, waiting, max)",
+                "Redis connections of the reads by state (open, max: REDIS_POOL_SIZE)",
                 &["state"],
             ),
             cache_breaker_open: gauge(
@@ -174,15 +250,26 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn cache_request(&self, namespace: &str, result: CacheResult) {
-        let label = match result {
-            CacheResult::Hit => "hit",
-            CacheResult::Miss => "miss",
-            CacheResult::Bypass => "bypass",
-        };
-        self.cache_requests
-            .with_label_values(&[namespace, label])
+    pub fn cache_request(&self, namespace: &'static str, result: CacheResult) {
+        self.cache_series
+            .get((address(namespace), result), || {
+                let label = match result {
+                    CacheResult::Hit => "hit",
+                    CacheResult::Miss => "miss",
+                    CacheResult::Bypass => "bypass",
+                };
+                self.cache_requests.with_label_values(&[namespace, label])
+            })
             .inc();
+    }
+
+    pub fn cache_near_hit(&self) {
+        self.cache_near_hits.inc();
+    }
+
+    pub fn set_cache_near_bytes(&self, bytes: u64) {
+        self.cache_near_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub fn cache_load(&self, namespace: &str) {
@@ -211,8 +298,14 @@ impl Metrics {
         set_pool(&self.db_pool_connections, status);
     }
 
-    pub fn set_redis_pool(&self, status: &deadpool::Status) {
-        set_pool(&self.redis_pool_connections, status);
+    /// The reads' Redis connections: `open` now, `max` (`REDIS_POOL_SIZE`).
+    pub fn set_redis_connections(&self, open: usize, max: usize) {
+        let as_i64 = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        for (state, value) in [("open", as_i64(open)), ("max", as_i64(max))] {
+            self.redis_pool_connections
+                .with_label_values(&[state])
+                .set(value);
+        }
     }
 
     pub fn owed_notification(&self, delay_secs: f64) {
@@ -228,13 +321,28 @@ impl Metrics {
     /// Counts and times one HTTP request under its route pattern. `method`
     /// and `route` come from closed sets ([`method_label`], the route
     /// patterns or [`UNMATCHED_ROUTE`]), so no client can add a series.
-    pub fn http_request(&self, method: &str, route: &str, status: u16, took: Duration) {
-        self.http_requests
-            .with_label_values(&[method, route, &status.to_string()])
-            .inc();
-        self.http_duration
-            .with_label_values(&[method, route])
-            .observe(took.as_secs_f64());
+    pub fn http_request(
+        &self,
+        method: &'static str,
+        route: RouteLabel<'_>,
+        status: u16,
+        took: Duration,
+    ) {
+        let resolve = |route: &str| {
+            (
+                self.http_requests
+                    .with_label_values(&[method, route, &status.to_string()]),
+                self.http_duration.with_label_values(&[method, route]),
+            )
+        };
+        let (count, duration) = match route {
+            RouteLabel::Static(route) => self
+                .http_series
+                .get((address(method), address(route), status), || resolve(route)),
+            RouteLabel::Found(route) => resolve(route),
+        };
+        count.inc();
+        duration.observe(took.as_secs_f64());
     }
 
     /// The Prometheus text format of everything registered.

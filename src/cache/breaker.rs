@@ -7,13 +7,17 @@
 //! recovery closes it. The breaker owns its gauge
 //! (`linkhub_cache_breaker_open`), so the two can never disagree.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use prometheus::IntGauge;
 
 pub struct Breaker {
     /// `true` once recovery succeeded and no error was seen since.
     closed: AtomicBool,
+    /// How many times it closed: the current *trust period*. What was
+    /// learned from Redis in an earlier period (the near cache's copies) is
+    /// not trusted in a later one: between the two, Redis failed or changed.
+    closings: AtomicU64,
     open_gauge: IntGauge,
 }
 
@@ -23,6 +27,7 @@ impl Breaker {
         open_gauge.set(1);
         Self {
             closed: AtomicBool::new(false),
+            closings: AtomicU64::new(0),
             open_gauge,
         }
     }
@@ -39,8 +44,20 @@ impl Breaker {
         opened
     }
 
-    /// Closes the breaker: only recovery does this, once the outbox is replayed.
+    /// The current trust period: it changes each time the breaker closes
+    /// after it was open.
+    pub fn trust_period(&self) -> u64 {
+        self.closings.load(Ordering::Acquire)
+    }
+
+    /// Closes the breaker: only recovery does this, once the outbox is
+    /// replayed. Closing an open breaker starts a new trust period; the
+    /// count moves before reads are let through, so no read of the new
+    /// period sees the old one's number.
     pub fn close(&self) {
+        if !self.closed.load(Ordering::Acquire) {
+            self.closings.fetch_add(1, Ordering::AcqRel);
+        }
         self.closed.store(true, Ordering::Release);
         self.open_gauge.set(0);
     }
@@ -69,5 +86,19 @@ mod tests {
             !breaker.trip(),
             "only the first failure reports the transition"
         );
+    }
+
+    #[test]
+    fn each_closing_after_a_trip_starts_a_new_trust_period() {
+        let breaker = Breaker::new(gauge());
+        let start = breaker.trust_period();
+        breaker.close();
+        let first = breaker.trust_period();
+        assert_ne!(first, start);
+        breaker.close();
+        assert_eq!(breaker.trust_period(), first, "closing a closed breaker");
+        breaker.trip();
+        breaker.close();
+        assert_ne!(breaker.trust_period(), first);
     }
 }

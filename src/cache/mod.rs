@@ -60,6 +60,7 @@ pub mod breaker;
 pub mod keys;
 pub mod limits;
 mod listener;
+mod near;
 mod owed;
 mod purge;
 mod recovery;
@@ -77,10 +78,11 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use self::breaker::Breaker;
+use self::near::NearCache;
 use self::owed::OwedBumps;
 use self::purge::Purger;
 use self::single_flight::{FreshFlights, SingleFlight};
-use self::store::{CounterLifetimes, Lookup, Store, StoreEntry, StoreError};
+use self::store::{ConnectionsStatus, CounterLifetimes, Lookup, Store, StoreEntry, StoreError};
 use crate::config::{RedisTopology, Settings};
 use crate::db::{DbPool, outbox};
 use crate::error::ApiError;
@@ -156,6 +158,7 @@ pub struct Cache {
     metrics: Arc<Metrics>,
     flights: SingleFlight<LoadOutcome>,
     bypass_flights: FreshFlights<LoadOutcome>,
+    near: NearCache,
     purger: Purger,
     db: DbPool,
     enabled: bool,
@@ -177,6 +180,8 @@ pub struct CacheConfig {
     pub prefix: String,
     pub pool_size: usize,
     pub timeout: Duration,
+    /// `CACHE_NEAR_MAX_BYTES`: the near cache's bound; 0 turns it off.
+    pub near_max_bytes: u64,
     pub ttl: Duration,
     /// TTL of cached `404`s and of counters a read created.
     pub negative_ttl: Duration,
@@ -195,6 +200,7 @@ impl From<&Settings> for CacheConfig {
             prefix: settings.cache_prefix.clone(),
             pool_size: settings.redis_pool_size,
             timeout: settings.redis_timeout,
+            near_max_bytes: settings.cache_near_max_bytes,
             ttl: settings.cache_ttl,
             negative_ttl: settings.cache_negative_ttl.min(settings.cache_ttl),
             max_entries_per_version: settings.cache_max_entries_per_version,
@@ -268,6 +274,7 @@ impl Cache {
             metrics,
             flights: SingleFlight::default(),
             bypass_flights: FreshFlights::default(),
+            near: NearCache::new(config.near_max_bytes),
             purger,
             db,
             enabled: config.enabled,
@@ -307,8 +314,13 @@ impl Cache {
         self.store.ping().await
     }
 
-    pub fn redis_pool_status(&self) -> deadpool_redis::Status {
-        self.store.pool_status()
+    pub fn redis_connections(&self) -> ConnectionsStatus {
+        self.store.connections_status()
+    }
+
+    /// Bytes the near cache holds.
+    pub fn near_bytes(&self) -> u64 {
+        self.near.bytes()
     }
 
     /// Serves the read `query` of namespace `ns` cache-aside; `load` runs
@@ -327,11 +339,39 @@ impl Cache {
         if !self.may_serve(&ns) {
             return self.bypass(&ns, query, load).await;
         }
+        // Read before anything is asked of Redis (see `near`).
+        let trust_period = self.breaker.trust_period();
+        let counter = keys::version_key(self.store.prefix(), &ns);
+        if self.near.is_on() {
+            match self.store.version(&counter).await {
+                Ok(Some(version)) => {
+                    if let Some(entry) = self.near.get(&counter, query, &version, trust_period) {
+                        self.metrics.cache_near_hit();
+                        return self.served(&ns, Ok(entry), CacheResult::Hit);
+                    }
+                }
+                // A missing counter is re-created by the lookup (rule 3).
+                Ok(None) => {}
+                Err(e) => {
+                    self.redis_failed("version read", &e);
+                    return self.bypass(&ns, query, load).await;
+                }
+            }
+        }
         let Some(lookup) = self.look_up(&ns, query).await else {
             return self.bypass(&ns, query, load).await;
         };
         if let Some(entry) = lookup.entry.and_then(Entry::decode) {
-            return self.served(&ns, Ok(Arc::new(entry)), CacheResult::Hit);
+            let entry = Arc::new(entry);
+            self.near.put(
+                &counter,
+                query,
+                &lookup.version,
+                trust_period,
+                lookup.entry_ttl,
+                Arc::clone(&entry),
+            );
+            return self.served(&ns, Ok(entry), CacheResult::Hit);
         }
         let loaded = self
             .load_once_and_store(&ns, &lookup.version, query, load())

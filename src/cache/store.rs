@@ -10,9 +10,9 @@
 //! connection of their own: a `WAIT` that waits blocks its connection, and
 //! the reads must not queue behind it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use deadpool_redis::Runtime;
 use redis::aio::ConnectionLike;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Script, Value};
@@ -42,6 +42,9 @@ macro_rules! fresh_counter_from_time {
 /// A counter a read creates lives `ARGV[3]` seconds (the negative TTL): the
 /// read may be of something that does not exist, and such a read must leave
 /// nothing that outlives a TTL. Storing a found entry, or a bump, extends it.
+///
+/// A found entry comes with its remaining TTL in milliseconds, which a copy
+/// kept in process (the near cache) must not outlive.
 const LOOKUP: &str = concat!(
     "local v = redis.call('GET', KEYS[1])\n",
     "if not v then\n",
@@ -49,7 +52,10 @@ const LOOKUP: &str = concat!(
     "  redis.call('SET', KEYS[1], fresh, 'EX', ARGV[3])\n",
     "  v = fresh\n",
     "end\n",
-    "return {v, redis.call('GET', ARGV[1] .. v .. ':' .. ARGV[2])}\n",
+    "local k = ARGV[1] .. v .. ':' .. ARGV[2]\n",
+    "local e = redis.call('GET', k)\n",
+    "if not e then return {v, false, false} end\n",
+    "return {v, e, redis.call('PTTL', k)}\n",
 );
 
 /// Bumps one counter to `max(counter + 1, TIME in µs)` and gives it its full
@@ -119,52 +125,119 @@ pub struct Lookup {
     pub version: String,
     /// The serialized entry, when one is stored under that version.
     pub entry: Option<Vec<u8>>,
+    /// How long the entry has left to live (`None`: no entry, or no TTL).
+    pub entry_ttl: Option<Duration>,
 }
 
-/// Where the cache lives: one node, or a Redis Cluster. Each keeps what it
-/// needs to open a connection outside the pool too (the bumps' own).
+/// Where the cache lives: one node, or a Redis Cluster, and how to open a
+/// connection to it.
 enum Backend {
     Single {
-        pool: deadpool_redis::Pool,
         client: redis::Client,
         config: AsyncConnectionConfig,
     },
     Cluster {
-        pool: deadpool::managed::Pool<ClusterManager>,
         client: redis::cluster::ClusterClient,
     },
 }
 
-/// A pooled connection of either backend (dropping it returns it to the pool).
-enum Conn {
-    Single(deadpool_redis::Connection),
-    Cluster(deadpool::managed::Object<ClusterManager>),
-}
-
-/// Makes cluster connections from a client built here, so that they carry
-/// the CA of `REDIS_CA_FILE` and the Redis timeout (deadpool-redis's own
-/// cluster manager takes only URLs).
-struct ClusterManager(redis::cluster::ClusterClient);
-
-impl deadpool::managed::Manager for ClusterManager {
-    type Type = redis::cluster_async::ClusterConnection;
-    type Error = redis::RedisError;
-
-    async fn create(&self) -> Result<Self::Type, Self::Error> {
-        self.0.get_async_connection().await
-    }
-
-    async fn recycle(
-        &self,
-        conn: &mut Self::Type,
-        _: &deadpool::managed::Metrics,
-    ) -> deadpool::managed::RecycleResult<Self::Error> {
-        redis::cmd("PING").query_async::<()>(conn).await?;
-        Ok(())
+impl Backend {
+    /// A new multiplexed connection. Its driver task runs on the runtime of
+    /// the thread that opens it, so a worker that opens its own sends and
+    /// reads replies without crossing threads.
+    async fn open(&self) -> StoreResult<Shared> {
+        Ok(match self {
+            Self::Single { client, config } => Shared::Single(
+                client
+                    .get_multiplexed_async_connection_with_config(config)
+                    .await?,
+            ),
+            Self::Cluster { client } => Shared::Cluster(client.get_async_connection().await?),
+        })
     }
 }
 
-/// A handle on a pooled connection that commands are sent through. Commands
+/// The reads' connections: `REDIS_POOL_SIZE` slots, each holding one
+/// multiplexed connection or none. Each thread that sends commands (an
+/// actix worker, the runtime of the background tasks) is given a slot of
+/// its own the first time, while there are slots left; after that, threads
+/// share slots in turn. A slot's connection is opened by the thread that
+/// needed it, so its replies are read on that thread: one connection shared
+/// by every worker made each reply cross threads, a task switch and a
+/// wake-up per command (45 % of a cached read's time was in the kernel).
+struct Connections {
+    slots: Box<[std::sync::RwLock<Option<Shared>>]>,
+    /// Tells this set apart in [`SLOT_OF_THREAD`] (a process, a test, may run several).
+    id: usize,
+    /// How many threads were given a slot.
+    threads: AtomicUsize,
+}
+
+/// Distinct ids for [`Connections`].
+static CONNECTIONS_IDS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// `(set id, slot)`: the slot this thread was given in each set it used.
+    static SLOT_OF_THREAD: std::cell::RefCell<Vec<(usize, usize)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Connections {
+    fn new(size: usize) -> Self {
+        Self {
+            slots: (0..size.max(1))
+                .map(|_| std::sync::RwLock::new(None))
+                .collect(),
+            id: CONNECTIONS_IDS.fetch_add(1, Ordering::Relaxed),
+            threads: AtomicUsize::new(0),
+        }
+    }
+
+    /// The calling thread's slot.
+    fn slot(&self) -> &std::sync::RwLock<Option<Shared>> {
+        let index = SLOT_OF_THREAD.with(|given| {
+            let mut given = given.borrow_mut();
+            if let Some(&(_, slot)) = given.iter().find(|(id, _)| *id == self.id) {
+                return slot;
+            }
+            let slot = self.threads.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+            given.push((self.id, slot));
+            slot
+        });
+        &self.slots[index]
+    }
+
+    /// Connections open now.
+    fn open(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| {
+                slot.read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .is_some()
+            })
+            .count()
+    }
+}
+
+impl Drop for Connections {
+    /// Forgets this set in the calling thread's list (other threads keep a
+    /// few bytes for it until they end).
+    fn drop(&mut self) {
+        let _ = SLOT_OF_THREAD.try_with(|given| {
+            given.borrow_mut().retain(|(id, _)| *id != self.id);
+        });
+    }
+}
+
+/// How many connections the reads hold, and may hold (`REDIS_POOL_SIZE`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionsStatus {
+    pub open: usize,
+    pub max: usize,
+}
+
+/// A handle on a connection that commands are sent through. Commands
 /// are routed by key (on a cluster, by the key's hash slot), so everything
 /// above this type is written once for both topologies; clones send
 /// concurrently over the same multiplexed connection.
@@ -198,15 +271,6 @@ impl ConnectionLike for Shared {
         match self {
             Self::Single(c) => c.get_db(),
             Self::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
-impl Conn {
-    fn shared(&self) -> Shared {
-        match self {
-            Self::Single(c) => Shared::Single((**c).clone()),
-            Self::Cluster(c) => Shared::Cluster((**c).clone()),
         }
     }
 }
@@ -255,16 +319,15 @@ pub struct CounterLifetimes {
     pub bumped: Duration,
 }
 
-/// The Redis side of the cache: a pool of multiplexed connections with short
+/// The Redis side of the cache: multiplexed connections with short
 /// timeouts, and the scripts.
 pub struct Store {
     backend: Backend,
-    /// The connection every command goes through, taken from the pool once
-    /// and kept until a command on it fails. deadpool-redis checks a
-    /// connection with a `PING` round trip each time it hands one out, which
-    /// doubled the round trips of a HIT; a multiplexed connection serves any
-    /// number of concurrent requests, so one checkout is enough.
-    current: std::sync::RwLock<Option<Shared>>,
+    /// The reads' connections, one per thread while there are enough (see
+    /// [`Connections`]). A connection is kept until a command on it fails;
+    /// there is no checkout per command (deadpool-redis's `PING` on each
+    /// checkout doubled the round trips of a HIT).
+    connections: Connections,
     /// The bumps' connection (see the module header), kept the same way.
     bumps: std::sync::RwLock<Option<Shared>>,
     /// The masters, their slots and live replicas, as last read by
@@ -287,8 +350,6 @@ pub struct Store {
 pub enum StoreError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("redis pool: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),
     #[error("redis answered something unexpected: {0}")]
@@ -302,7 +363,7 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 impl Store {
-    /// Connecting, waiting for a pooled connection and every command are
+    /// Connecting and every command are
     /// bounded by `timeout`: an unreachable Redis costs a request that long at
     /// most (and the circuit breaker makes it cost that once).
     pub fn new(
@@ -319,42 +380,18 @@ impl Store {
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout));
                 let node = super::tls::node_connection_info(url, ca_file)?;
-                let client = redis::Client::open(node.clone()).map_err(|e| e.to_string())?;
-                let manager = deadpool_redis::Manager::new_with_config(node, config.clone())
-                    .map_err(|e| e.to_string())?;
                 Backend::Single {
-                    pool: deadpool_redis::Pool::builder(manager)
-                        .max_size(pool_size)
-                        .wait_timeout(Some(timeout))
-                        .create_timeout(Some(timeout))
-                        .recycle_timeout(Some(timeout))
-                        .runtime(Runtime::Tokio1)
-                        .build()
-                        .map_err(|e| e.to_string())?,
-                    client,
+                    client: redis::Client::open(node).map_err(|e| e.to_string())?,
                     config,
                 }
             }
-            RedisTopology::Cluster(urls) => {
-                let client = super::tls::cluster_client(urls, ca_file, timeout)?;
-                let manager = ClusterManager(client.clone());
-                Backend::Cluster {
-                    pool: deadpool::managed::Pool::builder(manager)
-                        .max_size(pool_size)
-                        .wait_timeout(Some(timeout))
-                        // Discovering the slots of a cluster takes several round trips.
-                        .create_timeout(Some(timeout * 4))
-                        .recycle_timeout(Some(timeout))
-                        .runtime(Runtime::Tokio1)
-                        .build()
-                        .map_err(|e| e.to_string())?,
-                    client,
-                }
-            }
+            RedisTopology::Cluster(urls) => Backend::Cluster {
+                client: super::tls::cluster_client(urls, ca_file, timeout)?,
+            },
         };
         Ok(Self {
             backend,
-            current: std::sync::RwLock::new(None),
+            connections: Connections::new(pool_size),
             bumps: std::sync::RwLock::new(None),
             topology: std::sync::RwLock::new(None),
             // A bump and its WAIT are one operation, bounded like any other
@@ -374,51 +411,30 @@ impl Store {
         &self.prefix
     }
 
-    pub fn pool_status(&self) -> deadpool_redis::Status {
-        match &self.backend {
-            Backend::Single { pool, .. } => pool.status(),
-            Backend::Cluster { pool, .. } => pool.status(),
+    pub fn connections_status(&self) -> ConnectionsStatus {
+        ConnectionsStatus {
+            open: self.connections.open(),
+            max: self.connections.slots.len(),
         }
     }
 
-    /// The kept connection, or a fresh one from the pool (checked or newly
-    /// made) when there is none.
+    /// The calling thread's connection, opened now when it has none.
     pub(super) async fn conn(&self) -> StoreResult<Shared> {
-        kept_or_new(&self.current, || async {
-            let pooled = match &self.backend {
-                Backend::Single { pool, .. } => Conn::Single(pool.get().await?),
-                Backend::Cluster { pool, .. } => Conn::Cluster(pool.get().await?),
-            };
-            Ok(pooled.shared())
-        })
-        .await
+        kept_or_new(self.connections.slot(), || self.backend.open()).await
     }
 
-    /// The bumps' kept connection, or a new one made outside the pool (so
-    /// that it is never the reads' connection).
+    /// The bumps' kept connection, or a new one (never a reads' connection).
     async fn bump_conn(&self) -> StoreResult<Shared> {
-        kept_or_new(&self.bumps, || async {
-            Ok(match &self.backend {
-                Backend::Single { client, config, .. } => Shared::Single(
-                    client
-                        .get_multiplexed_async_connection_with_config(config)
-                        .await?,
-                ),
-                Backend::Cluster { client, .. } => {
-                    Shared::Cluster(client.get_async_connection().await?)
-                }
-            })
-        })
-        .await
+        kept_or_new(&self.bumps, || self.backend.open()).await
     }
 
-    /// Bounds a whole operation, pool wait included. A failure drops the kept
-    /// connection: the next command takes one the pool has checked or made anew.
+    /// Bounds a whole operation, connecting included. A failure drops the
+    /// calling thread's connection: its next command opens a new one.
     pub(super) async fn bounded<T>(
         &self,
         op: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
-        self.bounded_on(&self.current, op).await
+        self.bounded_on(self.connections.slot(), op).await
     }
 
     /// [`Store::bounded`] for an operation on the connection kept in `kept`.
@@ -455,7 +471,7 @@ impl Store {
     pub async fn lookup(&self, ns: &Namespace, query: &str) -> StoreResult<Lookup> {
         self.bounded(async {
             let mut conn = self.conn().await?;
-            let (version, entry): (String, Option<Vec<u8>>) = self
+            let (version, entry, ttl_ms): (String, Option<Vec<u8>>, Option<i64>) = self
                 .lookup
                 .key(keys::version_key(&self.prefix, ns))
                 .arg(keys::entry_prefix(&self.prefix, ns))
@@ -463,7 +479,28 @@ impl Store {
                 .arg(self.created_counter_ttl_secs)
                 .invoke_async(&mut conn)
                 .await?;
-            Ok(Lookup { version, entry })
+            let entry_ttl = ttl_ms
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map(Duration::from_millis);
+            Ok(Lookup {
+                version,
+                entry,
+                entry_ttl,
+            })
+        })
+        .await
+    }
+
+    /// The version of `ns` as its counter holds it, without creating a
+    /// missing one: one `GET` of a few bytes (`None` when it is missing).
+    pub async fn version(&self, counter_key: &str) -> StoreResult<Option<String>> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let version: Option<String> = redis::cmd("GET")
+                .arg(counter_key)
+                .query_async(&mut conn)
+                .await?;
+            Ok(version)
         })
         .await
     }

@@ -39,7 +39,7 @@ pub async fn security_headers(
     } else {
         CSP_API
     };
-    let headers = vec![
+    let headers = [
         (
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -58,9 +58,11 @@ pub async fn security_headers(
 }
 
 /// Sets `headers` on the response, or on the response an error will become.
-pub(super) fn add_headers<B>(
+/// Static values (`HeaderValue::from_static`) cost no allocation here; only
+/// an error's copy goes to the heap.
+pub(super) fn add_headers<B, const N: usize>(
     result: Result<ServiceResponse<B>, actix_web::Error>,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    headers: [(HeaderName, HeaderValue); N],
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
     match result {
         Ok(mut res) => {
@@ -69,13 +71,13 @@ pub(super) fn add_headers<B>(
         }
         Err(err) => Err(WithHeaders {
             inner: err,
-            headers,
+            headers: headers.to_vec(),
         }
         .into()),
     }
 }
 
-fn set_all(map: &mut HeaderMap, headers: Vec<(HeaderName, HeaderValue)>) {
+fn set_all(map: &mut HeaderMap, headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>) {
     map.remove(header::SERVER);
     for (name, value) in headers {
         map.insert(name, value);

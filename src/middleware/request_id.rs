@@ -55,7 +55,7 @@ pub async fn request_id(
     // The request's span and the access log read the id from the request header.
     req.headers_mut().insert(REQUEST_ID, value.clone());
     let result = next.call(req).await;
-    add_headers(result, vec![(REQUEST_ID, value)])
+    add_headers(result, [(REQUEST_ID, value)])
 }
 
 /// The root span of a request: `request{request_id=<id>}`. The id is read

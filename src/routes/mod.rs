@@ -26,6 +26,7 @@ use crate::auth::Caller;
 use crate::cache::Served;
 use crate::domain::resources::{MessageBody as Message, PageRequest};
 use crate::error::ApiError;
+use crate::metrics::RoutePattern;
 use crate::service::Body;
 use crate::state::AppState;
 
@@ -36,8 +37,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// serve; anything else is a JSON `404`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // `allow` is what the 405 of each resource lists in its `Allow` header.
-    let resource = |path: &str, allow: &'static str| {
-        web::resource(path).default_service(web::to(move || method_not_allowed(allow)))
+    // Each resource carries its pattern for the request metrics.
+    let resource = |path: &'static str, allow: &'static str| {
+        web::resource(path)
+            .app_data(RoutePattern(path))
+            .default_service(web::to(move || method_not_allowed(allow)))
     };
     cfg.service(resource("/healthz", "GET").route(web::get().to(ops::healthz)))
         .service(resource("/@{username}", "GET").route(web::get().to(pages::profile)))

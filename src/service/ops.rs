@@ -20,8 +20,8 @@ pub async fn readiness(state: &AppState) -> Readiness {
 /// The Prometheus text of every metric, the pool gauges read just now.
 pub fn metrics_text(state: &AppState) -> String {
     state.metrics.set_db_pool(&state.db.status());
-    state
-        .metrics
-        .set_redis_pool(&state.cache.redis_pool_status());
+    let redis = state.cache.redis_connections();
+    state.metrics.set_redis_connections(redis.open, redis.max);
+    state.metrics.set_cache_near_bytes(state.cache.near_bytes());
     state.metrics.render()
 }

@@ -517,6 +517,7 @@ async fn a_wrong_ca_is_refused_and_no_message_shows_a_password() {
             prefix: unique_name("tls"),
             pool_size: 1,
             timeout: Duration::from_secs(2),
+            near_max_bytes: 0,
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(60),
             max_entries_per_version: 1000,

@@ -14,7 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
 
 struct ProxyState {
-    upstream: SocketAddr,
+    /// Where new connections go (see [`TcpProxy::switch_to`]).
+    upstream: Mutex<SocketAddr>,
     /// While set, live connections are gone and new ones are accepted but never
     /// answered (a black hole: the client only notices through its timeouts).
     cut: AtomicBool,
@@ -56,7 +57,7 @@ impl TcpProxy {
             .expect("bind the proxy listener");
         let addr = listener.local_addr().expect("proxy local addr");
         let state = Arc::new(ProxyState {
-            upstream,
+            upstream: Mutex::new(upstream),
             cut: AtomicBool::new(false),
             delay_micros: AtomicU64::new(0),
             conns: Mutex::new(Vec::new()),
@@ -122,6 +123,18 @@ impl TcpProxy {
         self.state.drop_held_sockets();
     }
 
+    /// Drops every live connection and sends new ones to `upstream`: to
+    /// the client, the server behind the address was replaced (a restart
+    /// on other data, a failover to another node).
+    pub fn switch_to(&self, upstream: SocketAddr) {
+        *self
+            .state
+            .upstream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = upstream;
+        self.state.drop_live_connections();
+    }
+
     /// Delays every chunk forwarded from the upstream to the client by `delay`
     /// (applies to live connections too).
     pub fn set_delay(&self, delay: Duration) {
@@ -139,7 +152,11 @@ impl Drop for TcpProxy {
 }
 
 async fn forward(client: TcpStream, state: Arc<ProxyState>) {
-    let Ok(upstream) = TcpStream::connect(state.upstream).await else {
+    let address = *state
+        .upstream
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let Ok(upstream) = TcpStream::connect(address).await else {
         return;
     };
     let _ = upstream.set_nodelay(true);
