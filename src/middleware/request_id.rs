@@ -44,14 +44,17 @@ pub async fn request_id(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = req
+    // A client's value is kept as it is (no copy); a made one is moved into
+    // the header, not copied.
+    let value = req
         .headers()
         .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| is_acceptable_request_id(v))
-        .map_or_else(generate_request_id, str::to_owned);
-    let value = HeaderValue::from_str(&id)
-        .unwrap_or_else(|_| HeaderValue::from_static("invalid-request-id"));
+        .filter(|v| v.to_str().is_ok_and(is_acceptable_request_id))
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(generate_request_id()))
+                .unwrap_or_else(|_| HeaderValue::from_static("invalid-request-id"))
+        });
     // The request's span and the access log read the id from the request header.
     req.headers_mut().insert(REQUEST_ID, value.clone());
     let result = next.call(req).await;
