@@ -72,6 +72,9 @@ pub struct Settings {
     /// `CACHE_MAX_ENTRIES_PER_VERSION`: pages and searches stored per
     /// namespace version (per count lifetime); the reads a client can make up.
     pub cache_max_entries_per_version: u64,
+    /// `CACHE_JANITOR_KEYS_PER_SEC`: keys a second the janitor's SCAN for
+    /// stale entries looks at, at most (0: no janitor).
+    pub cache_janitor_keys_per_sec: u64,
     /// `DB_STATEMENT_TIMEOUT_MS`: PostgreSQL `statement_timeout` of every pooled connection.
     pub db_statement_timeout: Duration,
     /// `DB_IDLE_IN_TRANSACTION_TIMEOUT_MS`: PostgreSQL
@@ -158,6 +161,12 @@ impl Settings {
                 "CACHE_MAX_ENTRIES_PER_VERSION",
                 1000,
                 "a positive whole number",
+            )?,
+            cache_janitor_keys_per_sec: parse(
+                &lookup,
+                "CACHE_JANITOR_KEYS_PER_SEC",
+                2000,
+                "a whole number (0: no janitor)",
             )?,
             db_statement_timeout: millis(&lookup, "DB_STATEMENT_TIMEOUT_MS", 5000)?,
             db_idle_in_transaction_timeout: millis(
@@ -464,6 +473,7 @@ mod tests {
         assert!(s.migrate_on_start && s.cache_enabled);
         assert_eq!(s.cache_negative_ttl, Duration::from_secs(60));
         assert_eq!(s.cache_max_entries_per_version, 1000);
+        assert_eq!(s.cache_janitor_keys_per_sec, 2000);
         assert_eq!(s.db_statement_timeout, Duration::from_millis(5000));
         assert_eq!(s.db_idle_in_transaction_timeout, Duration::from_secs(10));
         assert_eq!(s.readiness_timeout, Duration::from_millis(1000));

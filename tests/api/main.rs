@@ -17,6 +17,7 @@ mod users;
 
 mod cache_resilience;
 mod cache_rules;
+mod invalidation;
 
 mod abuse_cache;
 mod abuse_limits;
