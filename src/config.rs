@@ -75,6 +75,9 @@ pub struct Settings {
     /// `CACHE_NEAR_MAX_BYTES`: bytes of entries kept in process (the near
     /// cache: a `HIT` then asks Redis only for the version); 0 turns it off.
     pub cache_near_max_bytes: u64,
+    /// `CACHE_JANITOR_KEYS_PER_SEC`: keys a second the janitor's SCAN for
+    /// stale entries looks at, at most (0: no janitor).
+    pub cache_janitor_keys_per_sec: u64,
     /// `DB_STATEMENT_TIMEOUT_MS`: PostgreSQL `statement_timeout` of every pooled connection.
     pub db_statement_timeout: Duration,
     /// `DB_IDLE_IN_TRANSACTION_TIMEOUT_MS`: PostgreSQL
@@ -167,6 +170,12 @@ impl Settings {
                 "CACHE_NEAR_MAX_BYTES",
                 16 * 1024 * 1024,
                 "a whole number of bytes",
+            )?,
+            cache_janitor_keys_per_sec: parse(
+                &lookup,
+                "CACHE_JANITOR_KEYS_PER_SEC",
+                2000,
+                "a whole number (0: no janitor)",
             )?,
             db_statement_timeout: millis(&lookup, "DB_STATEMENT_TIMEOUT_MS", 5000)?,
             db_idle_in_transaction_timeout: millis(
@@ -474,6 +483,7 @@ mod tests {
         assert_eq!(s.cache_negative_ttl, Duration::from_secs(60));
         assert_eq!(s.cache_max_entries_per_version, 1000);
         assert_eq!(s.cache_near_max_bytes, 16 * 1024 * 1024);
+        assert_eq!(s.cache_janitor_keys_per_sec, 2000);
         assert_eq!(s.db_statement_timeout, Duration::from_millis(5000));
         assert_eq!(s.db_idle_in_transaction_timeout, Duration::from_secs(10));
         assert_eq!(s.readiness_timeout, Duration::from_millis(1000));

@@ -95,6 +95,7 @@ pub struct Metrics {
     cache_bumps: IntCounterVec,
     cache_bump_failures: IntCounterVec,
     cache_scan_deleted: IntCounterVec,
+    cache_index_deleted: IntCounterVec,
     db_pool_connections: IntGaugeVec,
     redis_pool_connections: IntGaugeVec,
     cache_breaker_open: IntGaugeVec,
@@ -222,7 +223,13 @@ impl Default for Metrics {
             cache_scan_deleted: counter(
                 &registry,
                 "linkhub_cache_scan_deleted_keys_total",
-                "Stale cache entries removed by SCAN invalidation",
+                "Stale cache entries removed by the janitor's budgeted SCAN",
+                &["namespace"],
+            ),
+            cache_index_deleted: counter(
+                &registry,
+                "linkhub_cache_index_deleted_keys_total",
+                "Stale cache entries removed through their namespace's index after a bump",
                 &["namespace"],
             ),
             db_pool_connections: gauge(
@@ -290,6 +297,12 @@ impl Metrics {
 
     pub fn cache_scan_deleted(&self, namespace: &str, n: u64) {
         self.cache_scan_deleted
+            .with_label_values(&[namespace])
+            .inc_by(n);
+    }
+
+    pub fn cache_index_deleted(&self, namespace: &str, n: u64) {
+        self.cache_index_deleted
             .with_label_values(&[namespace])
             .inc_by(n);
     }

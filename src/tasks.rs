@@ -1,11 +1,11 @@
 //! The process's background tasks — cache recovery, the owed-bump listener,
-//! the purge queue, the token sweep — with one handle to stop them all.
+//! the purge queue, the janitor, the token sweep — with one handle to stop them all.
 //!
 //! A stop drops each task at its next `.await`. Every task here is written so
 //! that this is safe at any await point: a replay cut between its bump and
 //! the deletion of its outbox rows only bumps those namespaces once more on
-//! the next replay, a purge cut mid-SCAN leaves its keys to their TTL, and a
-//! dropped listener closes its PostgreSQL connection.
+//! the next replay, a purge or a janitor pass cut midway leaves its keys to
+//! their TTL, and a dropped listener closes its PostgreSQL connection.
 
 use std::future::Future;
 use std::time::Duration;

@@ -3,16 +3,25 @@
 //!
 //! ```text
 //! <prefix>:ver:{<namespace>}                    version counter (TTL 2 × CACHE_TTL_SECS, refreshed by
-//!                                               every bump; never SCAN-deleted)
+//!                                               every bump; outside every SCAN pattern)
+//! <prefix>:idx:{<namespace>}                    index of the namespace's entries: a sorted set of
+//!                                               `<version>:<query>` scored by version (TTL at least
+//!                                               its longest entry's; outside every SCAN pattern)
 //! <prefix>:{<namespace>}:<version>:<query>      cache entry (always with a TTL)
 //! <prefix>:{<namespace>}:<version>:stored       how many page/search entries the version stored
-//!                                               (with a TTL; SCAN-deleted with its version)
+//!                                               (with a TTL; in the index, removed with its version)
 //! ```
 //!
-//! `{<namespace>}` is a Redis Cluster hash tag: a counter and every entry of
-//! its namespace live in one slot, so one script can read both. Namespaces are
-//! per user, per link and per social, so the tags spread over the slots; only
-//! `{users}` (the global list) is a single slot, and it is read-mostly.
+//! `{<namespace>}` is a Redis Cluster hash tag: a counter, its index and every
+//! entry of its namespace live in one slot, so one script can read and remove
+//! them together. Namespaces are per user, per link and per social, so the
+//! tags spread over the slots; only `{users}` (the global list) is a single
+//! slot, and it is read-mostly.
+//!
+//! The index is what makes invalidation cost what the namespace holds, not
+//! what Redis holds: after a bump, the entries of older versions are the
+//! index's members scored below the new version, removed by one script on
+//! the namespace's slot (`index.rs`), with no pass over the keyspace.
 //!
 //! User input never reaches a key raw: the only free text (a search term) is
 //! hashed, usernames are checked against `[a-z0-9_]{3,32}` before they get
@@ -38,11 +47,27 @@ pub fn entry_key(prefix: &str, ns: &Namespace, version: &str, query: &str) -> St
     format!("{}{version}:{query}", entry_prefix(prefix, ns))
 }
 
+/// The index of `ns`'s entries (see the module header). Its members are
+/// entry keys without their [`entry_prefix`] ([`index_member`]), so they stay
+/// short enough for Redis's compact encoding of small sorted sets.
+pub fn index_key(prefix: &str, ns: &Namespace) -> String {
+    format!("{prefix}:idx:{{{ns}}}")
+}
+
+/// How the entry `<version>:<query>` of a namespace is named in its index:
+/// the entry key less the namespace's [`entry_prefix`].
+pub fn index_member(version: &str, query: &str) -> String {
+    format!("{version}:{query}")
+}
+
+/// The query part of a version's [`stored_count_key`].
+pub const STORED_COUNT_QUERY: &str = "stored";
+
 /// The count of made-up-able entries (see [`is_open_ended`]) stored under
-/// one version of `ns`. It lives among the version's entries, so the SCAN
-/// purge removes it with them.
+/// one version of `ns`. It lives among the version's entries and is indexed
+/// like them, so it is removed with them.
 pub fn stored_count_key(prefix: &str, ns: &Namespace, version: &str) -> String {
-    entry_key(prefix, ns, version, "stored")
+    entry_key(prefix, ns, version, STORED_COUNT_QUERY)
 }
 
 /// `true` for the queries a client can vary without end (a page number, a
@@ -59,7 +84,14 @@ pub fn entry_pattern(prefix: &str, ns: &Namespace) -> String {
     format!("{}*", entry_prefix(prefix, ns))
 }
 
-/// Splits an entry key back into namespace and version (for the purger).
+/// The SCAN pattern of every entry of every namespace of `prefix` (the
+/// janitor's walk). Counters (`<prefix>:ver:`) and indexes (`<prefix>:idx:`)
+/// are outside it.
+pub fn all_entries_pattern(prefix: &str) -> String {
+    format!("{prefix}:{{*")
+}
+
+/// Splits an entry key back into namespace and version (for the janitor).
 pub fn parse_entry_key<'k>(prefix: &str, key: &'k str) -> Option<(Namespace, &'k str)> {
     let rest = key.strip_prefix(prefix)?.strip_prefix(":{")?;
     let (ns, rest) = rest.split_once("}:")?;
@@ -91,6 +123,25 @@ mod tests {
         assert_eq!(version_key("lh", &ns), "lh:ver:{user:42}");
         assert_eq!(entry_pattern("lh", &ns), "lh:{user:42}:*");
         assert!(!version_key("lh", &ns).starts_with("lh:{"));
+    }
+
+    #[test]
+    fn indexes_share_the_hash_tag_and_sit_outside_every_entry_pattern() {
+        let ns = Namespace::Profile("bob".into());
+        let index = index_key("lh", &ns);
+        assert_eq!(index, "lh:idx:{profile:bob}");
+        assert!(
+            !index.starts_with("lh:{"),
+            "the janitor's pattern would match it"
+        );
+        assert!(!index.starts_with(&entry_prefix("lh", &ns)));
+        // The member is the entry key less the entry prefix.
+        let member = index_member("17", "profile");
+        assert_eq!(
+            format!("{}{member}", entry_prefix("lh", &ns)),
+            entry_key("lh", &ns, "17", "profile")
+        );
+        assert_eq!(all_entries_pattern("lh"), "lh:{*");
     }
 
     #[test]

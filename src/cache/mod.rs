@@ -17,7 +17,7 @@
 //! 3. **Counters never reset.** A missing counter (evicted, deleted, expired,
 //!    Redis restarted) is re-created from the Redis clock in microseconds,
 //!    above any value it held, never 0 or 1, so old entries can never become
-//!    reachable. Counters live outside every SCAN-deleted pattern. They
+//!    reachable. Counters (and indexes) live outside every SCAN pattern. They
 //!    expire too: a bump gives a counter `2 × CACHE_TTL_SECS`, storing an
 //!    entry under it makes it live at least as long as that entry, and one a
 //!    read creates lives `CACHE_NEGATIVE_TTL_SECS` (the read may be of
@@ -31,9 +31,17 @@
 //!    a fresh instance serves from Redis at once when Redis is up.
 //!    A bump no live replica of its shard acknowledged in time is owed the
 //!    same way, the breaker aside: a failover could lose it (issue 11, `store.rs`).
-//! 5. **SCAN off the request path.** After a bump, a background task removes
-//!    the stale entries with `SCAN MATCH` + `UNLINK` (never `KEYS`); a failure
-//!    there is logged and left to the TTL.
+//! 5. **Removal off the request path, and never a pass per write.** Every
+//!    stored entry is listed in its namespace's index (a sorted set scored by
+//!    version, same hash tag: `keys.rs`, `index.rs`). After a bump, a
+//!    background task removes, through the index, the entries of versions
+//!    older than the new one — one script per namespace, whose cost is what
+//!    the namespace holds, not what Redis holds (`purge.rs`). A budgeted
+//!    `SCAN MATCH` janitor (never `KEYS`; at most `CACHE_JANITOR_KEYS_PER_SEC`,
+//!    and only after bumps) removes what the index missed (`janitor.rs`). A
+//!    failure in either is logged and left to the TTL and the next pass.
+//!    Removal is never what makes a read fresh — the versions are — so
+//!    whatever both miss is only memory until its TTL.
 //! 6. **TTL on every entry** (`SET .. EX`, at most `CACHE_TTL_SECS`, jittered
 //!    down; a `404` gets `CACHE_NEGATIVE_TTL_SECS`). An entry is stored only
 //!    while its counter still holds the version it was read under: otherwise
@@ -57,6 +65,8 @@
 //! never capped, so an attacker filling a cap cannot evict a profile.
 
 pub mod breaker;
+mod index;
+mod janitor;
 pub mod keys;
 pub mod limits;
 mod listener;
@@ -78,6 +88,7 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use self::breaker::Breaker;
+use self::janitor::Janitor;
 use self::near::NearCache;
 use self::owed::OwedBumps;
 use self::purge::Purger;
@@ -190,6 +201,8 @@ pub struct CacheConfig {
     pub enabled: bool,
     /// `REDIS_CA_FILE`: verify `rediss://` servers against this CA only.
     pub ca_file: Option<std::path::PathBuf>,
+    /// `CACHE_JANITOR_KEYS_PER_SEC`: the janitor's SCAN budget (0: no janitor).
+    pub janitor_keys_per_sec: u64,
 }
 
 impl From<&Settings> for CacheConfig {
@@ -206,6 +219,7 @@ impl From<&Settings> for CacheConfig {
             max_entries_per_version: settings.cache_max_entries_per_version,
             enabled: settings.cache_enabled,
             ca_file: settings.redis_ca_file.clone(),
+            janitor_keys_per_sec: settings.cache_janitor_keys_per_sec,
         }
     }
 }
@@ -224,8 +238,9 @@ impl CacheConfig {
 
 impl Cache {
     /// Builds the pool (no connection is made yet) and starts the background
-    /// tasks: recovery (closes the breaker once the outbox is replayed) and
-    /// the purger. [`Cache::warm_up`] waits for recovery's first attempt.
+    /// tasks: recovery (closes the breaker once the outbox is replayed), the
+    /// purger and the janitor it wakes. [`Cache::warm_up`] waits for
+    /// recovery's first attempt.
     pub fn start(
         config: CacheConfig,
         db: DbPool,
@@ -242,7 +257,17 @@ impl Cache {
         )?);
         let breaker = Arc::new(Breaker::new(metrics.breaker_open_gauge()));
         let owed = Arc::new(OwedBumps::default());
-        let purger = Purger::start(tasks, Arc::clone(&store), Arc::clone(&metrics));
+        let janitor = if config.enabled {
+            Janitor::start(
+                tasks,
+                Arc::clone(&store),
+                Arc::clone(&metrics),
+                config.janitor_keys_per_sec,
+            )
+        } else {
+            Janitor::default()
+        };
+        let purger = Purger::start(tasks, Arc::clone(&store), Arc::clone(&metrics), janitor);
         let (first_recovery_done, first_recovery) = tokio::sync::watch::channel(!config.enabled);
         if config.enabled {
             listener::start(

@@ -88,22 +88,45 @@ const BUMP: &str = concat!(
 ///   version within the count's lifetime (`KEYS[3]`, a key of the version).
 ///
 /// Then the counter is made to live at least `ARGV[4]` seconds, so that it
-/// outlives the entry. Touches one hash tag only.
+/// outlives the entry. The entry (`ARGV[6]`), and the count when this entry
+/// started it (`ARGV[7]`), go into the namespace's index (`KEYS[4]`, scored
+/// by version), so that a bump's purge finds them without a SCAN
+/// (`index.rs`); the index is made to live at least as long as the entry, so
+/// it expires with the last of its entries and never outlives them by more
+/// than a TTL. An index holds at most `ARGV[8]` members: past that the
+/// oldest versions' go first (their entries still expire, and the janitor
+/// finds them if they are stale), so made-up reads under one version that
+/// is never bumped cannot grow an index without end. Touches one hash tag
+/// only.
 const STORE: &str = "\
 local v = redis.call('GET', KEYS[2])
 if v ~= ARGV[1] then return 0 end
 local cap = tonumber(ARGV[5])
 if cap > 0 then
   local n = redis.call('INCR', KEYS[3])
-  if n == 1 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
+  if n == 1 then
+    redis.call('EXPIRE', KEYS[3], ARGV[3])
+    redis.call('ZADD', KEYS[4], ARGV[1], ARGV[7])
+  end
   if n > cap then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 if redis.call('TTL', KEYS[2]) < tonumber(ARGV[4]) then
   redis.call('EXPIRE', KEYS[2], ARGV[4])
 end
+redis.call('ZADD', KEYS[4], ARGV[1], ARGV[6])
+local over = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[8])
+if over > 0 then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, over - 1) end
+if redis.call('TTL', KEYS[4]) < tonumber(ARGV[3]) then
+  redis.call('EXPIRE', KEYS[4], ARGV[3])
+end
 return 1
 ";
+
+/// Members a namespace's index keeps at most (see [`STORE`]): five times
+/// what the default cap lets two count lifetimes store, so only a namespace
+/// read with made-up queries for hours without a write ever reaches it.
+const INDEX_MAX_MEMBERS: u64 = 10_000;
 
 /// How one entry is to be stored: see [`STORE`].
 pub struct StoreEntry<'a> {
@@ -534,11 +557,15 @@ impl Store {
                     entry.ns,
                     entry.version,
                 ))
+                .key(keys::index_key(&self.prefix, entry.ns))
                 .arg(entry.version)
                 .arg(entry.value)
                 .arg(entry.ttl_secs)
                 .arg(entry.counter_ttl_secs)
                 .arg(entry.cap)
+                .arg(keys::index_member(entry.version, entry.query))
+                .arg(keys::index_member(entry.version, keys::STORED_COUNT_QUERY))
+                .arg(INDEX_MAX_MEMBERS)
                 .invoke_async(&mut conn)
                 .await?;
             Ok(stored == 1)

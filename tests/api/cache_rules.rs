@@ -834,10 +834,10 @@ async fn metrics_count_cache_results_by_namespace() {
     }
 
     // A write bumps the namespaces it touches, and the stale entries get
-    // SCAN-deleted in the background.
+    // removed through their namespaces' indexes in the background.
     let bumps = |ns: &'static str| namespace_metric(&app, "linkhub_cache_version_bumps_total", ns);
     let deleted =
-        |ns: &'static str| namespace_metric(&app, "linkhub_cache_scan_deleted_keys_total", ns);
+        |ns: &'static str| namespace_metric(&app, "linkhub_cache_index_deleted_keys_total", ns);
     let (users0, user0, profile0, link0) = (
         bumps("users").await,
         bumps("user").await,
@@ -869,8 +869,8 @@ async fn metrics_count_cache_results_by_namespace() {
         }
         assert!(
             Instant::now() < deadline,
-            "the stale profile and user entries were not SCAN-deleted within 5 s \
-             (linkhub_cache_scan_deleted_keys_total: profile {profile_done}, user {user_done})"
+            "the stale profile and user entries were not purged within 5 s \
+             (linkhub_cache_index_deleted_keys_total: profile {profile_done}, user {user_done})"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

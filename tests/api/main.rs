@@ -17,6 +17,7 @@ mod users;
 
 mod cache_resilience;
 mod cache_rules;
+mod invalidation;
 mod near_cache;
 
 mod abuse_cache;

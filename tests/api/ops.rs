@@ -142,12 +142,12 @@ async fn metrics_expose_requests_latency_cache_and_pools() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = app.metrics().await;
-        if text.contains("linkhub_cache_scan_deleted_keys_total") {
+        if text.contains("linkhub_cache_index_deleted_keys_total") {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "linkhub_cache_scan_deleted_keys_total never appeared:\n{text}"
+            "linkhub_cache_index_deleted_keys_total never appeared:\n{text}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
