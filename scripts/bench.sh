@@ -17,11 +17,16 @@
 # Time: with the defaults (10,000 users, --reps 3 --secs 10 --load-secs 30,
 # four keyspace levels, 200 invalidation writes each) about 30 minutes on
 # 2 cores: seeding about 4, reads 4, goose runs 3, writes and populating
-# Redis the rest (at 10M keys a write's purge SCANs the whole keyspace, about
-# 1 s of Redis CPU per write today). A look at every column in about 5
+# Redis the rest (before issue 12, at 10M keys a write's purge SCANned the
+# whole keyspace, about 1 s of Redis CPU per write). A look at every column in about 5
 # minutes (what the change adding them ran):
 #   scripts/bench.sh --users 200 --reps 1 --secs 2 --load-secs 3 \
 #     --keyspaces 0,1000000,10000000 --invalidation-writes 30 --out /tmp/bench
+# Only some comparisons: --parts (reads, memory, mixed, stampede, writes;
+# the charts are drawn only when all run). The invalidation cost alone:
+#   scripts/bench.sh --users 50 --reps 1 --secs 2 --load-secs 3 \
+#     --keyspaces 0,1000000,10000000 --invalidation-writes 100 --parts writes \
+#     --out /tmp/inv-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

@@ -16,6 +16,10 @@ pub struct RedisSample {
     pub commands: u64,
     /// `calls` of `cmdstat_scan`.
     pub scans: u64,
+    /// `usec` of `cmdstat_scan`: Redis's CPU in SCAN itself, µs.
+    pub scan_usec: u64,
+    /// `calls` of `cmdstat_info`: the samples the benchmark itself takes.
+    pub infos: u64,
     /// `total_net_output_bytes`.
     pub output_bytes: u64,
 }
@@ -42,6 +46,13 @@ impl RedisSample {
                 sample.commands += calls;
                 if name == "scan" {
                     sample.scans = calls;
+                    sample.scan_usec = stats
+                        .split(',')
+                        .find_map(|kv| kv.strip_prefix("usec="))
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                } else if name == "info" {
+                    sample.infos = calls;
                 }
             }
         }
@@ -68,6 +79,7 @@ impl RedisSample {
             commands: self.commands as f64 / n,
             output_bytes: self.output_bytes as f64 / n,
             scans: self.scans as f64 / n,
+            scan_cpu_us: self.scan_usec as f64 / n,
         }
     }
 }
@@ -80,6 +92,8 @@ impl Sub for RedisSample {
             cpu_seconds: (self.cpu_seconds - before.cpu_seconds).max(0.0),
             commands: self.commands.saturating_sub(before.commands),
             scans: self.scans.saturating_sub(before.scans),
+            scan_usec: self.scan_usec.saturating_sub(before.scan_usec),
+            infos: self.infos.saturating_sub(before.infos),
             output_bytes: self.output_bytes.saturating_sub(before.output_bytes),
         }
     }
@@ -92,6 +106,8 @@ pub struct RedisCost {
     pub commands: f64,
     pub output_bytes: f64,
     pub scans: f64,
+    /// Of `cpu_us`, what SCAN itself took (`cmdstat_scan` usec).
+    pub scan_cpu_us: f64,
 }
 
 #[cfg(test)]
@@ -113,6 +129,8 @@ mod tests {
                 cpu_seconds: 1.75,
                 commands: 13,
                 scans: 3,
+                scan_usec: 300,
+                infos: 0,
                 output_bytes: 4096,
             }
         );
@@ -125,13 +143,20 @@ mod tests {
             cpu_seconds: before.cpu_seconds + 0.002,
             commands: before.commands + 40,
             scans: before.scans + 4,
+            scan_usec: before.scan_usec + 400,
+            infos: before.infos,
             output_bytes: before.output_bytes + 8000,
         };
         let cost = (after - before).per_request(4);
         assert!((cost.cpu_us - 500.0).abs() < 1e-6, "{cost:?}");
         assert_eq!(
-            (cost.commands, cost.scans, cost.output_bytes),
-            (10.0, 1.0, 2000.0)
+            (
+                cost.commands,
+                cost.scans,
+                cost.scan_cpu_us,
+                cost.output_bytes
+            ),
+            (10.0, 1.0, 100.0, 2000.0)
         );
         // A restarted Redis (counters lower) costs nothing rather than wrapping.
         assert_eq!((before - after).commands, 0);
