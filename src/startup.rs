@@ -16,9 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{Condition, Logger, from_fn};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use tracing_actix_web::TracingLogger;
 
 use crate::auth::password::Hashing;
 use crate::auth::throttle::{Limit, LoginThrottle};
@@ -28,7 +27,7 @@ use crate::db::{self, DatabaseSetupError, DbPool};
 use crate::metrics::Metrics;
 use crate::middleware::body_deadline::{BodyTimeout, body_deadline};
 use crate::middleware::drain::{InFlight, count_in_flight};
-use crate::middleware::request_id::{RequestSpan, request_id};
+use crate::middleware::request_id::request_id;
 use crate::middleware::{cors, headers, json_errors, metrics, panics};
 use crate::routes;
 use crate::state::AppState;
@@ -152,13 +151,6 @@ impl Application {
             readiness,
             settings,
         });
-        // actix's access log renders its line at the start of every request
-        // and drops it at the end when its level is off: it is left out
-        // then, so that `RUST_LOG=warn` costs nothing per request.
-        let access_log = tracing::enabled!(
-            target: "actix_web::middleware::logger",
-            tracing::Level::INFO
-        );
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -173,13 +165,6 @@ impl Application {
                 .wrap(cors::cors(&cors_origins))
                 .wrap(json_errors::json_errors())
                 .wrap(from_fn(headers::security_headers))
-                .wrap(Condition::new(
-                    access_log,
-                    Logger::new(
-                        "%a \"%r\" %s %b %Dms \"%{User-Agent}i\" request_id=%{X-Request-Id}i",
-                    ),
-                ))
-                .wrap(TracingLogger::<RequestSpan>::new())
                 .wrap(from_fn(request_id))
                 .wrap(from_fn(count_in_flight))
                 .configure(routes::configure)

@@ -2,19 +2,31 @@
 //!
 //! [`request_id`] (outermost) takes `X-Request-Id` from the request when it
 //! is a sane token, or makes one, puts it back on the request and echoes it
-//! on the response. [`RequestSpan`] (just inside it, through
-//! `tracing-actix-web`) opens the request's span with `request_id=<id>`:
-//! every event of the request — in the handler, and in the tasks it spawns,
-//! which are instrumented with the span current when they start — carries
-//! it, and the access log line prints it too.
+//! on the response, and runs the rest of the request in its span,
+//! `request{request_id=<id>}`: every event of the request — in the handler,
+//! and in the tasks it spawns, which are instrumented with the span current
+//! when they start — carries it, and the access log line prints it too.
+//!
+//! The span is tracing's own, not `tracing-actix-web`'s: that one also made
+//! a UUID per request (a `getrandom` system call each) and stored it in the
+//! request's extensions, for nothing linkhub reads.
+//!
+//! The access log line is written here too, at the end of the request, in
+//! its span (target `linkhub::access`, level info): actix's `Logger` renders
+//! its line at the start of every request whether or not its level is on,
+//! and was one more layer; here nothing is rendered unless the line will be
+//! written.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use std::time::Instant;
+
+use actix_web::body::BodySize;
+use actix_web::http::header;
 use rand::RngExt;
-use tracing::Span;
-use tracing_actix_web::RootSpanBuilder;
+use tracing::Instrument;
 
 use super::headers::add_headers;
 
@@ -35,11 +47,72 @@ pub(super) fn is_acceptable_request_id(value: &str) -> bool {
 
 /// 128 random bits as 32 hex digits.
 pub(super) fn generate_request_id() -> String {
-    format!("{:032x}", rand::rng().random::<u128>())
+    hex::encode(rand::rng().random::<[u8; 16]>())
 }
 
+/// What the access line says of the request, taken before it is handled
+/// (only when the line will be written).
+struct AccessLine {
+    peer: String,
+    request_line: String,
+    user_agent: String,
+    started: Instant,
+}
+
+impl AccessLine {
+    fn of(req: &ServiceRequest) -> Self {
+        let header = |name| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned()
+        };
+        Self {
+            peer: req
+                .peer_addr()
+                .map_or_else(|| "-".to_owned(), |addr| addr.ip().to_string()),
+            request_line: format!("{} {} {:?}", req.method(), req.uri(), req.version()),
+            user_agent: header(header::USER_AGENT),
+            started: Instant::now(),
+        }
+    }
+
+    /// `<peer> "<request line>" <status> <body bytes> <ms>ms "<user agent>" request_id=<id>`
+    fn write<B: MessageBody>(
+        self,
+        result: &Result<ServiceResponse<B>, actix_web::Error>,
+        id: &HeaderValue,
+    ) {
+        let (status, size) = match result {
+            Ok(res) => (
+                res.status().as_u16(),
+                match res.response().body().size() {
+                    BodySize::Sized(n) => n.to_string(),
+                    BodySize::None => "0".to_owned(),
+                    BodySize::Stream => "-".to_owned(),
+                },
+            ),
+            Err(e) => (e.as_response_error().status_code().as_u16(), "-".to_owned()),
+        };
+        tracing::info!(
+            target: ACCESS_LOG,
+            "{} \"{}\" {status} {size} {:.3}ms \"{}\" request_id={}",
+            self.peer,
+            self.request_line,
+            self.started.elapsed().as_secs_f64() * 1000.0,
+            self.user_agent,
+            id.to_str().unwrap_or("-"),
+        );
+    }
+}
+
+/// The access log's target: `RUST_LOG=linkhub::access=off` silences it alone.
+const ACCESS_LOG: &str = "linkhub::access";
+
 /// Gives the request an id (the client's, when acceptable), puts it back on
-/// the request for the span and the access log, and sets it on the response.
+/// the request, sets it on the response, runs the request in its span and
+/// writes its access line.
 pub async fn request_id(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -55,30 +128,17 @@ pub async fn request_id(
             HeaderValue::from_maybe_shared(bytes::Bytes::from(generate_request_id()))
                 .unwrap_or_else(|_| HeaderValue::from_static("invalid-request-id"))
         });
-    // The request's span and the access log read the id from the request header.
+    // The span's field is formatted only when the span is enabled.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %value.to_str().unwrap_or("-")
+    );
     req.headers_mut().insert(REQUEST_ID, value.clone());
-    let result = next.call(req).await;
+    let access =
+        tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO).then(|| AccessLine::of(&req));
+    let result = next.call(req).instrument(span.clone()).await;
+    if let Some(access) = access {
+        span.in_scope(|| access.write(&result, &value));
+    }
     add_headers(result, [(REQUEST_ID, value)])
-}
-
-/// The root span of a request: `request{request_id=<id>}`. The id is read
-/// from the header [`request_id`] has just set.
-pub struct RequestSpan;
-
-impl RootSpanBuilder for RequestSpan {
-    fn on_request_start(request: &ServiceRequest) -> Span {
-        let id = request
-            .headers()
-            .get(&REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
-        tracing::info_span!("request", request_id = %id)
-    }
-
-    fn on_request_end<B: MessageBody>(
-        _span: Span,
-        _outcome: &Result<ServiceResponse<B>, actix_web::Error>,
-    ) {
-        // The status is in the access log line; the span records nothing more.
-    }
 }

@@ -43,7 +43,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .app_data(RoutePattern(path))
             .default_service(web::to(move || method_not_allowed(allow)))
     };
+    // The router tries resources in this order, and each pattern with a
+    // `{…}` is a regex run with captures: the cached reads of profiles, what
+    // linkhub exists for, come first, so that they run one.
     cfg.service(resource("/healthz", "GET").route(web::get().to(ops::healthz)))
+        .service(resource("/api/v1/profiles/{username}", "GET").route(web::get().to(profiles::get)))
         .service(resource("/@{username}", "GET").route(web::get().to(pages::profile)))
         .service(resource("/readyz", "GET").route(web::get().to(ops::readyz)))
         .service(resource("/metrics", "GET").route(web::get().to(ops::metrics)))
@@ -81,7 +85,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::patch().to(socials::update))
                 .route(web::delete().to(socials::delete)),
         )
-        .service(resource("/api/v1/profiles/{username}", "GET").route(web::get().to(profiles::get)))
         .service(resource("/api/v1/auth/login", "POST").route(web::post().to(auth::login)))
         .service(resource("/api/v1/auth/logout", "POST").route(web::post().to(auth::logout)))
         .service(resource("/api/v1/me", "GET").route(web::get().to(auth::me)))
