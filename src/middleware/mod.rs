@@ -1,16 +1,16 @@
 //! Everything every response goes through, whatever produced it; handlers
 //! know nothing of these. From the outside in, as startup wraps them:
 //!
+//! - [`drain`]: requests in flight, which a stop waits for.
 //! - [`request_id`]: the request id (taken from a sane `X-Request-Id` or
-//!   made), echoed on the response, and the request's tracing span that
-//!   puts `request_id=<id>` on every log line of the request.
-//! - the access log (actix's `Logger`, with `request_id=`).
+//!   made), echoed on the response; the request's tracing span that puts
+//!   `request_id=<id>` on every log line of the request; and the access
+//!   line (target `linkhub::access`, written only when its level is on).
 //! - [`headers`]: the security headers.
 //! - [`json_errors`]: the JSON safety net for error responses actix made.
 //! - [`cors`]: CORS for the origins an operator allows.
 //! - [`panics`]: a panicking handler answers a JSON `500`.
 //! - [`metrics`]: requests counted and timed by route pattern.
-//! - [`drain`]: requests in flight, which a stop waits for.
 //! - [`body_deadline`]: the time a client has to send a request's body.
 
 pub mod body_deadline;
