@@ -237,7 +237,7 @@ impl CacheConfig {
 }
 
 impl Cache {
-    /// Builds the pool (no connection is made yet) and starts the background
+    /// Sets up the store (no connection is made yet) and starts the background
     /// tasks: recovery (closes the breaker once the outbox is replayed), the
     /// purger and the janitor it wakes. [`Cache::warm_up`] waits for
     /// recovery's first attempt.
@@ -370,7 +370,7 @@ impl Cache {
         if self.near.is_on() {
             match self.store.version(&counter).await {
                 Ok(Some(version)) => {
-                    if let Some(entry) = self.near.get(&counter, query, &version, trust_period) {
+                    if let Some(entry) = self.near.get(&counter, query, version, trust_period) {
                         self.metrics.cache_near_hit();
                         return self.served(&ns, Ok(entry), CacheResult::Hit);
                     }

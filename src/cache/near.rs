@@ -102,11 +102,11 @@ impl NearCache {
         &self,
         counter: &str,
         query: &str,
-        version: &str,
+        version: u64,
         trust_period: u64,
     ) -> Option<Arc<Entry>> {
         let copy = self.copies.as_ref()?.get(&KeyRef(counter, query))?;
-        let fresh = version.parse() == Ok(copy.version)
+        let fresh = version == copy.version
             && copy.trust_period == trust_period
             && copy.expires > Instant::now();
         fresh.then_some(copy.entry)
@@ -162,29 +162,20 @@ mod tests {
     fn a_copy_serves_its_version_in_its_trust_period_only() {
         let near = NearCache::new(1 << 20);
         near.put("c", "profile", "17", 3, TTL, entry("a"));
-        assert!(near.get("c", "profile", "17", 3).is_some());
-        assert!(
-            near.get("c", "profile", "18", 3).is_none(),
-            "another version"
-        );
-        assert!(
-            near.get("c", "profile", "17", 4).is_none(),
-            "a later period"
-        );
-        assert!(near.get("c", "user", "17", 3).is_none(), "another read");
-        assert!(
-            near.get("d", "profile", "17", 3).is_none(),
-            "another counter"
-        );
+        assert!(near.get("c", "profile", 17, 3).is_some());
+        assert!(near.get("c", "profile", 18, 3).is_none(), "another version");
+        assert!(near.get("c", "profile", 17, 4).is_none(), "a later period");
+        assert!(near.get("c", "user", 17, 3).is_none(), "another read");
+        assert!(near.get("d", "profile", 17, 3).is_none(), "another counter");
     }
 
     #[test]
     fn a_copy_lives_no_longer_than_its_entry_had_left() {
         let near = NearCache::new(1 << 20);
         near.put("c", "q", "1", 0, Some(Duration::ZERO), entry("a"));
-        assert!(near.get("c", "q", "1", 0).is_none());
+        assert!(near.get("c", "q", 1, 0).is_none());
         near.put("c", "q", "1", 0, None, entry("a"));
-        assert!(near.get("c", "q", "1", 0).is_none(), "no TTL, no copy");
+        assert!(near.get("c", "q", 1, 0).is_none(), "no TTL, no copy");
     }
 
     #[test]
@@ -192,9 +183,9 @@ mod tests {
         let near = NearCache::new(1 << 20);
         near.put("c", "q", "1", 0, TTL, entry("old"));
         near.put("c", "q", "2", 0, TTL, entry("new"));
-        assert!(near.get("c", "q", "1", 0).is_none());
+        assert!(near.get("c", "q", 1, 0).is_none());
         assert_eq!(
-            near.get("c", "q", "2", 0).map(|e| e.body.clone()),
+            near.get("c", "q", 2, 0).map(|e| e.body.clone()),
             Some(bytes::Bytes::from_static(b"new"))
         );
     }
@@ -220,7 +211,7 @@ mod tests {
         let near = NearCache::new(0);
         assert!(!near.is_on());
         near.put("c", "q", "1", 0, TTL, entry("a"));
-        assert!(near.get("c", "q", "1", 0).is_none());
+        assert!(near.get("c", "q", 1, 0).is_none());
         assert_eq!(near.bytes(), 0);
     }
 }

@@ -514,16 +514,15 @@ impl Store {
         .await
     }
 
-    /// The version of `ns` as its counter holds it, without creating a
+    /// The version the counter `counter_key` holds, without creating a
     /// missing one: one `GET` of a few bytes (`None` when it is missing).
-    pub async fn version(&self, counter_key: &str) -> StoreResult<Option<String>> {
+    pub async fn version(&self, counter_key: &str) -> StoreResult<Option<u64>> {
         self.bounded(async {
             let mut conn = self.conn().await?;
-            let version: Option<String> = redis::cmd("GET")
+            Ok(redis::cmd("GET")
                 .arg(counter_key)
                 .query_async(&mut conn)
-                .await?;
-            Ok(version)
+                .await?)
         })
         .await
     }
@@ -751,22 +750,13 @@ impl Store {
     }
 
     /// Current versions of `namespaces` (`None` where the counter is missing).
+    /// Each [`Store::version`] is bounded, and they go out together over the
+    /// same multiplexed connection.
     pub async fn versions(&self, namespaces: &[Namespace]) -> StoreResult<Vec<Option<u64>>> {
-        self.bounded(async {
-            let conn = self.conn().await?;
-            let calls = namespaces.iter().map(|ns| {
-                let mut shared = conn.clone();
-                async move {
-                    let v: Option<u64> = redis::cmd("GET")
-                        .arg(keys::version_key(&self.prefix, ns))
-                        .query_async(&mut shared)
-                        .await?;
-                    Ok::<_, StoreError>(v)
-                }
-            });
-            futures_util::future::try_join_all(calls).await
-        })
-        .await
+        let calls = namespaces
+            .iter()
+            .map(|ns| async move { self.version(&keys::version_key(&self.prefix, ns)).await });
+        futures_util::future::try_join_all(calls).await
     }
 
     /// Starts walking every key matching `pattern` with `SCAN` (never
