@@ -725,16 +725,11 @@ const READERS: usize = 6;
 /// those loads: the classic stale-set race of cache-aside. Every third write
 /// goes through the slow instance itself.
 async fn stale_set_race(slow_database: bool) {
-    let pg: SocketAddr = "127.0.0.1:5432".parse().expect("pg addr");
-    let proxy = TcpProxy::start(pg).await;
-    let proxied = proxy.addr().to_string();
+    let proxy = TcpProxy::start(database_server_addr()).await;
     let app = spawn_cached_with(|s| {
-        assert!(
-            s.database_url.contains("127.0.0.1:5432"),
-            "{}",
-            s.database_url
-        );
-        s.database_url = s.database_url.replacen("127.0.0.1:5432", &proxied, 1);
+        let proxied = database_url_through(&s.database_url, proxy.addr());
+        assert_ne!(proxied, s.database_url, "the URL goes through the proxy");
+        s.database_url = proxied;
         s.db_pool_size = 8;
     })
     .await;

@@ -122,11 +122,11 @@ async fn owed_notification_handled(app: &TestApp) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_listening_connection_is_noticed() {
     let database_url = create_test_database().await;
-    let proxy = TcpProxy::start("127.0.0.1:5432".parse().expect("address")).await;
-    let through_proxy = database_url.replacen("127.0.0.1:5432", &proxy.addr().to_string(), 1);
+    let proxy = TcpProxy::start(database_server_addr()).await;
+    let through_proxy = database_url_through(&database_url, proxy.addr());
     assert_ne!(
         through_proxy, database_url,
-        "the database URL names 127.0.0.1:5432"
+        "the database URL goes through the proxy"
     );
     let app = spawn_app_on(&through_proxy, &unique_name("deaf"), |s| {
         s.redis_timeout = Duration::from_millis(PATIENT_REDIS_TIMEOUT_MS);
