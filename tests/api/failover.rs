@@ -1,4 +1,5 @@
-//! Issue 11: nothing acknowledged is lost when Redis masters fail over. A
+//! Nothing acknowledged is lost when Redis masters fail over: a bump counts
+//! once a replica acknowledges it (`WAIT`), and one no replica took is owed. A
 //! private 3-master + 3-replica cluster whose replication links are broken
 //! takes a write, loses its masters and lets the replicas take over; every
 //! read afterwards, on the writer and on another instance, shows the write.
@@ -9,7 +10,9 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// How long reads are checked after the takeover (the issue's 8 seconds).
+/// How long reads are checked after the takeover, at the least: a bump lost
+/// with the old masters would leave the data from before the write readable
+/// as `HIT` until its TTL, so any window of this length would show it.
 const CHECKED_FOR: Duration = Duration::from_secs(8);
 
 /// An instance on `cluster`, whose Redis timeout is short enough that the dead
@@ -44,7 +47,8 @@ async fn a_failover_after_an_unreplicated_write_serves_only_fresh_data() {
     // 2. A write answers 200. No replica can acknowledge its bumps, so they
     // should be owed: both instances then read the user with BYPASS (the
     // reader once it handled the writer's NOTIFY). Checked after the
-    // failover, so that a build without the fix fails on what the issue saw.
+    // failover, so that a build that counts a bump without a replica fails on
+    // the stale read the failover then serves.
     let bio = "written before the failover";
     owner.patch_user(&writer, json!({ "bio": bio })).await;
     let owed = writer

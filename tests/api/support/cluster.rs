@@ -148,7 +148,7 @@ impl ReplicatedCluster {
     }
 
     /// Breaks each replica's replication link while the cluster bus and the
-    /// clients are untouched, as the issue reproduced it: the replica now
+    /// clients are untouched (how a lost bump shows up in practice): the replica now
     /// authenticates to its master as a user that does not exist, and its
     /// current link is closed, so every reconnection fails at `AUTH`. The
     /// cluster still sees the replica alive (gossip runs on the bus), so it
