@@ -1,10 +1,10 @@
-"""Issue 10's abuse scenarios, measured from the outside over HTTP.
+"""The abuse scenarios listed below, measured from the outside over HTTP.
 
 `python3 scripts/abuse-figures.py BINARY [--only NAME ...]`
 
 Runs one linkhub binary (any commit: it uses only what every version
 serves and default settings, so the same script measures the code before
-and after the issue-10 work) and prints one line per scenario with its
+and after a change to its bounds) and prints one line per scenario with its
 figure, then, as the last line, a JSON summary of every figure.
 
 Everything is private and on loopback: one `redis-server` started for the
@@ -648,7 +648,7 @@ SCENARIOS = [login_burst, login_memory, missing_reads, made_up_methods, links_10
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Issue 10's abuse scenarios, measured over HTTP.")
+    parser = argparse.ArgumentParser(description="The abuse scenarios, measured over HTTP.")
     parser.add_argument("binary", help="a linkhub binary (release build)")
     parser.add_argument("--only", action="append", choices=[s.__name__ for s in SCENARIOS],
                         help="run only this scenario (may be repeated)")

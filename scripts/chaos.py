@@ -25,7 +25,7 @@ answered) until it is restored. The run fails unless:
   * the process's resident memory after the run is within 20 % of what it
     was after warm-up.
 
-With `--failover` (issue 11) linkhub runs instead on a private Redis
+With `--failover` linkhub runs instead on a private Redis
 Cluster of three masters with one replica each, and each round is a
 failover with unreplicated writes:
 

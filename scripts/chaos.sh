@@ -23,6 +23,7 @@ fi
 . scripts/lib.sh
 cargo build --release --locked --bin linkhub
 python3 scripts/chaos.py "$CARGO_TARGET_DIR/release/linkhub"
-# The failover round (issue 11): a cluster with replicas whose replication is
-# broken under writes, masters killed, replicas taking over.
+# The failover round: a cluster with replicas whose replication is broken
+# under writes, masters killed, replicas taking over. A bump counts once a
+# replica acknowledges it (`WAIT`), so no acknowledged write reads stale.
 exec python3 scripts/chaos.py --failover "$CARGO_TARGET_DIR/release/linkhub"

@@ -3,7 +3,7 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::openapi::{BodyErrors, HashingBusy, ServerErrors};
+use super::responses::{BodyErrors, HashingBusy, ServerErrors};
 use super::{JsonBody, body};
 use crate::auth::Caller;
 use crate::auth::client_addr::client_address;

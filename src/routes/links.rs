@@ -2,7 +2,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::openapi::{BodyErrors, CachedRead, OwnerOnly, ServerErrors};
+use super::responses::{BodyErrors, CachedRead, OwnerOnly, ServerErrors};
 use super::{ById, JsonBody, PageParams, Write, body, cached_response, created, updated};
 use crate::domain::input::{LinkPatchInput, NewLinkInput};
 use crate::domain::resources::{DataBody, Link, MessageBody, Page};

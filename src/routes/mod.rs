@@ -1,5 +1,7 @@
 //! HTTP: one file per resource, handlers kept thin (extract → call a
-//! service → respond), each with its OpenAPI annotation beside it. This file
+//! service → respond), each with its OpenAPI annotation beside it. The
+//! annotations name the answer sets of `responses.rs`, below every handler;
+//! `openapi.rs`, above them, is the one file that names the handlers. This file
 //! holds the routing table and what every handler shares: how extractor
 //! errors and unknown routes become the JSON error shape, what a handler of
 //! one resource by id extracts ([`ById`], [`Write`]: the caller first), how a
@@ -12,6 +14,7 @@ pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod profiles;
+pub mod responses;
 pub mod socials;
 pub mod users;
 
@@ -51,7 +54,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/@{username}", "GET").route(web::get().to(pages::profile)))
         .service(resource("/readyz", "GET").route(web::get().to(ops::readyz)))
         .service(resource("/metrics", "GET").route(web::get().to(ops::metrics)))
-        .service(resource("/api/v1/openapi.json", "GET").route(web::get().to(ops::openapi)))
+        .service(resource("/api/v1/openapi.json", "GET").route(web::get().to(openapi::document)))
         .service(
             resource("/api/v1/users", "GET, POST")
                 .route(web::get().to(users::list))
@@ -88,7 +91,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/v1/auth/login", "POST").route(web::post().to(auth::login)))
         .service(resource("/api/v1/auth/logout", "POST").route(web::post().to(auth::logout)))
         .service(resource("/api/v1/me", "GET").route(web::get().to(auth::me)))
-        .service(ops::swagger_ui())
+        .service(openapi::swagger_ui())
         .default_service(web::to(not_found));
 }
 

@@ -1,13 +1,12 @@
-//! Operations: liveness, readiness, metrics, the OpenAPI document and its UI.
+//! Operations: liveness, readiness and metrics. The OpenAPI document and its
+//! UI are served by `openapi.rs`, the one file that names every handler.
 
 use std::sync::LazyLock;
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa::ToSchema;
 
-use super::openapi::ApiDoc;
 use crate::service;
 use crate::state::AppState;
 
@@ -72,28 +71,4 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(service::ops::metrics_text(&state))
-}
-
-static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_json()
-        .unwrap_or_else(|e| unreachable!("the OpenAPI document serializes: {e}"))
-});
-
-/// This document.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
-    responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json", body = Object)))]
-pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(OPENAPI_JSON.as_str())
-}
-
-/// Interactive documentation at `/docs/` (Swagger UI, vendored: nothing is
-/// downloaded at build or run time).
-pub fn swagger_ui() -> SwaggerUi {
-    SwaggerUi::new("/docs/{_:.*}").external_url_unchecked(
-        "/api/v1/openapi.json",
-        serde_json::from_str(&OPENAPI_JSON).unwrap_or_default(),
-    )
 }

@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::cached_response;
-use super::openapi::{CachedRead, ServerErrors};
+use super::responses::{CachedRead, ServerErrors};
 use crate::domain::input::Username;
 use crate::domain::resources::{DataBody, Profile};
 use crate::error::{ApiError, ErrorBody};

@@ -2,7 +2,7 @@
 
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::openapi::{BodyErrors, CachedRead, OwnerOnly, ServerErrors};
+use super::responses::{BodyErrors, CachedRead, OwnerOnly, ServerErrors};
 use super::{ById, JsonBody, Write, body, cached_response, created, updated};
 use crate::domain::input::{NewSocialInput, SocialPatchInput};
 use crate::domain::resources::{DataBody, MessageBody, Social};

@@ -4,7 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::openapi::{BodyErrors, CachedRead, HashingBusy, OwnerOnly, ServerErrors};
+use super::responses::{BodyErrors, CachedRead, HashingBusy, OwnerOnly, ServerErrors};
 use super::{ById, JsonBody, PageParams, Write, body, cached_response, created, updated};
 use crate::domain::input::{NewUserInput, SearchTerm, UserPatchInput};
 use crate::domain::resources::{DataBody, MessageBody, Page, PrivateUser, PublicUser};

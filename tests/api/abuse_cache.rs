@@ -1,4 +1,4 @@
-//! Issue 10, the cache under abuse: nothing a client does grows Redis without
+//! The cache under abuse: nothing a client does grows Redis without
 //! end, a Redis outage does not become a PostgreSQL stampede, and a fresh
 //! instance serves from the cache at once.
 //!

@@ -1,4 +1,4 @@
-//! Issue 10, limits outside the cache: metric labels from a closed set,
+//! Limits under abuse outside the cache: metric labels from a closed set,
 //! timeouts on PostgreSQL statements and on slow clients, and a readiness
 //! probe that busy request handlers cannot make lie.
 

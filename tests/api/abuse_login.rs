@@ -1,4 +1,4 @@
-//! The login throttle under abuse (issue #10): bursts of simultaneous
+//! The login throttle under abuse: bursts of simultaneous
 //! attempts, endless new login names, password spraying from one address,
 //! several instances, Redis going away; `current_password`; the bounded
 //! password hashing queue.

@@ -175,7 +175,7 @@ fn entries_of(prefix: &str, snapshot: &[DumpedKey]) -> usize {
 }
 
 // ---------------------------------------------------------------------------
-// 4. keys the SCAN missed
+// Keys the SCAN missed
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,12 +217,13 @@ async fn rule_5_keys_the_scan_missed_stay_unreachable() {
     );
 }
 
-// A write's purge no longer SCANs (issue 12): `invalidation.rs` checks it
-// at a million unrelated keys, and the janitor that replaced the per-write
-// SCAN as the backstop.
+// A write's purge never SCANs: it removes through the namespace's index, at
+// a cost that does not grow with what Redis holds. `invalidation.rs` checks
+// that at a million unrelated keys, and the budgeted janitor SCAN that backs
+// the index up.
 
 // ---------------------------------------------------------------------------
-// 5. version counters lost
+// Version counters lost
 // ---------------------------------------------------------------------------
 
 /// Counters re-created after a loss must be new versions: larger than any
@@ -334,7 +335,7 @@ async fn rule_3_counters_never_reset_lost_before_a_write() {
 }
 
 // ---------------------------------------------------------------------------
-// 6. Redis unreachable
+// Redis unreachable
 // ---------------------------------------------------------------------------
 
 fn redis_url_of(addr: SocketAddr) -> String {
@@ -620,7 +621,7 @@ async fn rule_4_a_failed_bump_is_owed_on_every_instance_reader_back_first() {
 }
 
 // ---------------------------------------------------------------------------
-// 7. Redis killed and restarted empty
+// Redis killed and restarted empty
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -690,7 +691,7 @@ async fn rule_3_counters_never_reset_redis_killed_and_restarted_empty() {
 }
 
 // ---------------------------------------------------------------------------
-// 8. readers racing a writer
+// Readers racing a writer
 // ---------------------------------------------------------------------------
 
 #[derive(Debug)]
@@ -725,16 +726,11 @@ const READERS: usize = 6;
 /// those loads: the classic stale-set race of cache-aside. Every third write
 /// goes through the slow instance itself.
 async fn stale_set_race(slow_database: bool) {
-    let pg: SocketAddr = "127.0.0.1:5432".parse().expect("pg addr");
-    let proxy = TcpProxy::start(pg).await;
-    let proxied = proxy.addr().to_string();
+    let proxy = TcpProxy::start(database_server_addr()).await;
     let app = spawn_cached_with(|s| {
-        assert!(
-            s.database_url.contains("127.0.0.1:5432"),
-            "{}",
-            s.database_url
-        );
-        s.database_url = s.database_url.replacen("127.0.0.1:5432", &proxied, 1);
+        let proxied = database_url_through(&s.database_url, proxy.addr());
+        assert_ne!(proxied, s.database_url, "the URL goes through the proxy");
+        s.database_url = proxied;
         s.db_pool_size = 8;
     })
     .await;

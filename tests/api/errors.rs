@@ -315,9 +315,8 @@ async fn an_internal_error_is_500_and_leaks_nothing() {
 #[tokio::test]
 async fn an_unreachable_database_is_503() {
     let direct_url = create_test_database().await;
-    let database = direct_url.rsplit('/').next().unwrap().to_string();
-    let proxy = crate::support::TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let proxied_url = format!("postgres://postgres@{}/{database}", proxy.addr());
+    let proxy = crate::support::TcpProxy::start(database_server_addr()).await;
+    let proxied_url = database_url_through(&direct_url, proxy.addr());
     let app = spawn_app_on(&proxied_url, &unique_name("t"), |_| {}).await;
     let user = app.register_user().await;
 

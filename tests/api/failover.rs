@@ -1,4 +1,5 @@
-//! Issue 11: nothing acknowledged is lost when Redis masters fail over. A
+//! Nothing acknowledged is lost when Redis masters fail over: a bump counts
+//! once a replica acknowledges it (`WAIT`), and one no replica took is owed. A
 //! private 3-master + 3-replica cluster whose replication links are broken
 //! takes a write, loses its masters and lets the replicas take over; every
 //! read afterwards, on the writer and on another instance, shows the write.
@@ -9,7 +10,9 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// How long reads are checked after the takeover (the issue's 8 seconds).
+/// How long reads are checked after the takeover, at the least: a bump lost
+/// with the old masters would leave the data from before the write readable
+/// as `HIT` until its TTL, so any window of this length would show it.
 const CHECKED_FOR: Duration = Duration::from_secs(8);
 
 /// An instance on `cluster`, whose Redis timeout is short enough that the dead
@@ -44,7 +47,8 @@ async fn a_failover_after_an_unreplicated_write_serves_only_fresh_data() {
     // 2. A write answers 200. No replica can acknowledge its bumps, so they
     // should be owed: both instances then read the user with BYPASS (the
     // reader once it handled the writer's NOTIFY). Checked after the
-    // failover, so that a build without the fix fails on what the issue saw.
+    // failover, so that a build that counts a bump without a replica fails on
+    // the stale read the failover then serves.
     let bio = "written before the failover";
     owner.patch_user(&writer, json!({ "bio": bio })).await;
     let owed = writer
@@ -122,11 +126,11 @@ async fn owed_notification_handled(app: &TestApp) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_listening_connection_is_noticed() {
     let database_url = create_test_database().await;
-    let proxy = TcpProxy::start("127.0.0.1:5432".parse().expect("address")).await;
-    let through_proxy = database_url.replacen("127.0.0.1:5432", &proxy.addr().to_string(), 1);
+    let proxy = TcpProxy::start(database_server_addr()).await;
+    let through_proxy = database_url_through(&database_url, proxy.addr());
     assert_ne!(
         through_proxy, database_url,
-        "the database URL names 127.0.0.1:5432"
+        "the database URL goes through the proxy"
     );
     let app = spawn_app_on(&through_proxy, &unique_name("deaf"), |s| {
         s.redis_timeout = Duration::from_millis(PATIENT_REDIS_TIMEOUT_MS);

@@ -1,4 +1,4 @@
-//! Issue 12, invalidation that does not grow with the keyspace: a write's
+//! Invalidation that does not grow with the keyspace: a write's
 //! stale entries are removed through their namespace's index, with no SCAN,
 //! however many keys Redis holds; the index expires with its entries; the
 //! budgeted janitor removes what the index missed, at its budget, and only

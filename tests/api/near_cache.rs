@@ -1,4 +1,4 @@
-//! The near cache (issue 12): copies of entries kept in process, served only
+//! The near cache: copies of entries kept in process, served only
 //! while Redis answers the version they were stored under, never after the
 //! Redis they came from was replaced, and bounded in bytes.
 

@@ -1,4 +1,5 @@
-//! Model checking of the cache-invalidation protocol (issue 11): `model.rs`
+//! Model checking of the cache-invalidation protocol, failovers of a
+//! replicated Redis shard included: `model.rs`
 //! is the protocol, these tests explore it exhaustively with `stateright`'s
 //! breadth-first search. The correct protocol must have no counterexample;
 //! each variant with a known bug must have one, so the model can fail.
@@ -18,9 +19,9 @@ use model::{
 use stateright::{Checker, HasDiscoveries, Model, Path};
 
 /// One write, two reads and one failover with a replay on the promoted
-/// master: the scenario of issue 11. (Two writes, as the straddling put of
-/// `IncrOnExistingCounter` needs, take more memory and time than CI has:
-/// set `PROTOCOL_MODEL_BOUNDS` to explore them.)
+/// master: the failover that could lose an acknowledged bump. (Two writes,
+/// as the straddling put of `IncrOnExistingCounter` needs, take more memory
+/// and time than CI has: set `PROTOCOL_MODEL_BOUNDS` to explore them.)
 const FAILOVER: Bounds = Bounds {
     writes: 1,
     reads: 2,

@@ -1,5 +1,5 @@
 //! A model of the cache-invalidation protocol (the seven rules of
-//! `src/cache/mod.rs`, plus issue 11's replicated shards and failovers), small
+//! `src/cache/mod.rs`, with replicated shards and failovers), small
 //! enough for `stateright` to explore every interleaving within its bounds.
 //!
 //! One namespace with one cached query; two instances; one Redis shard (a
@@ -22,20 +22,21 @@ pub const INSTANCES: usize = 2;
 /// Which protocol the model runs: the correct one, or one with a known bug.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Variant {
-    /// Rules 1–4 with issue 11: a bump counts once the replica has it
+    /// Rules 1–4 on a replicated shard: a bump counts once the replica has it
     /// (`WAIT`), owed bumps are replayed, and every bump sets the counter
     /// from the Redis clock (`max(counter + 1, TIME)`), so a version is never
     /// handed out twice, not even after a failover rolled the counter back.
     Correct,
     /// Breaks rule 2: the counter is bumped before the write commits.
     BumpBeforeCommit,
-    /// Breaks issue 11: a bump counts as delivered as soon as the master took it.
+    /// Breaks the replica rule: a bump counts as delivered as soon as the
+    /// master took it, without waiting for a replica (`WAIT`).
     BumpCountedWithoutReplica,
     /// Breaks rule 3: a missing counter comes back as 0 (and `INCR` makes it 1).
     CounterRecreatedFromZero,
-    /// The `BUMP` script before issue 11 (`src/cache/store.rs`): `INCR` on an existing
-    /// counter. With `WAIT` and replays it is still unsafe after a failover:
-    /// the replay re-issues versions the old master already handed out.
+    /// The `BUMP` script as it was before bumps took the Redis clock: `INCR` on
+    /// an existing counter. With `WAIT` and replays it is still unsafe after a
+    /// failover: the replay re-issues versions the old master already handed out.
     IncrOnExistingCounter,
 }
 

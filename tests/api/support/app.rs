@@ -4,22 +4,21 @@
 //! and is spoken to over real HTTP ([`TestApp`], see `client.rs`).
 //!
 //! `LINKHUB_TEST_REDIS_CLUSTER_URLS` runs every instance that uses the shared
-//! Redis on a Redis Cluster instead (CI does, for the cache tests).
+//! Redis on a Redis Cluster instead (CI does, for the cache tests); where the
+//! shared services are is `services.rs`'s business, and `TEST_LOG=1` shows
+//! the instances' logs (`logs.rs`).
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use linkhub::config::Settings;
 use linkhub::startup::Application;
 use serde_json::Value;
 
 use super::database::create_test_database;
+use super::logs::init_test_logs;
+use super::names::unique_name;
+use super::services::redis_url;
 
-/// The shared Redis; tests isolate themselves by key prefix, never by flushing.
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 #[derive(Clone)]
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
@@ -50,12 +49,13 @@ pub async fn spawn_app_on(
     cache_prefix: &str,
     configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    init_test_logs();
     let mut settings = test_settings(database_url, cache_prefix);
     configure(&mut settings);
     // LINKHUB_TEST_REDIS_CLUSTER_URLS runs the suite on a Redis Cluster
     // (scripts/redis-cluster.sh), except for tests that point the app at a
     // Redis of their own (a private server behind a proxy).
-    if settings.redis_url == REDIS_URL
+    if settings.redis_url == redis_url()
         && settings.redis_cluster_urls.is_empty()
         && let Ok(urls) = std::env::var("LINKHUB_TEST_REDIS_CLUSTER_URLS")
     {
@@ -99,7 +99,7 @@ impl TestApp {
 pub fn test_settings(database_url: &str, cache_prefix: &str) -> Settings {
     let mut settings = Settings::from_lookup(|_| None).expect("default settings must parse");
     settings.database_url = database_url.to_string();
-    settings.redis_url = REDIS_URL.to_string();
+    settings.redis_url = redis_url();
     settings.bind_addr = "127.0.0.1:0".to_string();
     settings.cache_prefix = cache_prefix.to_string();
     settings.migrate_on_start = false;
@@ -107,60 +107,6 @@ pub fn test_settings(database_url: &str, cache_prefix: &str) -> Settings {
     settings.db_pool_size = 4;
     settings.redis_pool_size = 4;
     settings
-}
-
-/// A lowercase `[a-z0-9_]` name of at most 32 characters, unique per call, per
-/// process and (with overwhelming probability) across runs.
-pub fn unique_name(prefix: &str) -> String {
-    static PROCESS_TAG: OnceLock<String> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let tag = PROCESS_TAG.get_or_init(|| {
-        let mut hasher = DefaultHasher::new();
-        std::process::id().hash(&mut hasher);
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock before 1970")
-            .as_nanos()
-            .hash(&mut hasher);
-        // 8 base-36 digits, about 41 bits.
-        let mut value = hasher.finish() % 36u64.pow(8);
-        let mut digits = Vec::new();
-        for _ in 0..8 {
-            digits.push(base36_digit(value % 36));
-            value /= 36;
-        }
-        digits.into_iter().collect()
-    });
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let suffix = format!("{tag}{}", base36(count));
-    let clean_prefix: String = prefix
-        .chars()
-        .map(|c| c.to_ascii_lowercase())
-        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-        .collect();
-    let room = 32 - 1 - suffix.len();
-    let clean_prefix: String = clean_prefix.chars().take(room).collect();
-    if clean_prefix.is_empty() {
-        format!("u_{suffix}")
-    } else {
-        format!("{clean_prefix}_{suffix}")
-    }
-}
-
-fn base36_digit(d: u64) -> char {
-    char::from_digit(d as u32, 36).expect("digit below 36")
-}
-
-fn base36(mut value: u64) -> String {
-    if value == 0 {
-        return "0".to_string();
-    }
-    let mut digits = Vec::new();
-    while value > 0 {
-        digits.push(base36_digit(value % 36));
-        value /= 36;
-    }
-    digits.into_iter().rev().collect()
 }
 
 /// Waits until the app serves reads from Redis (`/readyz` says `"cache": "ok"`):

@@ -9,11 +9,16 @@ use linkhub::config::Settings;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
-use super::app::{REDIS_URL, TestApp, unique_name};
+use super::app::TestApp;
+use super::logs::test_log_enabled;
+use super::names::unique_name;
+use super::services::redis_url;
 
 /// A command for the binary with a clean environment (only `vars` and PATH)
 /// in an empty directory, so neither the caller's environment nor a `.env`
-/// of the work tree changes what it does.
+/// of the work tree changes what it does. With `TEST_LOG=1`, the caller's
+/// `RUST_LOG` passes through too, so the stderr a failing test prints holds
+/// the lines asked for.
 pub fn linkhub(args: &[&str], vars: &[(&str, &str)]) -> (Command, tempdir::Dir) {
     let dir = tempdir::Dir::new();
     let mut command = Command::new(env!("CARGO_BIN_EXE_linkhub"));
@@ -23,6 +28,7 @@ pub fn linkhub(args: &[&str], vars: &[(&str, &str)]) -> (Command, tempdir::Dir) 
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(vars.iter().copied())
+        .envs(passed_log_filter())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -30,11 +36,20 @@ pub fn linkhub(args: &[&str], vars: &[(&str, &str)]) -> (Command, tempdir::Dir) 
     (command, dir)
 }
 
+/// `RUST_LOG` when `TEST_LOG` asks for logs and it is set; else nothing (the
+/// binary's default filter).
+fn passed_log_filter() -> Option<(&'static str, String)> {
+    test_log_enabled()
+        .then(|| std::env::var("RUST_LOG").ok())
+        .flatten()
+        .map(|filter| ("RUST_LOG", filter))
+}
+
 /// Settings every run shares: the shared Redis, a private prefix, port 0.
 pub fn base_vars(database_url: &str) -> Vec<(&'static str, String)> {
     vec![
         ("DATABASE_URL", database_url.to_string()),
-        ("REDIS_URL", REDIS_URL.to_string()),
+        ("REDIS_URL", redis_url()),
         ("BIND_ADDR", "127.0.0.1:0".to_string()),
         ("CACHE_PREFIX", unique_name("t")),
         ("WORKERS", "1".to_string()),

@@ -9,12 +9,13 @@ use std::fmt::Display;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
-use super::app::{TestApp, unique_name};
+use super::app::TestApp;
 use super::assertions::{
     assert_link, assert_private_user, assert_social, expect_json, expect_written,
 };
 use super::database::execute_sql;
 use super::metrics::parse_metric_samples;
+use super::names::unique_name;
 use super::paths;
 
 /// The password every helper-registered user gets.

@@ -31,7 +31,7 @@ pub struct ScratchDir(pub PathBuf);
 impl ScratchDir {
     /// A new empty directory under the system's temporary directory.
     pub fn new(prefix: &str) -> ScratchDir {
-        let dir = std::env::temp_dir().join(super::app::unique_name(prefix));
+        let dir = std::env::temp_dir().join(super::names::unique_name(prefix));
         std::fs::create_dir_all(&dir).expect("create a scratch directory");
         ScratchDir(dir)
     }
@@ -46,9 +46,10 @@ impl Drop for ScratchDir {
 impl ReplicatedCluster {
     pub async fn start() -> ReplicatedCluster {
         // Removed when dropped, also when a step below panics.
-        let dir = ScratchDir(
-            std::env::temp_dir().join(format!("linkhub-failover-{}", super::app::unique_name("c"))),
-        );
+        let dir = ScratchDir(std::env::temp_dir().join(format!(
+            "linkhub-failover-{}",
+            super::names::unique_name("c")
+        )));
         let mut servers = Vec::new();
         for n in 0..6 {
             let node_dir = dir.0.join(format!("node{n}"));
@@ -147,7 +148,7 @@ impl ReplicatedCluster {
     }
 
     /// Breaks each replica's replication link while the cluster bus and the
-    /// clients are untouched, as the issue reproduced it: the replica now
+    /// clients are untouched (how a lost bump shows up in practice): the replica now
     /// authenticates to its master as a user that does not exist, and its
     /// current link is closed, so every reconnection fails at `AUTH`. The
     /// cluster still sees the replica alive (gossip runs on the bus), so it

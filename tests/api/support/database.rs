@@ -1,4 +1,5 @@
-//! The test databases: each test gets its own PostgreSQL database, cloned
+//! The test databases: each test gets its own PostgreSQL database on the
+//! shared server (`services.rs`), cloned
 //! from a migrated template (`linkhub_tpl_<hash of migrations/>`, built once
 //! and reused by every test process), and stale ones are swept away. Also the
 //! raw SQL a test uses to look behind the API (`execute_sql`, `query_strings`).
@@ -12,10 +13,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use super::app::unique_name;
-
-/// The PostgreSQL server every test database lives on.
-pub const PG_BASE_URL: &str = "postgres://postgres@127.0.0.1:5432";
+use super::names::unique_name;
+use super::services::database_url;
 
 /// Test databases older than this are dropped when a test process builds or
 /// finds the template, so crashed or finished runs do not pile up.
@@ -62,7 +61,7 @@ async fn query_strings_on(connection: &mut AsyncPgConnection, sql: &str) -> Vec<
 /// The URL of a database that does not exist yet, named so that the stale
 /// database sweep removes it later.
 pub fn fresh_database_url() -> String {
-    format!("{PG_BASE_URL}/{}", fresh_database_name())
+    database_url(&fresh_database_name())
 }
 
 fn fresh_database_name() -> String {
@@ -94,11 +93,11 @@ pub async fn create_test_database() -> String {
             Err(e) => panic!("{statement} failed: {e}"),
         }
     }
-    format!("{PG_BASE_URL}/{name}")
+    database_url(&name)
 }
 
 async fn admin_connection() -> AsyncPgConnection {
-    let url = format!("{PG_BASE_URL}/postgres");
+    let url = database_url("postgres");
     AsyncPgConnection::establish(&url)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
@@ -123,7 +122,7 @@ async fn build_template_database() -> String {
         .expect("advisory lock");
 
     let exists = !query_strings(
-        &format!("{PG_BASE_URL}/postgres"),
+        &database_url("postgres"),
         &format!("SELECT datname::text AS value FROM pg_database WHERE datname = '{template}'"),
     )
     .await
@@ -134,7 +133,7 @@ async fn build_template_database() -> String {
             .batch_execute(&format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)"))
             .await
             .expect("drop scratch template");
-        linkhub::db::prepare_database(&format!("{PG_BASE_URL}/{scratch}"))
+        linkhub::db::prepare_database(&database_url(&scratch))
             .await
             .unwrap_or_else(|e| panic!("prepare_database for the template failed: {e}"));
         let rename = format!("ALTER DATABASE {scratch} RENAME TO {template}");
@@ -171,8 +170,7 @@ async fn build_template_database() -> String {
 /// more than ten minutes ago and no longer connected to. One process sweeps
 /// at a time; the others skip it.
 async fn drop_stale_test_databases() {
-    let Ok(mut connection) = AsyncPgConnection::establish(&format!("{PG_BASE_URL}/postgres")).await
-    else {
+    let Ok(mut connection) = AsyncPgConnection::establish(&database_url("postgres")).await else {
         return;
     };
     let locked = query_strings_on(

@@ -4,6 +4,9 @@
 //!
 //! | file | what it gives a test |
 //! |---|---|
+//! | `services` | where the shared PostgreSQL and Redis are (`LINKHUB_TEST_DATABASE_URL`, `LINKHUB_TEST_REDIS_URL`) |
+//! | `names` | `unique_name`: names no other test, process or run uses |
+//! | `logs` | `TEST_LOG=1`: the app's logs in a failing test's output |
 //! | `app` | `spawn_app` and friends: the app on port 0, its own database and key space |
 //! | `binary` | the `linkhub` binary: a clean environment, `linkhub serve` as a child a test can signal |
 //! | `database` | the per-test database (from a migrated template) and raw SQL |
@@ -17,7 +20,8 @@
 //! | `cluster` | a private Redis Cluster with replicas: break replication, kill masters, take over |
 //! | `proxy` | the `linkhub-harness` crate: TCP proxy, private redis-server, free ports |
 //!
-//! Tests `use crate::support::*;`.
+//! `services`, `names` and `logs` import no other file: every other one may
+//! use them. Tests `use crate::support::*;`.
 
 mod app;
 mod assertions;
@@ -25,12 +29,15 @@ mod binary;
 mod client;
 mod cluster;
 mod database;
+mod logs;
 mod metrics;
+mod names;
 mod owner;
 pub mod paths;
 mod proxy;
 mod reads;
 mod redis;
+mod services;
 
 pub use app::*;
 pub use assertions::*;
@@ -39,7 +46,9 @@ pub use client::*;
 pub use cluster::*;
 pub use database::*;
 pub use metrics::*;
+pub use names::*;
 pub use owner::*;
 pub use proxy::*;
 pub use reads::*;
 pub use redis::*;
+pub use services::*;
