@@ -109,9 +109,9 @@ impl Store {
     /// reads (`REDIS_POOL_SIZE`) and one for the bumps; with `ca_file`
     /// (`REDIS_CA_FILE`) a server's certificate is checked against that CA
     /// instead of the system roots. Nothing connects yet: the first command
-    /// does. An error names the setting to fix. Connecting and every command are bounded by `timeout`:
-    /// an unreachable Redis costs a request that long at most (and the
-    /// circuit breaker makes it cost that once).
+    /// does. Connecting and every command are bounded by `timeout`: an
+    /// unreachable Redis costs a request that long at most (and the circuit
+    /// breaker makes it cost that once).
     pub fn new(
         topology: &RedisTopology,
         prefix: &str,
