@@ -1,5 +1,5 @@
 //! The namespace index: what lets a bump's stale entries be removed without
-//! a pass over the keyspace. `STORE` (`store.rs`) adds every entry it stores
+//! a pass over the keyspace. `STORE` (`store/reads.rs`) adds every entry it stores
 //! (and a version's `stored` count) to `<prefix>:idx:{<namespace>}`, a sorted
 //! set of `<version>:<query>` scored by version; after a bump, [`Store::purge_index`]
 //! removes the members scored below the namespace's current version and

@@ -1,4 +1,4 @@
-//! What the cache knows of the Redis it writes to (issue 11): which masters
+//! What the cache knows of the Redis it writes to: which masters
 //! hold which slots, which of them have a replica that is alive, and each
 //! master's run id. Two decisions rest on it:
 //!
@@ -14,8 +14,10 @@
 //!   entries from before them), so the breaker opens and recovery replays the
 //!   outbox on it before it is trusted.
 //!
-//! Parsing only: `store.rs` fetches the text (`CLUSTER NODES`, `INFO`),
-//! `recovery.rs` decides what a change means.
+//! Parsing only: `store/scan.rs` fetches the text (`CLUSTER NODES`, `INFO`),
+//! `recovery.rs` decides what a change means. Also here: how Redis Cluster
+//! maps a key to its slot (the hash tag and the CRC16 of it), which the
+//! store groups its commands by.
 
 /// Redis Cluster's 16384 hash slots.
 const SLOTS: u16 = 16384;
@@ -39,6 +41,7 @@ pub struct Master {
 /// Every master, sorted by node id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
+    /// The masters that serve slots and are not marked failed.
     pub masters: Vec<Master>,
 }
 
@@ -177,17 +180,20 @@ impl Topology {
 }
 
 /// The hash slot of `key` as Redis Cluster computes it: CRC16 (XMODEM) of
-/// the first non-empty `{…}` hash tag, or of the whole key, modulo 16384.
+/// its [`hash_tag`], modulo 16384.
 pub fn key_slot(key: &str) -> u16 {
-    let bytes = key.as_bytes();
-    let hashed = match bytes.iter().position(|&b| b == b'{') {
-        Some(open) => match bytes[open + 1..].iter().position(|&b| b == b'}') {
-            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
-            _ => bytes,
-        },
-        None => bytes,
-    };
-    crc16_xmodem(hashed) % SLOTS
+    crc16_xmodem(hash_tag(key).as_bytes()) % SLOTS
+}
+
+/// The part of a key Redis Cluster hashes: the first non-empty `{…}`, else the key.
+pub fn hash_tag(key: &str) -> &str {
+    if let Some(open) = key.find('{')
+        && let Some(len) = key[open + 1..].find('}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
 }
 
 fn crc16_xmodem(data: &[u8]) -> u16 {
@@ -216,6 +222,31 @@ mod tests {
         assert_eq!(key_slot("123456789"), 12739);
         assert_eq!(key_slot("lh:ver:{user:1}"), key_slot("user:1"));
         assert_eq!(key_slot("a{}b"), crc16_xmodem(b"a{}b") % SLOTS);
+    }
+
+    #[test]
+    fn hash_tags_follow_redis_cluster_rules() {
+        assert_eq!(hash_tag("lh:{user:1}:5:user"), "user:1");
+        assert_eq!(hash_tag("lh:ver:{user:1}"), "user:1");
+        assert_eq!(hash_tag("plain"), "plain");
+        assert_eq!(hash_tag("a{}b"), "a{}b");
+    }
+
+    #[test]
+    fn masters_are_read_from_cluster_nodes() {
+        let nodes = "\
+07c3 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+67ed 127.0.0.1:7002@17002 master - 0 1 2 connected 5461-10922
+292f 127.0.0.1:7004@17004 slave 07c3 0 1 1 connected
+6ec2 127.0.0.1:7003@17003 master,fail - 0 1 3 disconnected
+";
+        assert_eq!(
+            Topology::cluster(nodes).addresses(),
+            vec![
+                ("127.0.0.1".to_owned(), 7001),
+                ("127.0.0.1".to_owned(), 7002)
+            ]
+        );
     }
 
     const NODES: &str = "\

@@ -1,0 +1,273 @@
+//! Connections to Redis: where it is (one node or a cluster), the reads'
+//! per-thread connection slots, the bumps' connection of their own, and the
+//! bound on every operation, which drops a connection a command failed on so
+//! that the next command reconnects. There is no pool and no checkout: a
+//! connection is multiplexed, kept until it fails, and opened on the thread
+//! that uses it (see [`Connections`] for the measurement behind that).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
+
+use super::{Store, StoreError, StoreResult};
+use crate::cache::tls;
+use crate::config::RedisTopology;
+
+/// Where the cache lives: one node, or a Redis Cluster, and how to open a
+/// connection to it.
+pub(super) enum Backend {
+    Single {
+        client: redis::Client,
+        config: AsyncConnectionConfig,
+    },
+    Cluster {
+        client: redis::cluster::ClusterClient,
+    },
+}
+
+impl Backend {
+    /// The client for `topology`, connecting and answering within `timeout`;
+    /// nothing connects yet. `ca_file`: see [`Store::new`].
+    pub(super) fn new(
+        topology: &RedisTopology,
+        timeout: Duration,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
+        Ok(match topology {
+            RedisTopology::Single(url) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout));
+                let node = tls::node_connection_info(url, ca_file)?;
+                Self::Single {
+                    client: redis::Client::open(node).map_err(|e| e.to_string())?,
+                    config,
+                }
+            }
+            RedisTopology::Cluster(urls) => Self::Cluster {
+                client: tls::cluster_client(urls, ca_file, timeout)?,
+            },
+        })
+    }
+
+    /// A new multiplexed connection. Its driver task runs on the runtime of
+    /// the thread that opens it, so a worker that opens its own sends and
+    /// reads replies without crossing threads.
+    async fn open(&self) -> StoreResult<Shared> {
+        Ok(match self {
+            Self::Single { client, config } => Shared::Single(
+                client
+                    .get_multiplexed_async_connection_with_config(config)
+                    .await?,
+            ),
+            Self::Cluster { client } => Shared::Cluster(client.get_async_connection().await?),
+        })
+    }
+}
+
+/// The reads' connections: `REDIS_POOL_SIZE` slots, each holding one
+/// multiplexed connection or none. Each thread that sends commands (an
+/// actix worker, the runtime of the background tasks) is given a slot of
+/// its own the first time, while there are slots left; after that, threads
+/// share slots in turn. A slot's connection is opened by the thread that
+/// needed it, so its replies are read on that thread: one connection shared
+/// by every worker made each reply cross threads, a task switch and a
+/// wake-up per command (45 % of a cached read's time was in the kernel).
+pub(super) struct Connections {
+    slots: Box<[std::sync::RwLock<Option<Shared>>]>,
+    /// Tells this set apart in [`SLOT_OF_THREAD`] (a process, a test, may run several).
+    id: usize,
+    /// How many threads were given a slot.
+    threads: AtomicUsize,
+}
+
+/// Distinct ids for [`Connections`].
+static CONNECTIONS_IDS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// `(set id, slot)`: the slot this thread was given in each set it used.
+    static SLOT_OF_THREAD: std::cell::RefCell<Vec<(usize, usize)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Connections {
+    pub(super) fn new(size: usize) -> Self {
+        Self {
+            slots: (0..size.max(1))
+                .map(|_| std::sync::RwLock::new(None))
+                .collect(),
+            id: CONNECTIONS_IDS.fetch_add(1, Ordering::Relaxed),
+            threads: AtomicUsize::new(0),
+        }
+    }
+
+    /// The calling thread's slot.
+    fn slot(&self) -> &std::sync::RwLock<Option<Shared>> {
+        let index = SLOT_OF_THREAD.with(|given| {
+            let mut given = given.borrow_mut();
+            if let Some(&(_, slot)) = given.iter().find(|(id, _)| *id == self.id) {
+                return slot;
+            }
+            let slot = self.threads.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+            given.push((self.id, slot));
+            slot
+        });
+        &self.slots[index]
+    }
+
+    /// Connections open now.
+    fn open(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| {
+                slot.read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .is_some()
+            })
+            .count()
+    }
+}
+
+impl Drop for Connections {
+    /// Forgets this set in the calling thread's list (other threads keep a
+    /// few bytes for it until they end).
+    fn drop(&mut self) {
+        let _ = SLOT_OF_THREAD.try_with(|given| {
+            given.borrow_mut().retain(|(id, _)| *id != self.id);
+        });
+    }
+}
+
+/// How many connections the reads hold, and may hold (`REDIS_POOL_SIZE`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionsStatus {
+    /// Slots that hold a connection now.
+    pub open: usize,
+    /// Slots there are: `REDIS_POOL_SIZE`.
+    pub max: usize,
+}
+
+/// A handle on a connection that commands are sent through. Commands
+/// are routed by key (on a cluster, by the key's hash slot), so everything
+/// above this type is written once for both topologies; clones send
+/// concurrently over the same multiplexed connection.
+#[derive(Clone)]
+pub(in crate::cache) enum Shared {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl ConnectionLike for Shared {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The connection kept in `slot`, or, when there is none, one that `open`
+/// makes, which is kept there from then on (a failure empties the slot: see
+/// [`Store::bounded`]).
+async fn kept_or_new<F, Fut>(
+    slot: &std::sync::RwLock<Option<Shared>>,
+    open: F,
+) -> StoreResult<Shared>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = StoreResult<Shared>>,
+{
+    let kept = slot
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
+    if let Some(conn) = kept {
+        return Ok(conn);
+    }
+    let conn = open().await?;
+    *slot
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(conn.clone());
+    Ok(conn)
+}
+
+impl Store {
+    /// How many connections the reads hold now, out of how many they may.
+    pub fn connections_status(&self) -> ConnectionsStatus {
+        ConnectionsStatus {
+            open: self.connections.open(),
+            max: self.connections.slots.len(),
+        }
+    }
+
+    /// The calling thread's connection, opened now when it has none.
+    pub(in crate::cache) async fn conn(&self) -> StoreResult<Shared> {
+        kept_or_new(self.connections.slot(), || self.backend.open()).await
+    }
+
+    /// The bumps' kept connection, or a new one (never a reads' connection).
+    pub(super) async fn bump_conn(&self) -> StoreResult<Shared> {
+        kept_or_new(&self.bumps, || self.backend.open()).await
+    }
+
+    /// Bounds a whole operation, connecting included. A failure drops the
+    /// calling thread's connection: its next command opens a new one.
+    pub(in crate::cache) async fn bounded<T>(
+        &self,
+        op: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        self.bounded_on(self.connections.slot(), op).await
+    }
+
+    /// [`Store::bounded`] for an operation on the connection kept in `kept`.
+    pub(super) async fn bounded_on<T>(
+        &self,
+        kept: &std::sync::RwLock<Option<Shared>>,
+        op: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let result = tokio::time::timeout(self.timeout * 2, op)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(self.timeout * 2)));
+        // A replica that did not acknowledge in time is no fault of the connection.
+        if result
+            .as_ref()
+            .is_err_and(|e| !matches!(e, StoreError::NotReplicated { .. }))
+        {
+            *kept
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        }
+        result
+    }
+
+    /// One `PING` round trip on the calling thread's connection: whether Redis answers.
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,150 @@
+//! Redis commands. Nothing above this room builds a command; nothing in it
+//! decides policy (when to trust, when to bypass): that is `cache/mod.rs`.
+//!
+//! This file is the room's front door: the [`Store`] every command goes
+//! through, its errors, and what the rest of the cache imports. The files
+//! behind it hold one role each, with the Lua script beside the code that
+//! runs it:
+//!
+//! - `connections.rs`: where Redis is (one node or a cluster), the per-thread
+//!   connection slots, kept connections, and the bound that drops a failed
+//!   one so the next command reconnects;
+//! - `reads.rs`: the lookup of a version and its entry, the conditional
+//!   store of an entry, plain `GET`s of counters and entries, `UNLINK`;
+//! - `bumps.rs`: bumping counters, each bump followed by a `WAIT` where a
+//!   replica could be promoted;
+//! - `scan.rs`: commands sent to one chosen node: the `SCAN` walk over every
+//!   master, and the `CLUSTER NODES` / `INFO` reads of the topology the
+//!   bumps rely on;
+//! - `clock.rs`: the Lua snippet that turns the Redis clock into a counter
+//!   value, shared by the lookup's and the bump's scripts (rule 3).
+//!
+//! A bump counts once a replica that a failover could promote acknowledges
+//! it (`WAIT`), or, where the shard has no such replica, once the master
+//! has it; one not acknowledged in time is [`StoreError::NotReplicated`],
+//! and the caller owes it (`bumps.rs`).
+
+mod bumps;
+mod clock;
+mod connections;
+mod reads;
+mod scan;
+
+use std::time::Duration;
+
+use redis::Script;
+
+use self::connections::{Backend, Connections};
+use super::topology::Topology;
+use crate::config::RedisTopology;
+
+pub use self::connections::ConnectionsStatus;
+pub(in crate::cache) use self::connections::Shared;
+pub use self::reads::{Lookup, StoreEntry};
+pub use self::scan::KeyScan;
+
+/// How long version counters live: every counter expires (nothing linkhub
+/// keeps in Redis lives forever); an expired one comes back like a lost one.
+#[derive(Debug, Clone, Copy)]
+pub struct CounterLifetimes {
+    /// A counter a read creates: the read may be of something that does not exist.
+    pub created_by_read: Duration,
+    /// A counter after a bump (and after an entry is stored under it).
+    pub bumped: Duration,
+}
+
+/// The Redis side of the cache: multiplexed connections with short
+/// timeouts, and the scripts.
+pub struct Store {
+    backend: Backend,
+    /// The reads' connections, one per thread while there are enough (see
+    /// [`Connections`]). A connection is kept until a command on it fails;
+    /// there is no checkout per command (deadpool-redis's `PING` on each
+    /// checkout doubled the round trips of a HIT).
+    connections: Connections,
+    /// The bumps' connection, kept the same way: a `WAIT` that waits blocks
+    /// its connection, and the reads must not queue behind it (`bumps.rs`).
+    bumps: std::sync::RwLock<Option<Shared>>,
+    /// The masters, their slots and live replicas, as last read by
+    /// [`Store::refresh_topology`]; `None` until then (every bump waits).
+    topology: std::sync::RwLock<Option<std::sync::Arc<Topology>>>,
+    /// The `WAIT` timeout: half of `REDIS_TIMEOUT_MS`. It is paid only when
+    /// no replica acknowledges: a replica that has the bump answers at once.
+    replica_wait: Duration,
+    prefix: String,
+    lookup: Script,
+    store: Script,
+    timeout: Duration,
+    /// TTL of a counter a read creates (see `LOOKUP` in `reads.rs`).
+    created_counter_ttl_secs: u64,
+    /// TTL a bump gives a counter.
+    counter_ttl_secs: u64,
+}
+
+/// Why a command failed. Every variant but [`StoreError::NotReplicated`]
+/// also drops the connection it failed on (see [`Store::bounded`]).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis refused the command, or the connection failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The operation, connecting included, took longer than its bound.
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// A reply of a shape the command never gives (a script's, `CLUSTER NODES`).
+    #[error("redis answered something unexpected: {0}")]
+    Protocol(String),
+    /// The master took the bump of `key`, but no replica acknowledged it
+    /// within half of `REDIS_TIMEOUT_MS`: a failover could lose it, so it is owed.
+    #[error("no replica acknowledged the bump of {key} within {waited:?}")]
+    NotReplicated { key: String, waited: Duration },
+}
+
+/// What every command of the store answers.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl Store {
+    /// A store for the Redis `topology` names (one node or a cluster), its
+    /// keys under `prefix`, with at most `pool_size` connections for the
+    /// reads (`REDIS_POOL_SIZE`) and one for the bumps; with `ca_file`
+    /// (`REDIS_CA_FILE`) a server's certificate is checked against that CA
+    /// instead of the system roots. Nothing connects yet: the first command
+    /// does. Connecting and every command are bounded by `timeout`: an
+    /// unreachable Redis costs a request that long at most (and the circuit
+    /// breaker makes it cost that once).
+    pub fn new(
+        topology: &RedisTopology,
+        prefix: &str,
+        pool_size: usize,
+        timeout: Duration,
+        ca_file: Option<&std::path::Path>,
+        lifetimes: CounterLifetimes,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            backend: Backend::new(topology, timeout, ca_file)?,
+            connections: Connections::new(pool_size),
+            bumps: std::sync::RwLock::new(None),
+            topology: std::sync::RwLock::new(None),
+            // A bump and its WAIT are one operation, bounded like any other
+            // (twice the timeout): the WAIT gets half of the timeout, and the
+            // bump's own round trip is left the rest.
+            replica_wait: timeout / 2,
+            prefix: prefix.to_owned(),
+            lookup: Script::new(reads::LOOKUP),
+            store: Script::new(reads::STORE),
+            timeout,
+            created_counter_ttl_secs: lifetimes.created_by_read.as_secs().max(1),
+            counter_ttl_secs: lifetimes.bumped.as_secs().max(1),
+        })
+    }
+
+    /// The prefix every key of this store starts with (`CACHE_PREFIX`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// TTL a bump gives a counter, in seconds.
+    pub fn counter_ttl_secs(&self) -> u64 {
+        self.counter_ttl_secs
+    }
+}

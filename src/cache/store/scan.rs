@@ -1,0 +1,170 @@
+//! Commands sent to a chosen node rather than routed by key: `SCAN` is per
+//! node on a cluster, so the janitor's walk visits every master in turn; and
+//! the topology the bumps rely on is read from `CLUSTER NODES` and each
+//! master's `INFO`. Both read the masters anew each time, so moved slots and
+//! failovers are followed. Parsing that text is `topology.rs`'s part; what a
+//! change of master means is `recovery.rs`'s.
+
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, Value};
+
+use super::connections::Backend;
+use super::{Shared, Store, StoreError, StoreResult};
+use crate::cache::topology::Topology;
+
+/// A `SCAN` walk over one node or every master of a cluster.
+pub struct KeyScan {
+    /// Nodes still to walk (the last one is current); `None` is "the node".
+    nodes: Vec<Option<(String, u16)>>,
+    cursor: u64,
+    pattern: String,
+    count: usize,
+}
+
+impl Store {
+    /// Reads the masters, their slots, live replicas and run ids anew and
+    /// keeps them for the bumps; answers whether the masters changed since
+    /// the last read (a failover, a resharding, a restart). The first read
+    /// is no change.
+    pub async fn refresh_topology(&self) -> StoreResult<bool> {
+        let fresh = match &self.backend {
+            Backend::Single { .. } => {
+                let info: String = self
+                    .bounded(async {
+                        let mut conn = self.conn().await?;
+                        let (server, replication): (String, String) = redis::pipe()
+                            .cmd("INFO")
+                            .arg("server")
+                            .cmd("INFO")
+                            .arg("replication")
+                            .query_async(&mut conn)
+                            .await?;
+                        Ok(server + &replication)
+                    })
+                    .await?;
+                Topology::single(&info)
+            }
+            Backend::Cluster { .. } => {
+                let nodes = self.cluster_nodes().await?;
+                let mut topology = Topology::cluster(&nodes);
+                if topology.masters.is_empty() {
+                    return Err(StoreError::Protocol(
+                        "CLUSTER NODES lists no master".to_owned(),
+                    ));
+                }
+                for master in &mut topology.masters {
+                    if let Some(address) = &master.address {
+                        let mut info_server = redis::cmd("INFO");
+                        info_server.arg("server");
+                        let info: String = self.query_on(Some(address), info_server).await?;
+                        master.run_id = Topology::single(&info).masters[0].run_id.clone();
+                    }
+                }
+                topology
+            }
+        };
+        let fresh = std::sync::Arc::new(fresh);
+        let before = self
+            .topology
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .replace(std::sync::Arc::clone(&fresh));
+        Ok(before.is_some_and(|before| fresh.masters_changed(&before)))
+    }
+
+    /// Starts walking every key matching `pattern` with `SCAN` (never
+    /// `KEYS`). On a cluster SCAN is per node, so the walk visits every
+    /// master in turn; the masters are read anew for each walk, so moved slots
+    /// and failovers are followed.
+    pub async fn scan(&self, pattern: &str, count: usize) -> StoreResult<KeyScan> {
+        let nodes = match &self.backend {
+            Backend::Single { .. } => vec![None],
+            Backend::Cluster { .. } => self.masters().await?.into_iter().map(Some).collect(),
+        };
+        Ok(KeyScan {
+            nodes,
+            cursor: 0,
+            pattern: pattern.to_owned(),
+            count,
+        })
+    }
+
+    /// The next batch of a walk; `None` once every node is done.
+    pub async fn scan_next(&self, scan: &mut KeyScan) -> StoreResult<Option<Vec<String>>> {
+        let Some(node) = scan.nodes.last() else {
+            return Ok(None);
+        };
+        let (next, keys) = self
+            .scan_step(node.as_ref(), scan.cursor, &scan.pattern, scan.count)
+            .await?;
+        scan.cursor = next;
+        if next == 0 {
+            scan.nodes.pop();
+        }
+        Ok(Some(keys))
+    }
+
+    async fn scan_step(
+        &self,
+        node: Option<&(String, u16)>,
+        cursor: u64,
+        pattern: &str,
+        count: usize,
+    ) -> StoreResult<(u64, Vec<String>)> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        self.query_on(node, cmd).await
+    }
+
+    /// `cmd` on one `node` of a cluster, or where the connection sends it
+    /// (`None`, or a single node).
+    async fn query_on<T: redis::FromRedisValue>(
+        &self,
+        node: Option<&(String, u16)>,
+        cmd: Cmd,
+    ) -> StoreResult<T> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let reply = match (&mut conn, node) {
+                (Shared::Cluster(c), Some((host, port))) => {
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port: *port,
+                    });
+                    c.route_command(cmd, routing).await?
+                }
+                _ => cmd.query_async::<Value>(&mut conn).await?,
+            };
+            redis::from_redis_value(reply).map_err(|e| StoreError::Protocol(e.to_string()))
+        })
+        .await
+    }
+
+    /// `CLUSTER NODES` as the node the cluster connection asks answers it.
+    async fn cluster_nodes(&self) -> StoreResult<String> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            Ok(redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query_async(&mut conn)
+                .await?)
+        })
+        .await
+    }
+
+    /// The cluster's masters as `(host, port)`, from `CLUSTER NODES`, read
+    /// anew for each pass so moved slots and failovers are followed.
+    async fn masters(&self) -> StoreResult<Vec<(String, u16)>> {
+        let masters = Topology::cluster(&self.cluster_nodes().await?).addresses();
+        if masters.is_empty() {
+            return Err(StoreError::Protocol(
+                "CLUSTER NODES lists no master".to_owned(),
+            ));
+        }
+        Ok(masters)
+    }
+}
