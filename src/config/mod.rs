@@ -3,7 +3,7 @@
 //! names the variable, so an operator knows exactly what to fix.
 //!
 //! Each setting is declared once, in the table below: its field, its type,
-//! its variable, and its [`Rule`] (default, accepted text, bound). The
+//! its variable, and its `Rule` (default, accepted text, bound). The
 //! `settings!` macro (`table.rs`) turns the table into the struct and its
 //! parse; `rule.rs` holds the kinds of values. What involves two variables
 //! (a CA file folded into its URL, one Redis node or a cluster) comes after

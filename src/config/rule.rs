@@ -18,15 +18,17 @@ pub const POSTGRES: &[&str] = &["postgres", "postgresql"];
 /// The URL schemes of Redis (`rediss` is Redis over TLS).
 pub const REDIS: &[&str] = &["redis", "rediss"];
 
+/// The (non-blank) text of a variable to its value, or to the text its
+/// refusal shows (a URL's password masked, a list whole).
+type Parse<T> = Box<dyn Fn(&str) -> Result<T, String>>;
+
 /// How one variable becomes a `T`. Built by a constructor per kind of value
 /// ([`Rule::number`], [`Rule::seconds`], [`Rule::url`], ...), then read once
 /// by [`Rule::read`].
 pub struct Rule<T> {
     /// The value of an unset or blank variable.
     default: T,
-    /// The (non-blank) text to a value, or to the text the refusal shows
-    /// (a URL's password masked, a list whole).
-    parse: Box<dyn Fn(&str) -> Result<T, String>>,
+    parse: Parse<T>,
     /// What the refusal asks for instead.
     expected: &'static str,
     /// Set by [`Rule::positive`]: sizes, timeouts and windows of 0 make no sense.
