@@ -1,6 +1,6 @@
-//! Builds the application: database, pools, cache, routes, server. Tests call
-//! [`Application::build`] with `BIND_ADDR=127.0.0.1:0` and talk HTTP to the
-//! port it reports.
+//! Builds the application: database, its pool, the cache's Redis
+//! connections, routes, server. Tests call [`Application::build`] with
+//! `BIND_ADDR=127.0.0.1:0` and talk HTTP to the port it reports.
 //!
 //! A stop (`SIGTERM` or `SIGINT` for the binary, any future for tests) closes
 //! the listener, lets the requests in flight answer for up to
@@ -37,17 +37,36 @@ use crate::tasks::BackgroundTasks;
 /// They end at their next await, so this is only a bound.
 const TASKS_STOP_WITHIN: Duration = Duration::from_secs(5);
 
-/// Why linkhub could not start; each message names what to fix.
+/// Why linkhub could not start; each message names the variable to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    /// PostgreSQL: unreachable, refused, or its migrations failed.
     #[error(transparent)]
     Database(#[from] DatabaseSetupError),
-    #[error("cannot set up the Redis pool for REDIS_URL: {0}")]
-    Redis(String),
+    /// The cache's Redis client could not be made from its configuration (a
+    /// URL it does not take, an unreadable `REDIS_CA_FILE`). An unreachable
+    /// Redis is not this: the cache starts without it.
+    #[error("cannot set up the Redis connections of {variable}: {cause}")]
+    Redis {
+        /// `REDIS_URL`, or `REDIS_CLUSTER_URLS` when it is set.
+        variable: &'static str,
+        /// Why the client could not be made.
+        cause: String,
+    },
+    /// The listener could not be bound.
     #[error("cannot listen on BIND_ADDR={addr}: {cause}")]
-    Bind { addr: String, cause: std::io::Error },
+    Bind {
+        /// The address as given (or as bound, when listening on it failed).
+        addr: String,
+        /// Why the system refused it.
+        cause: std::io::Error,
+    },
 }
 
+/// linkhub, built and serving: the database ready, the cache started, the
+/// listener bound. [`Application::port`] is the port it got (tests bind
+/// port 0); [`Application::run_until_stopped`] serves until a signal and
+/// then stops gracefully, reporting what the stop cut.
 pub struct Application {
     port: u16,
     server: Server,
@@ -79,7 +98,8 @@ impl Stopped {
 
 impl Application {
     /// Creates the database when missing, runs migrations (unless
-    /// `MIGRATE_ON_START=false`), builds the pools and binds the listener.
+    /// `MIGRATE_ON_START=false`), builds the database pool, starts the
+    /// cache and binds the listener.
     /// Redis is not required to start: the cache bypasses it until it answers.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         if settings.migrate_on_start {
@@ -99,16 +119,20 @@ impl Application {
         let readiness = db::ReadinessProbe::new(&pool_url, settings.readiness_timeout);
         let metrics = Arc::new(Metrics::default());
         let tasks = BackgroundTasks::default();
+        let redis_variable = settings.redis_topology().variable();
         let cache = Cache::start(
             CacheConfig::from(&settings),
             pool.clone(),
             Arc::clone(&metrics),
             &tasks,
         )
-        .map_err(StartupError::Redis)?;
+        .map_err(|cause| StartupError::Redis {
+            variable: redis_variable,
+            cause,
+        })?;
         if settings.cache_enabled && !cache.warm_up().await {
             tracing::warn!(
-                "Redis at REDIS_URL does not answer; serving from PostgreSQL (X-Cache: BYPASS) until it does"
+                "Redis at {redis_variable} does not answer; serving from PostgreSQL (X-Cache: BYPASS) until it does"
             );
         }
         sweep_expired_tokens(&tasks, pool.clone());
@@ -193,6 +217,7 @@ impl Application {
         })
     }
 
+    /// The port the listener is bound to (the one picked for `BIND_ADDR=…:0`).
     pub fn port(&self) -> u16 {
         self.port
     }
