@@ -56,8 +56,8 @@
 //! Everything linkhub writes to Redis has a TTL. The reads a client can make
 //! up without end are bounded so: a read of an id or name that does not exist
 //! leaves a counter and a `404` entry that live `CACHE_NEGATIVE_TTL_SECS`
-//! (60 s); pages and searches (`links:p…`, `list:p…:s…`, any query with
-//! parameters) are stored at most `CACHE_MAX_ENTRIES_PER_VERSION` (1000)
+//! (60 s); pages and searches (the open-ended [`keys::QueryKey`]s:
+//! `links:p…`, `list:p…:s…`) are stored at most `CACHE_MAX_ENTRIES_PER_VERSION` (1000)
 //! times per namespace version within one count lifetime (a key of the
 //! version, `…:<version>:stored`, with the first entry's TTL), so at most
 //! twice that many are alive; past the cap such reads are served (`MISS`) but
@@ -89,6 +89,7 @@ use tracing::Instrument;
 
 use self::breaker::Breaker;
 use self::janitor::Janitor;
+use self::keys::QueryKey;
 use self::near::NearCache;
 use self::owed::OwedBumps;
 use self::purge::Purger;
@@ -354,7 +355,7 @@ impl Cache {
     pub async fn read<F, Fut>(
         &self,
         ns: Namespace,
-        query: &str,
+        query: &QueryKey,
         load: F,
     ) -> Result<Served, ApiError>
     where
@@ -370,7 +371,10 @@ impl Cache {
         if self.near.is_on() {
             match self.store.version(&counter).await {
                 Ok(Some(version)) => {
-                    if let Some(entry) = self.near.get(&counter, query, version, trust_period) {
+                    if let Some(entry) =
+                        self.near
+                            .get(&counter, query.as_str(), version, trust_period)
+                    {
                         self.metrics.cache_near_hit();
                         return self.served(&ns, Ok(entry), CacheResult::Hit);
                     }
@@ -390,7 +394,7 @@ impl Cache {
             let entry = Arc::new(entry);
             self.near.put(
                 &counter,
-                query,
+                query.as_str(),
                 &lookup.version,
                 trust_period,
                 lookup.entry_ttl,
@@ -412,8 +416,8 @@ impl Cache {
 
     /// The version of `ns` and the entry under it (rule 1: the version is
     /// taken before any database read); `None` when Redis failed.
-    async fn look_up(&self, ns: &Namespace, query: &str) -> Option<Lookup> {
-        match self.store.lookup(ns, query).await {
+    async fn look_up(&self, ns: &Namespace, query: &QueryKey) -> Option<Lookup> {
+        match self.store.lookup(ns, query.as_str()).await {
             Ok(lookup) => Some(lookup),
             Err(e) => {
                 self.redis_failed("lookup", &e);
@@ -429,23 +433,22 @@ impl Cache {
         &self,
         ns: &Namespace,
         version: &str,
-        query: &str,
+        query: &QueryKey,
         load: Fut,
     ) -> Result<Arc<Entry>, ApiError>
     where
         Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
     {
-        let key = keys::entry_key(self.store.prefix(), ns, version, query);
+        let key = keys::entry_key(self.store.prefix(), ns, version, query.as_str());
         let kind = ns.kind();
         let ttl = self.jittered_ttl_secs();
         let negative_ttl = self.negative_ttl.as_secs().clamp(1, ttl);
-        let cap = if keys::is_open_ended(query) {
+        let cap = if query.is_open_ended() {
             self.max_entries_per_version
         } else {
             0
         };
-        let (task_ns, task_version, task_query) =
-            (ns.clone(), version.to_owned(), query.to_owned());
+        let (task_ns, task_version, task_query) = (ns.clone(), version.to_owned(), query.clone());
         let store = Arc::clone(&self.store);
         let breaker = Arc::clone(&self.breaker);
         let metrics = Arc::clone(&self.metrics);
@@ -480,7 +483,7 @@ impl Cache {
                             .store_entry(StoreEntry {
                                 ns: &task_ns,
                                 version: &task_version,
-                                query: &task_query,
+                                query: task_query.as_str(),
                                 value: &entry.encode(),
                                 ttl_secs,
                                 counter_ttl_secs,
@@ -519,7 +522,12 @@ impl Cache {
     /// share a load, but only one that started after they arrived (see
     /// [`FreshFlights`]), so a Redis outage does not turn into a stampede on
     /// PostgreSQL and every read still sees the writes acknowledged before it.
-    async fn bypass<F, Fut>(&self, ns: &Namespace, query: &str, load: F) -> Result<Served, ApiError>
+    async fn bypass<F, Fut>(
+        &self,
+        ns: &Namespace,
+        query: &QueryKey,
+        load: F,
+    ) -> Result<Served, ApiError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,

@@ -3,7 +3,8 @@
 //! loader (the SQL layer call that runs on a miss). Handlers call these and
 //! never build keys themselves.
 
-use crate::cache::{Served, keys};
+use crate::cache::Served;
+use crate::cache::keys::QueryKey;
 use crate::db::{self, DbConn};
 use crate::domain::input::{SearchTerm, Username};
 use crate::domain::resources::{DataBody, Page, PageRequest, Profile};
@@ -14,7 +15,7 @@ use crate::state::AppState;
 
 pub async fn user(state: &AppState, id: i64) -> Result<Served, ApiError> {
     let ns = Namespace::User(id);
-    cached(state, ns, "user", move |mut conn| async move {
+    cached(state, ns, QueryKey::user(), move |mut conn| async move {
         found(db::users::find_public(&mut conn, id).await?, "user")
     })
     .await
@@ -26,16 +27,11 @@ pub async fn users_list(
     page: PageRequest,
 ) -> Result<Served, ApiError> {
     let search = search.as_ref().map(SearchTerm::as_str).map(str::to_owned);
-    let query = keys::users_list_query(search.as_deref(), page.page, page.limit);
-    cached(
-        state,
-        Namespace::Users,
-        &query,
-        move |mut conn| async move {
-            let (data, total) = db::users::list(&mut conn, search.as_deref(), page).await?;
-            page_json(data, page, total)
-        },
-    )
+    let query = QueryKey::users_list(search.as_deref(), page.page, page.limit);
+    cached(state, Namespace::Users, query, move |mut conn| async move {
+        let (data, total) = db::users::list(&mut conn, search.as_deref(), page).await?;
+        page_json(data, page, total)
+    })
     .await
 }
 
@@ -43,7 +39,7 @@ pub async fn users_list(
 pub async fn profile(state: &AppState, username: Username) -> Result<Served, ApiError> {
     let username = username.as_str().to_owned();
     let ns = Namespace::Profile(username.clone());
-    cached(state, ns, "profile", move |mut conn| async move {
+    cached(state, ns, QueryKey::profile(), move |mut conn| async move {
         data_json(load_profile(&mut conn, &username).await?)
     })
     .await
@@ -55,11 +51,16 @@ pub async fn profile(state: &AppState, username: Username) -> Result<Served, Api
 pub async fn profile_page(state: &AppState, username: Username) -> Result<Served, ApiError> {
     let username = username.as_str().to_owned();
     let ns = Namespace::Profile(username.clone());
-    cached(state, ns, "page", move |mut conn| async move {
-        Ok(pages::profile_page(
-            &load_profile(&mut conn, &username).await?,
-        ))
-    })
+    cached(
+        state,
+        ns,
+        QueryKey::profile_page(),
+        move |mut conn| async move {
+            Ok(pages::profile_page(
+                &load_profile(&mut conn, &username).await?,
+            ))
+        },
+    )
     .await
 }
 
@@ -81,9 +82,9 @@ pub async fn links_of_user(
     user_id: i64,
     page: PageRequest,
 ) -> Result<Served, ApiError> {
-    let query = format!("links:p{}:l{}", page.page, page.limit);
+    let query = QueryKey::links_page(page.page, page.limit);
     let ns = Namespace::User(user_id);
-    cached(state, ns, &query, move |mut conn| async move {
+    cached(state, ns, query, move |mut conn| async move {
         user_must_exist(&mut conn, user_id).await?;
         let (data, total) = db::links::page_of_user(&mut conn, user_id, page).await?;
         page_json(data, page, total)
@@ -93,7 +94,7 @@ pub async fn links_of_user(
 
 pub async fn link(state: &AppState, id: i64) -> Result<Served, ApiError> {
     let ns = Namespace::Link(id);
-    cached(state, ns, "link", move |mut conn| async move {
+    cached(state, ns, QueryKey::link(), move |mut conn| async move {
         found(db::links::find(&mut conn, id).await?, "link")
     })
     .await
@@ -101,16 +102,21 @@ pub async fn link(state: &AppState, id: i64) -> Result<Served, ApiError> {
 
 pub async fn socials_of_user(state: &AppState, user_id: i64) -> Result<Served, ApiError> {
     let ns = Namespace::User(user_id);
-    cached(state, ns, "socials", move |mut conn| async move {
-        user_must_exist(&mut conn, user_id).await?;
-        data_json(db::socials::all_of_user(&mut conn, user_id).await?)
-    })
+    cached(
+        state,
+        ns,
+        QueryKey::socials_of_user(),
+        move |mut conn| async move {
+            user_must_exist(&mut conn, user_id).await?;
+            data_json(db::socials::all_of_user(&mut conn, user_id).await?)
+        },
+    )
     .await
 }
 
 pub async fn social(state: &AppState, id: i64) -> Result<Served, ApiError> {
     let ns = Namespace::Social(id);
-    cached(state, ns, "social", move |mut conn| async move {
+    cached(state, ns, QueryKey::social(), move |mut conn| async move {
         found(db::socials::find(&mut conn, id).await?, "social account")
     })
     .await
@@ -121,7 +127,7 @@ pub async fn social(state: &AppState, id: i64) -> Result<Served, ApiError> {
 async fn cached<F, Fut>(
     state: &AppState,
     ns: Namespace,
-    query: &str,
+    query: QueryKey,
     load: F,
 ) -> Result<Served, ApiError>
 where
@@ -133,7 +139,7 @@ where
         .cache
         .read(
             ns,
-            query,
+            &query,
             move || async move { load(pool.get().await?).await },
         )
         .await
