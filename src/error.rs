@@ -12,6 +12,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::cache::ReadError;
+
 /// Field name → messages, the `details` of a `422`.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
 
@@ -217,6 +219,20 @@ fn conflict_message(constraint: Option<&str>) -> String {
             "this user already has an account on that platform".to_owned()
         }
         _ => "resource already exists".to_owned(),
+    }
+}
+
+/// A cached read that has no entry: the loader's own error comes back as it
+/// raised it (the loaders of `service::reads` raise [`ApiError`]s).
+impl From<ReadError> for ApiError {
+    fn from(err: ReadError) -> Self {
+        match err {
+            ReadError::Load(cause) => cause
+                .downcast_ref::<ApiError>()
+                .cloned()
+                .unwrap_or_else(|| Self::Internal(format!("a cache load failed: {cause}"))),
+            ReadError::Panicked(_) => Self::Internal(err.to_string()),
+        }
     }
 }
 

@@ -97,12 +97,12 @@ use self::single_flight::{FreshFlights, SingleFlight};
 use self::store::{ConnectionsStatus, CounterLifetimes, Lookup, Store, StoreEntry, StoreError};
 use crate::config::{RedisTopology, Settings};
 use crate::db::{DbPool, outbox};
-use crate::error::ApiError;
 use crate::metrics::{CacheResult, Metrics};
 use crate::namespace::Namespace;
 use crate::tasks::BackgroundTasks;
 
-/// A rendered response as stored in Redis: status, strong ETag and JSON body.
+/// A rendered response as stored in Redis: status, strong ETag and body
+/// (JSON, or the HTML of a profile page; the caller knows which it asked for).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub status: u16,
@@ -110,25 +110,45 @@ pub struct Entry {
     pub body: Bytes,
 }
 
+/// What a loader found, as the body to answer with. A `404` is an answer
+/// like a `200` and is cached too (for `CACHE_NEGATIVE_TTL_SECS`): a create
+/// bumps the namespace its resource appears in, so the `404` cannot outlive
+/// it. The loader renders both bodies; the cache never looks inside them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Loaded {
+    /// The body of a `200`.
+    Found(Vec<u8>),
+    /// The body of a `404`.
+    NotFound(Vec<u8>),
+}
+
+/// Why a read has no entry to answer with. Nothing of it is cached, and it
+/// is handed to every reader that shared the load.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadError {
+    /// The loader failed; its own error, as it gave it, for the caller's
+    /// layer to recognize (`crate::error` turns it back into the API error
+    /// the loader raised).
+    #[error("{0}")]
+    Load(Arc<dyn std::error::Error + Send + Sync>),
+    /// The load's task panicked; names the load (a miss or a bypass).
+    #[error("{0} panicked")]
+    Panicked(&'static str),
+}
+
 impl Entry {
-    /// `200` with `body`, or the JSON error of a `404` (which may be cached: a
-    /// create bumps the namespace it appears in).
-    fn render(loaded: Result<Vec<u8>, ApiError>) -> Result<Self, ApiError> {
+    /// The entry of a loader's answer, its ETag a digest of the body.
+    fn render(loaded: Loaded) -> Self {
         let (status, body) = match loaded {
-            Ok(body) => (200, body),
-            Err(err @ ApiError::NotFound(_)) => {
-                let body = serde_json::to_vec(&err.body())
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
-                (404, body)
-            }
-            Err(other) => return Err(other),
+            Loaded::Found(body) => (200, body),
+            Loaded::NotFound(body) => (404, body),
         };
         let digest = Sha256::digest(&body);
-        Ok(Self {
+        Self {
             status,
             etag: format!("\"{}\"", hex::encode(&digest[..16])),
             body: Bytes::from(body),
-        })
+        }
     }
 
     /// `<status> <etag>\n<body>`: a HIT can answer a `304` without parsing JSON.
@@ -161,7 +181,7 @@ pub struct Served {
 }
 
 /// What a shared load hands to every reader waiting on it.
-type LoadOutcome = Result<Arc<Entry>, ApiError>;
+type LoadOutcome = Result<Arc<Entry>, ReadError>;
 
 pub struct Cache {
     store: Arc<Store>,
@@ -350,17 +370,18 @@ impl Cache {
     }
 
     /// Serves the read `query` of namespace `ns` cache-aside; `load` runs
-    /// only on a miss or a bypass and answers the JSON body of a `200`, or an
-    /// error (`NotFound` is cached as a `404`, anything else is not cached).
-    pub async fn read<F, Fut>(
+    /// only on a miss or a bypass and answers the body of a `200` or of a
+    /// `404` (both cached), or fails (not cached: [`ReadError::Load`]).
+    pub async fn read<F, Fut, E>(
         &self,
         ns: Namespace,
         query: &QueryKey,
         load: F,
-    ) -> Result<Served, ApiError>
+    ) -> Result<Served, ReadError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
+        Fut: Future<Output = Result<Loaded, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
     {
         if !self.may_serve(&ns) {
             return self.bypass(&ns, query, load).await;
@@ -429,15 +450,16 @@ impl Cache {
     /// Loads a missed entry once per key in this process (rule 7) and stores
     /// it under the version taken before the load, with a TTL (rule 6). The
     /// load runs as its own task, under the span of the request that started it.
-    async fn load_once_and_store<Fut>(
+    async fn load_once_and_store<Fut, E>(
         &self,
         ns: &Namespace,
         version: &str,
         query: &QueryKey,
         load: Fut,
-    ) -> Result<Arc<Entry>, ApiError>
+    ) -> LoadOutcome
     where
-        Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
+        Fut: Future<Output = Result<Loaded, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
     {
         let key = keys::entry_key(self.store.prefix(), ns, version, query.as_str());
         let kind = ns.kind();
@@ -471,7 +493,7 @@ impl Cache {
                             return Ok(Arc::new(entry));
                         }
                         metrics.cache_load(kind);
-                        let entry = Arc::new(Entry::render(load.await)?);
+                        let entry = Arc::new(Entry::render(load.await.map_err(failed_load)?));
                         // A `404` may be of anything a client makes up: it
                         // lives shortly, and does not lengthen the counter.
                         let (ttl_secs, counter_ttl_secs) = if entry.status == 404 {
@@ -498,7 +520,7 @@ impl Cache {
                     }
                     .in_current_span()
                 },
-                || Err(ApiError::internal("a cache load panicked")),
+                || Err(ReadError::Panicked("a cache load")),
             )
             .await;
         outcome
@@ -510,7 +532,7 @@ impl Cache {
         ns: &Namespace,
         entry: LoadOutcome,
         result: CacheResult,
-    ) -> Result<Served, ApiError> {
+    ) -> Result<Served, ReadError> {
         self.metrics.cache_request(ns.kind(), result);
         Ok(Served {
             entry: entry?,
@@ -522,15 +544,16 @@ impl Cache {
     /// share a load, but only one that started after they arrived (see
     /// [`FreshFlights`]), so a Redis outage does not turn into a stampede on
     /// PostgreSQL and every read still sees the writes acknowledged before it.
-    async fn bypass<F, Fut>(
+    async fn bypass<F, Fut, E>(
         &self,
         ns: &Namespace,
         query: &QueryKey,
         load: F,
-    ) -> Result<Served, ApiError>
+    ) -> Result<Served, ReadError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
+        Fut: Future<Output = Result<Loaded, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
     {
         let kind = ns.kind();
         let metrics = Arc::clone(&self.metrics);
@@ -542,11 +565,11 @@ impl Cache {
                     let load = load();
                     async move {
                         metrics.cache_bypass_load(kind);
-                        Ok(Arc::new(Entry::render(load.await)?))
+                        Ok(Arc::new(Entry::render(load.await.map_err(failed_load)?)))
                     }
                     .in_current_span()
                 },
-                || Err(ApiError::internal("a cache bypass load panicked")),
+                || Err(ReadError::Panicked("a cache bypass load")),
             )
             .await;
         self.served(ns, outcome, CacheResult::Bypass)
@@ -651,6 +674,11 @@ impl Cache {
     }
 }
 
+/// A loader's failure as every reader sharing its load receives it.
+fn failed_load<E: std::error::Error + Send + Sync + 'static>(err: E) -> ReadError {
+    ReadError::Load(Arc::new(err))
+}
+
 /// Bumps the namespaces of a write made outside the server (the CLI), with
 /// no breaker: the caller decides what to do when Redis does not answer.
 pub async fn deliver(config: &CacheConfig, pending: &outbox::Pending) -> Result<(), StoreError> {
@@ -674,7 +702,7 @@ mod tests {
 
     #[test]
     fn entries_round_trip_through_their_encoding() {
-        let entry = Entry::render(Ok(b"{\"data\":1}\n".to_vec())).expect("renders");
+        let entry = Entry::render(Loaded::Found(b"{\"data\":1}\n".to_vec()));
         assert_eq!(entry.status, 200);
         assert!(entry.etag.starts_with('"') && entry.etag.ends_with('"'));
         assert_eq!(Entry::decode(entry.encode()), Some(entry));
@@ -682,20 +710,20 @@ mod tests {
 
     #[test]
     fn not_found_is_rendered_as_a_cacheable_404() {
-        let entry = Entry::render(Err(ApiError::not_found("user"))).expect("renders");
+        let body = br#"{"error":{"code":"not_found","message":"user not found"}}"#;
+        let entry = Entry::render(Loaded::NotFound(body.to_vec()));
         assert_eq!(entry.status, 404);
         assert!(
             std::str::from_utf8(&entry.body)
                 .expect("utf-8")
                 .contains("not_found")
         );
-        assert!(Entry::render(Err(ApiError::internal("x"))).is_err());
     }
 
     #[test]
     fn etags_follow_the_body() {
-        let a = Entry::render(Ok(b"a".to_vec())).expect("renders");
-        let b = Entry::render(Ok(b"b".to_vec())).expect("renders");
+        let a = Entry::render(Loaded::Found(b"a".to_vec()));
+        let b = Entry::render(Loaded::Found(b"b".to_vec()));
         assert_ne!(a.etag, b.etag);
     }
 }

@@ -3,8 +3,8 @@
 //! loader (the SQL layer call that runs on a miss). Handlers call these and
 //! never build keys themselves.
 
-use crate::cache::Served;
 use crate::cache::keys::QueryKey;
+use crate::cache::{Loaded, Served};
 use crate::db::{self, DbConn};
 use crate::domain::input::{SearchTerm, Username};
 use crate::domain::resources::{DataBody, Page, PageRequest, Profile};
@@ -124,6 +124,7 @@ pub async fn social(state: &AppState, id: i64) -> Result<Served, ApiError> {
 
 /// The one shape of every read above: served by the cache, and on a miss
 /// `load` runs with a PostgreSQL connection taken only then (a hit takes none).
+/// A `404` the loader raises is cached like a body ([`cacheable`]).
 async fn cached<F, Fut>(
     state: &AppState,
     ns: Namespace,
@@ -135,14 +136,27 @@ where
     Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
 {
     let pool = state.db.clone();
-    state
-        .cache
-        .read(
-            ns,
-            &query,
-            move || async move { load(pool.get().await?).await },
-        )
-        .await
+    let load = move || async move {
+        let loaded = match pool.get().await {
+            Ok(conn) => load(conn).await,
+            Err(e) => Err(e.into()),
+        };
+        cacheable(loaded)
+    };
+    Ok(state.cache.read(ns, &query, load).await?)
+}
+
+/// A load's outcome as the cache keeps it: a `404` is an answer to cache,
+/// with the JSON body the error has everywhere else; any other error is not
+/// cached and reaches the client as it is.
+fn cacheable(loaded: Result<Vec<u8>, ApiError>) -> Result<Loaded, ApiError> {
+    match loaded {
+        Ok(body) => Ok(Loaded::Found(body)),
+        Err(err @ ApiError::NotFound(_)) => serde_json::to_vec(&err.body())
+            .map(Loaded::NotFound)
+            .map_err(|e| ApiError::internal(e.to_string())),
+        Err(other) => Err(other),
+    }
 }
 
 /// The lists of a user's links and socials are a `404` for a missing user,
@@ -176,4 +190,28 @@ fn page_json<T: serde::Serialize>(
         meta: page.meta(total),
     })
     .map_err(|e| ApiError::internal(format!("serializing a page: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_is_cached_as_its_json_404_and_nothing_else_is() {
+        let err = ApiError::not_found("user");
+        let Ok(Loaded::NotFound(body)) = cacheable(Err(err.clone())) else {
+            panic!("a 404 is cached");
+        };
+        assert_eq!(body, serde_json::to_vec(&err.body()).expect("serializes"));
+        assert!(
+            std::str::from_utf8(&body)
+                .expect("utf-8")
+                .contains("not_found")
+        );
+        assert!(cacheable(Err(ApiError::internal("x"))).is_err());
+        assert_eq!(
+            cacheable(Ok(b"{}".to_vec())).expect("a body"),
+            Loaded::Found(b"{}".to_vec())
+        );
+    }
 }
