@@ -5,17 +5,14 @@
 //!
 //! 5xx causes are logged here with their context and never sent to the client.
 
-use std::collections::BTreeMap;
-
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::cache::ReadError;
-
-/// Field name → messages, the `details` of a `422`.
-pub type FieldErrors = BTreeMap<String, Vec<String>>;
+pub use crate::domain::error::FieldErrors;
+use crate::domain::error::InputError;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -219,6 +216,17 @@ fn conflict_message(constraint: Option<&str>) -> String {
             "this user already has an account on that platform".to_owned()
         }
         _ => "resource already exists".to_owned(),
+    }
+}
+
+/// Input the domain refused: a parameter is a `400`, field rules a `422`
+/// with their details.
+impl From<InputError> for ApiError {
+    fn from(err: InputError) -> Self {
+        match err {
+            InputError::Parameter(message) => Self::BadRequest(message),
+            InputError::Fields(fields) => Self::Validation(fields),
+        }
     }
 }
 
