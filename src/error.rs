@@ -14,6 +14,11 @@ use crate::cache::ReadError;
 pub use crate::domain::error::FieldErrors;
 use crate::domain::error::InputError;
 
+/// Everything a client can be answered besides success. Each variant is one
+/// status and one `code` of API.md; its `Display` is the `message` sent,
+/// while the causes a variant carries for 5xx (`Internal`,
+/// `ServiceUnavailable`) are only logged. `Clone`, because a failed cache
+/// load answers every reader that shared it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -58,6 +63,7 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+/// What went wrong: the inside of [`ErrorBody`].
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code, e.g. `validation_failed`.
@@ -71,18 +77,22 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
+    /// `404`: `what` (a resource name) does not exist.
     pub fn not_found(what: &'static str) -> Self {
         Self::NotFound(what)
     }
 
+    /// `400` with `message`.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::BadRequest(message.into())
     }
 
+    /// `409` with `message`.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::Conflict(message.into())
     }
 
+    /// `500`; `context` is logged, never sent.
     pub fn internal(context: impl Into<String>) -> Self {
         Self::Internal(context.into())
     }
@@ -99,6 +109,7 @@ impl ApiError {
         Self::Validation(details)
     }
 
+    /// The stable `code` of the body.
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "bad_request",
@@ -117,7 +128,9 @@ impl ApiError {
         }
     }
 
-    /// The JSON body as bytes; the cache stores `404`s in exactly this form.
+    /// The body as it is serialized to JSON; a cached `404` is this body
+    /// too (`service::reads`), so it reads the same from the cache as from
+    /// a handler.
     pub fn body(&self) -> ErrorBody {
         let details = match self {
             Self::Validation(fields) => Some(fields.clone()),

@@ -29,8 +29,9 @@
 //!    also after a restart, since the breaker starts open. At start the first
 //!    replay runs before the server answers (bounded: 8 × `REDIS_TIMEOUT_MS`), so
 //!    a fresh instance serves from Redis at once when Redis is up.
-//!    A bump no live replica of its shard acknowledged in time is owed the
-//!    same way, the breaker aside: a failover could lose it (issue 11, `store.rs`).
+//!    A bump counts once a replica of its shard acknowledges it (`WAIT`, in
+//!    the store's bumps); one no live replica acknowledged in time is owed the
+//!    same way, the breaker aside, since a failover could lose it.
 //! 5. **Removal off the request path, and never a pass per write.** Every
 //!    stored entry is listed in its namespace's index (a sorted set scored by
 //!    version, same hash tag: `keys.rs`, `index.rs`). After a bump, a
@@ -183,6 +184,9 @@ pub struct Served {
 /// What a shared load hands to every reader waiting on it.
 type LoadOutcome = Result<Arc<Entry>, ReadError>;
 
+/// The cache of every read (the module header states its rules). One per
+/// process, shared by every worker: its single-flight maps, near cache and
+/// breaker only work when all requests of the process go through the same one.
 pub struct Cache {
     store: Arc<Store>,
     breaker: Arc<Breaker>,
@@ -360,6 +364,7 @@ impl Cache {
         self.store.ping().await
     }
 
+    /// Redis connections open now and the most there may be (for metrics).
     pub fn redis_connections(&self) -> ConnectionsStatus {
         self.store.connections_status()
     }

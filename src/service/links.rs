@@ -42,6 +42,7 @@ pub async fn create(
     invalidate_committed(state, written, "user").await
 }
 
+/// Changes a link's title, URL or position.
 pub async fn update(
     state: &AppState,
     caller: &Caller,
@@ -56,6 +57,7 @@ pub async fn update(
     invalidate_committed(state, written, "link").await
 }
 
+/// Deletes a link.
 pub async fn delete(state: &AppState, caller: &Caller, id: i64) -> Result<(), ApiError> {
     let mut conn = state.db.get().await?;
     authorize(caller, db::links::owner_of(&mut conn, id).await?, "link")?;

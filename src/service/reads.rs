@@ -1,7 +1,10 @@
 //! The cached reads of the API. Each one names its namespace (what writes
-//! invalidate it), its query key (every parameter of the query) and its
-//! loader (the SQL layer call that runs on a miss). Handlers call these and
-//! never build keys themselves.
+//! invalidate it), its query key (a [`QueryKey`] of `cache::keys`, holding
+//! every parameter of the query) and its loader (the SQL layer call that
+//! runs on a miss). Handlers call these and never build keys themselves.
+//! This is where the API's errors meet the cache: a loader's `404` becomes a
+//! cacheable answer here, and the cache's [`crate::cache::ReadError`] comes
+//! back as the loader's own error.
 
 use crate::cache::keys::QueryKey;
 use crate::cache::{Loaded, Served};
@@ -13,6 +16,7 @@ use crate::namespace::Namespace;
 use crate::pages;
 use crate::state::AppState;
 
+/// `GET /users/{id}`: the public user, in the user's namespace.
 pub async fn user(state: &AppState, id: i64) -> Result<Served, ApiError> {
     let ns = Namespace::User(id);
     cached(state, ns, QueryKey::user(), move |mut conn| async move {
@@ -21,6 +25,8 @@ pub async fn user(state: &AppState, id: i64) -> Result<Served, ApiError> {
     .await
 }
 
+/// `GET /users`: a page of the users list, optionally searched, in the
+/// `users` namespace that every user write bumps.
 pub async fn users_list(
     state: &AppState,
     search: Option<SearchTerm>,
@@ -35,7 +41,9 @@ pub async fn users_list(
     .await
 }
 
-/// Only a name that passed the username rule becomes part of a key.
+/// `GET /profiles/{username}`: a user with links and socials, in the
+/// profile's namespace. Only a name that passed the username rule becomes
+/// part of a key.
 pub async fn profile(state: &AppState, username: Username) -> Result<Served, ApiError> {
     let username = username.as_str().to_owned();
     let ns = Namespace::Profile(username.clone());
@@ -77,6 +85,8 @@ async fn load_profile(conn: &mut DbConn, username: &str) -> Result<Profile, ApiE
     })
 }
 
+/// `GET /users/{id}/links`: a page of a user's links, in the user's
+/// namespace; a `404` for a missing user.
 pub async fn links_of_user(
     state: &AppState,
     user_id: i64,
@@ -92,6 +102,7 @@ pub async fn links_of_user(
     .await
 }
 
+/// `GET /links/{id}`, in the link's namespace.
 pub async fn link(state: &AppState, id: i64) -> Result<Served, ApiError> {
     let ns = Namespace::Link(id);
     cached(state, ns, QueryKey::link(), move |mut conn| async move {
@@ -100,6 +111,8 @@ pub async fn link(state: &AppState, id: i64) -> Result<Served, ApiError> {
     .await
 }
 
+/// `GET /users/{id}/socials`: every social account of a user, in the
+/// user's namespace; a `404` for a missing user.
 pub async fn socials_of_user(state: &AppState, user_id: i64) -> Result<Served, ApiError> {
     let ns = Namespace::User(user_id);
     cached(
@@ -114,6 +127,7 @@ pub async fn socials_of_user(state: &AppState, user_id: i64) -> Result<Served, A
     .await
 }
 
+/// `GET /socials/{id}`, in the social account's namespace.
 pub async fn social(state: &AppState, id: i64) -> Result<Served, ApiError> {
     let ns = Namespace::Social(id);
     cached(state, ns, QueryKey::social(), move |mut conn| async move {
@@ -180,6 +194,7 @@ fn data_json<T: serde::Serialize>(data: T) -> Result<Vec<u8>, ApiError> {
         .map_err(|e| ApiError::internal(format!("serializing a response: {e}")))
 }
 
+/// Serializes a page and its paging metadata for the cache.
 fn page_json<T: serde::Serialize>(
     data: Vec<T>,
     page: PageRequest,

@@ -36,6 +36,7 @@ pub async fn create(
     invalidate_committed(state, written, "user").await
 }
 
+/// Changes a social account's platform or URL.
 pub async fn update(
     state: &AppState,
     caller: &Caller,
@@ -51,6 +52,7 @@ pub async fn update(
     invalidate_committed(state, written, "social account").await
 }
 
+/// Deletes a social account.
 pub async fn delete(state: &AppState, caller: &Caller, id: i64) -> Result<(), ApiError> {
     let mut conn = state.db.get().await?;
     let owner = db::socials::owner_of(&mut conn, id).await?;
