@@ -288,6 +288,8 @@ impl Username {
     }
 }
 
+/// `avatar_url` as PATCH means it: absent stays `None` (the field's
+/// default), `null` becomes `Some(None)` (clear it).
 fn present_or_null<'de, D>(deserializer: D) -> Result<Option<Option<String>>, D::Error>
 where
     D: serde::Deserializer<'de>,
