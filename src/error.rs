@@ -63,7 +63,9 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-/// What went wrong: the inside of [`ErrorBody`].
+// What went wrong: the inside of `ErrorBody`. A `//` comment, not `///`:
+// utoipa would publish a doc comment as the schema's description, and the
+// OpenAPI document is part of the contract.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code, e.g. `validation_failed`.
