@@ -5,16 +5,20 @@
 //!
 //! 5xx causes are logged here with their context and never sent to the client.
 
-use std::collections::BTreeMap;
-
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-/// Field name → messages, the `details` of a `422`.
-pub type FieldErrors = BTreeMap<String, Vec<String>>;
+use crate::cache::ReadError;
+pub use crate::domain::error::FieldErrors;
+use crate::domain::error::InputError;
 
+/// Everything a client can be answered besides success. Each variant is one
+/// status and one `code` of API.md; its `Display` is the `message` sent,
+/// while the causes a variant carries for 5xx (`Internal`,
+/// `ServiceUnavailable`) are only logged. `Clone`, because a failed cache
+/// load answers every reader that shared it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -59,6 +63,9 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+// What went wrong: the inside of `ErrorBody`. A `//` comment, not `///`:
+// utoipa would publish a doc comment as the schema's description, and the
+// OpenAPI document is part of the contract.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code, e.g. `validation_failed`.
@@ -72,18 +79,22 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
+    /// `404`: `what` (a resource name) does not exist.
     pub fn not_found(what: &'static str) -> Self {
         Self::NotFound(what)
     }
 
+    /// `400` with `message`.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::BadRequest(message.into())
     }
 
+    /// `409` with `message`.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::Conflict(message.into())
     }
 
+    /// `500`; `context` is logged, never sent.
     pub fn internal(context: impl Into<String>) -> Self {
         Self::Internal(context.into())
     }
@@ -100,6 +111,7 @@ impl ApiError {
         Self::Validation(details)
     }
 
+    /// The stable `code` of the body.
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "bad_request",
@@ -118,7 +130,9 @@ impl ApiError {
         }
     }
 
-    /// The JSON body as bytes; the cache stores `404`s in exactly this form.
+    /// The body as it is serialized to JSON; a cached `404` is this body
+    /// too (`service::reads`), so it reads the same from the cache as from
+    /// a handler.
     pub fn body(&self) -> ErrorBody {
         let details = match self {
             Self::Validation(fields) => Some(fields.clone()),
@@ -217,6 +231,31 @@ fn conflict_message(constraint: Option<&str>) -> String {
             "this user already has an account on that platform".to_owned()
         }
         _ => "resource already exists".to_owned(),
+    }
+}
+
+/// Input the domain refused: a parameter is a `400`, field rules a `422`
+/// with their details.
+impl From<InputError> for ApiError {
+    fn from(err: InputError) -> Self {
+        match err {
+            InputError::Parameter(message) => Self::BadRequest(message),
+            InputError::Fields(fields) => Self::Validation(fields),
+        }
+    }
+}
+
+/// A cached read that has no entry: the loader's own error comes back as it
+/// raised it (the loaders of `service::reads` raise [`ApiError`]s).
+impl From<ReadError> for ApiError {
+    fn from(err: ReadError) -> Self {
+        match err {
+            ReadError::Load(cause) => cause
+                .downcast_ref::<ApiError>()
+                .cloned()
+                .unwrap_or_else(|| Self::Internal(format!("a cache load failed: {cause}"))),
+            ReadError::Panicked(_) => Self::Internal(err.to_string()),
+        }
     }
 }
 

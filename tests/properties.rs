@@ -11,13 +11,16 @@
 //! * The `LIKE` pattern of a search term matches exactly the texts that
 //!   contain the (lower-cased) term: `%`, `_` and `\` in a term are literal.
 
-use linkhub::cache::keys::{
-    entry_key, entry_pattern, parse_entry_key, users_list_query, version_key,
-};
+use linkhub::cache::keys::{QueryKey, entry_key, entry_pattern, parse_entry_key, version_key};
 use linkhub::db::users::like_contains_pattern;
 use linkhub::domain::input::is_valid_username;
 use linkhub::namespace::Namespace;
 use proptest::prelude::*;
+
+/// The users list's query as it is written in a key.
+fn users_list_query(search: Option<&str>, page: u64, limit: u64) -> String {
+    QueryKey::users_list(search, page, limit).to_string()
+}
 
 /// Characters that mean something in a Redis glob or break a key on the wire.
 const FORBIDDEN_IN_KEYS: &[char] = &['*', '?', '[', ']', '\\', ' ', '\r', '\n'];
@@ -48,15 +51,16 @@ fn namespace() -> impl Strategy<Value = Namespace> {
     ]
 }
 
-/// The query part of a key, as `src/reads.rs` builds them.
+/// The query part of a key, as `cache::keys::QueryKey` builds them.
 fn query() -> impl Strategy<Value = String> {
     prop_oneof![
-        Just("user".to_owned()),
-        Just("profile".to_owned()),
-        Just("link".to_owned()),
-        Just("social".to_owned()),
-        Just("socials".to_owned()),
-        (any::<u64>(), any::<u64>()).prop_map(|(p, l)| format!("links:p{p}:l{l}")),
+        Just(QueryKey::user().to_string()),
+        Just(QueryKey::profile().to_string()),
+        Just(QueryKey::profile_page().to_string()),
+        Just(QueryKey::link().to_string()),
+        Just(QueryKey::social().to_string()),
+        Just(QueryKey::socials_of_user().to_string()),
+        (any::<u64>(), any::<u64>()).prop_map(|(p, l)| QueryKey::links_page(p, l).to_string()),
         (proptest::option::of(text()), any::<u64>(), any::<u64>())
             .prop_map(|(s, p, l)| users_list_query(s.as_deref(), p, l)),
     ]

@@ -28,6 +28,8 @@
 //! here, and everything else is an integer. So no input can add a `:`, a glob
 //! character or a line break to a key or to a SCAN pattern, and keys stay short.
 
+use std::borrow::Cow;
+
 use sha2::{Digest, Sha256};
 
 use crate::namespace::Namespace;
@@ -63,19 +65,11 @@ pub fn index_member(version: &str, query: &str) -> String {
 /// The query part of a version's [`stored_count_key`].
 pub const STORED_COUNT_QUERY: &str = "stored";
 
-/// The count of made-up-able entries (see [`is_open_ended`]) stored under
+/// The count of open-ended entries ([`QueryKey::is_open_ended`]) stored under
 /// one version of `ns`. It lives among the version's entries and is indexed
 /// like them, so it is removed with them.
 pub fn stored_count_key(prefix: &str, ns: &Namespace, version: &str) -> String {
     entry_key(prefix, ns, version, STORED_COUNT_QUERY)
-}
-
-/// `true` for the queries a client can vary without end (a page number, a
-/// limit, a search term): their entries are capped per version. Every such
-/// query carries its parameters after a `:`; the one-per-namespace queries
-/// (`user`, `profile`, `link`, …) have none.
-pub fn is_open_ended(query: &str) -> bool {
-    query.contains(':')
 }
 
 /// The SCAN pattern of every entry of `ns`. Namespaces contain no glob
@@ -105,11 +99,103 @@ pub fn hash_term(term: &str) -> String {
     hex::encode(&digest[..16])
 }
 
-/// The query part of the users list's keys.
-pub fn users_list_query(search: Option<&str>, page: u64, limit: u64) -> String {
-    match search.filter(|s| !s.is_empty()) {
-        Some(term) => format!("list:p{page}:l{limit}:s{}", hash_term(term)),
-        None => format!("list:p{page}:l{limit}:s-"),
+/// The query part of an entry key: which read of its namespace the entry
+/// holds. Every read's query is made by one of the constructors below, and
+/// whether its entries are capped per version (the module header of
+/// [`crate::cache`], "What a client can grow") is decided by the constructor
+/// too, never read back from the spelling.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueryKey {
+    text: Cow<'static, str>,
+    reach: Reach,
+}
+
+/// How many different queries of one shape a client can make up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Reach {
+    /// One per namespace (`user`, `profile`, …): never capped, so a client
+    /// filling a cap cannot keep a profile out of the cache.
+    One,
+    /// Without end (a page number, a limit, a search term): stored at most
+    /// `CACHE_MAX_ENTRIES_PER_VERSION` times per namespace version.
+    OpenEnded,
+}
+
+impl QueryKey {
+    const fn one(text: &'static str) -> Self {
+        Self {
+            text: Cow::Borrowed(text),
+            reach: Reach::One,
+        }
+    }
+
+    fn open_ended(text: String) -> Self {
+        Self {
+            text: Cow::Owned(text),
+            reach: Reach::OpenEnded,
+        }
+    }
+
+    /// A user by id (`GET /users/{id}`), in the user's namespace.
+    pub const fn user() -> Self {
+        Self::one("user")
+    }
+
+    /// A profile's JSON (`GET /profiles/{username}`).
+    pub const fn profile() -> Self {
+        Self::one("profile")
+    }
+
+    /// A profile's HTML page: an entry of its own beside the JSON, in the
+    /// same namespace.
+    pub const fn profile_page() -> Self {
+        Self::one("page")
+    }
+
+    /// A link by id, in the link's namespace.
+    pub const fn link() -> Self {
+        Self::one("link")
+    }
+
+    /// A social account by id, in its namespace.
+    pub const fn social() -> Self {
+        Self::one("social")
+    }
+
+    /// Every social account of a user, in the user's namespace.
+    pub const fn socials_of_user() -> Self {
+        Self::one("socials")
+    }
+
+    /// A page of a user's links, in the user's namespace.
+    pub fn links_page(page: u64, limit: u64) -> Self {
+        Self::open_ended(format!("links:p{page}:l{limit}"))
+    }
+
+    /// A page of the users list, optionally searched; an empty search is no
+    /// search. The term is hashed ([`hash_term`]), never written raw.
+    pub fn users_list(search: Option<&str>, page: u64, limit: u64) -> Self {
+        Self::open_ended(match search.filter(|s| !s.is_empty()) {
+            Some(term) => format!("list:p{page}:l{limit}:s{}", hash_term(term)),
+            None => format!("list:p{page}:l{limit}:s-"),
+        })
+    }
+
+    /// The query as it is written in the entry key.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// `true` for the queries a client can vary without end: their entries
+    /// are capped per version.
+    pub fn is_open_ended(&self) -> bool {
+        self.reach == Reach::OpenEnded
+    }
+}
+
+impl std::fmt::Display for QueryKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
     }
 }
 
@@ -155,12 +241,29 @@ mod tests {
 
     #[test]
     fn only_paged_and_searched_reads_are_open_ended() {
-        for fixed in ["user", "profile", "page", "link", "social", "socials"] {
-            assert!(!is_open_ended(fixed), "{fixed}");
+        let fixed = [
+            (QueryKey::user(), "user"),
+            (QueryKey::profile(), "profile"),
+            (QueryKey::profile_page(), "page"),
+            (QueryKey::link(), "link"),
+            (QueryKey::social(), "social"),
+            (QueryKey::socials_of_user(), "socials"),
+        ];
+        for (query, spelled) in fixed {
+            assert!(!query.is_open_ended(), "{query}");
+            assert_eq!(query.as_str(), spelled);
+            assert_ne!(query.as_str(), STORED_COUNT_QUERY);
         }
-        assert!(is_open_ended("links:p3:l10"));
-        assert!(is_open_ended(&users_list_query(Some("x"), 1, 10)));
-        assert!(is_open_ended(&users_list_query(None, 1, 10)));
+        let page = QueryKey::links_page(3, 10);
+        assert!(page.is_open_ended());
+        assert_eq!(page.as_str(), "links:p3:l10");
+        assert!(QueryKey::users_list(Some("x"), 1, 10).is_open_ended());
+        assert!(QueryKey::users_list(None, 1, 10).is_open_ended());
+        assert_eq!(QueryKey::users_list(None, 2, 5).as_str(), "list:p2:l5:s-");
+        assert_eq!(
+            QueryKey::users_list(Some("x"), 1, 10).as_str(),
+            format!("list:p1:l10:s{}", hash_term("x"))
+        );
         let ns = Namespace::User(1);
         let count = stored_count_key("lh", &ns, "17");
         assert_eq!(parse_entry_key("lh", &count), Some((ns, "17")));
@@ -168,20 +271,17 @@ mod tests {
 
     #[test]
     fn search_terms_never_reach_a_key_raw() {
-        let q = users_list_query(Some("a*b?[c]:d \r\n"), 1, 10);
+        fn list(search: Option<&str>, page: u64, limit: u64) -> String {
+            QueryKey::users_list(search, page, limit).to_string()
+        }
+        let q = list(Some("a*b?[c]:d \r\n"), 1, 10);
         assert!(
             q.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':'),
             "{q}"
         );
-        assert_ne!(
-            users_list_query(Some("a"), 1, 10),
-            users_list_query(Some("b"), 1, 10)
-        );
-        assert_ne!(
-            users_list_query(Some("a"), 1, 10),
-            users_list_query(None, 1, 10)
-        );
-        assert_ne!(users_list_query(None, 1, 10), users_list_query(None, 11, 0));
-        assert!(users_list_query(Some(&"x".repeat(10_000)), 1, 10).len() < 64);
+        assert_ne!(list(Some("a"), 1, 10), list(Some("b"), 1, 10));
+        assert_ne!(list(Some("a"), 1, 10), list(None, 1, 10));
+        assert_ne!(list(None, 1, 10), list(None, 11, 0));
+        assert!(list(Some(&"x".repeat(10_000)), 1, 10).len() < 64);
     }
 }

@@ -29,8 +29,9 @@
 //!    also after a restart, since the breaker starts open. At start the first
 //!    replay runs before the server answers (bounded: 8 × `REDIS_TIMEOUT_MS`), so
 //!    a fresh instance serves from Redis at once when Redis is up.
-//!    A bump no live replica of its shard acknowledged in time is owed the
-//!    same way, the breaker aside: a failover could lose it (issue 11, `store.rs`).
+//!    A bump counts once a replica of its shard acknowledges it (`WAIT`, in
+//!    the store's bumps); one no live replica acknowledged in time is owed the
+//!    same way, the breaker aside, since a failover could lose it.
 //! 5. **Removal off the request path, and never a pass per write.** Every
 //!    stored entry is listed in its namespace's index (a sorted set scored by
 //!    version, same hash tag: `keys.rs`, `index.rs`). After a bump, a
@@ -56,8 +57,8 @@
 //! Everything linkhub writes to Redis has a TTL. The reads a client can make
 //! up without end are bounded so: a read of an id or name that does not exist
 //! leaves a counter and a `404` entry that live `CACHE_NEGATIVE_TTL_SECS`
-//! (60 s); pages and searches (`links:p…`, `list:p…:s…`, any query with
-//! parameters) are stored at most `CACHE_MAX_ENTRIES_PER_VERSION` (1000)
+//! (60 s); pages and searches (the open-ended [`keys::QueryKey`]s:
+//! `links:p…`, `list:p…:s…`) are stored at most `CACHE_MAX_ENTRIES_PER_VERSION` (1000)
 //! times per namespace version within one count lifetime (a key of the
 //! version, `…:<version>:stored`, with the first entry's TTL), so at most
 //! twice that many are alive; past the cap such reads are served (`MISS`) but
@@ -65,6 +66,7 @@
 //! never capped, so an attacker filling a cap cannot evict a profile.
 
 pub mod breaker;
+mod entry;
 mod index;
 mod janitor;
 pub mod keys;
@@ -82,13 +84,14 @@ mod topology;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use rand::RngExt;
-use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use self::breaker::Breaker;
+use self::entry::failed_load;
+pub use self::entry::{Entry, Loaded, ReadError};
 use self::janitor::Janitor;
+use self::keys::QueryKey;
 use self::near::NearCache;
 use self::owed::OwedBumps;
 use self::purge::Purger;
@@ -96,61 +99,9 @@ use self::single_flight::{FreshFlights, SingleFlight};
 use self::store::{ConnectionsStatus, CounterLifetimes, Lookup, Store, StoreEntry, StoreError};
 use crate::config::{RedisTopology, Settings};
 use crate::db::{DbPool, outbox};
-use crate::error::ApiError;
 use crate::metrics::{CacheResult, Metrics};
 use crate::namespace::Namespace;
 use crate::tasks::BackgroundTasks;
-
-/// A rendered response as stored in Redis: status, strong ETag and JSON body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    pub status: u16,
-    pub etag: String,
-    pub body: Bytes,
-}
-
-impl Entry {
-    /// `200` with `body`, or the JSON error of a `404` (which may be cached: a
-    /// create bumps the namespace it appears in).
-    fn render(loaded: Result<Vec<u8>, ApiError>) -> Result<Self, ApiError> {
-        let (status, body) = match loaded {
-            Ok(body) => (200, body),
-            Err(err @ ApiError::NotFound(_)) => {
-                let body = serde_json::to_vec(&err.body())
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
-                (404, body)
-            }
-            Err(other) => return Err(other),
-        };
-        let digest = Sha256::digest(&body);
-        Ok(Self {
-            status,
-            etag: format!("\"{}\"", hex::encode(&digest[..16])),
-            body: Bytes::from(body),
-        })
-    }
-
-    /// `<status> <etag>\n<body>`: a HIT can answer a `304` without parsing JSON.
-    fn encode(&self) -> Vec<u8> {
-        let mut out = format!("{} {}\n", self.status, self.etag).into_bytes();
-        out.extend_from_slice(&self.body);
-        out
-    }
-
-    fn decode(raw: Vec<u8>) -> Option<Self> {
-        let newline = raw.iter().position(|&b| b == b'\n')?;
-        let head = std::str::from_utf8(&raw[..newline]).ok()?;
-        let (status, etag) = head.split_once(' ')?;
-        let status = status.parse().ok()?;
-        let etag = etag.to_owned();
-        let mut body = Bytes::from(raw);
-        Some(Self {
-            status,
-            etag,
-            body: body.split_off(newline + 1),
-        })
-    }
-}
 
 /// A read's answer and how it was served.
 #[derive(Debug, Clone)]
@@ -160,8 +111,11 @@ pub struct Served {
 }
 
 /// What a shared load hands to every reader waiting on it.
-type LoadOutcome = Result<Arc<Entry>, ApiError>;
+type LoadOutcome = Result<Arc<Entry>, ReadError>;
 
+/// The cache of every read (the module header states its rules). One per
+/// process, shared by every worker: its single-flight maps, near cache and
+/// breaker only work when all requests of the process go through the same one.
 pub struct Cache {
     store: Arc<Store>,
     breaker: Arc<Breaker>,
@@ -339,6 +293,7 @@ impl Cache {
         self.store.ping().await
     }
 
+    /// Redis connections open now and the most there may be (for metrics).
     pub fn redis_connections(&self) -> ConnectionsStatus {
         self.store.connections_status()
     }
@@ -349,17 +304,18 @@ impl Cache {
     }
 
     /// Serves the read `query` of namespace `ns` cache-aside; `load` runs
-    /// only on a miss or a bypass and answers the JSON body of a `200`, or an
-    /// error (`NotFound` is cached as a `404`, anything else is not cached).
-    pub async fn read<F, Fut>(
+    /// only on a miss or a bypass and answers the body of a `200` or of a
+    /// `404` (both cached), or fails (not cached: [`ReadError::Load`]).
+    pub async fn read<F, Fut, E>(
         &self,
         ns: Namespace,
-        query: &str,
+        query: &QueryKey,
         load: F,
-    ) -> Result<Served, ApiError>
+    ) -> Result<Served, ReadError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
+        Fut: Future<Output = Result<Loaded, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
     {
         if !self.may_serve(&ns) {
             return self.bypass(&ns, query, load).await;
@@ -370,7 +326,10 @@ impl Cache {
         if self.near.is_on() {
             match self.store.version(&counter).await {
                 Ok(Some(version)) => {
-                    if let Some(entry) = self.near.get(&counter, query, version, trust_period) {
+                    if let Some(entry) =
+                        self.near
+                            .get(&counter, query.as_str(), version, trust_period)
+                    {
                         self.metrics.cache_near_hit();
                         return self.served(&ns, Ok(entry), CacheResult::Hit);
                     }
@@ -390,7 +349,7 @@ impl Cache {
             let entry = Arc::new(entry);
             self.near.put(
                 &counter,
-                query,
+                query.as_str(),
                 &lookup.version,
                 trust_period,
                 lookup.entry_ttl,
@@ -412,8 +371,8 @@ impl Cache {
 
     /// The version of `ns` and the entry under it (rule 1: the version is
     /// taken before any database read); `None` when Redis failed.
-    async fn look_up(&self, ns: &Namespace, query: &str) -> Option<Lookup> {
-        match self.store.lookup(ns, query).await {
+    async fn look_up(&self, ns: &Namespace, query: &QueryKey) -> Option<Lookup> {
+        match self.store.lookup(ns, query.as_str()).await {
             Ok(lookup) => Some(lookup),
             Err(e) => {
                 self.redis_failed("lookup", &e);
@@ -425,27 +384,27 @@ impl Cache {
     /// Loads a missed entry once per key in this process (rule 7) and stores
     /// it under the version taken before the load, with a TTL (rule 6). The
     /// load runs as its own task, under the span of the request that started it.
-    async fn load_once_and_store<Fut>(
+    async fn load_once_and_store<Fut, E>(
         &self,
         ns: &Namespace,
         version: &str,
-        query: &str,
+        query: &QueryKey,
         load: Fut,
-    ) -> Result<Arc<Entry>, ApiError>
+    ) -> LoadOutcome
     where
-        Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
+        Fut: Future<Output = Result<Loaded, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
     {
-        let key = keys::entry_key(self.store.prefix(), ns, version, query);
+        let key = keys::entry_key(self.store.prefix(), ns, version, query.as_str());
         let kind = ns.kind();
         let ttl = self.jittered_ttl_secs();
         let negative_ttl = self.negative_ttl.as_secs().clamp(1, ttl);
-        let cap = if keys::is_open_ended(query) {
+        let cap = if query.is_open_ended() {
             self.max_entries_per_version
         } else {
             0
         };
-        let (task_ns, task_version, task_query) =
-            (ns.clone(), version.to_owned(), query.to_owned());
+        let (task_ns, task_version, task_query) = (ns.clone(), version.to_owned(), query.clone());
         let store = Arc::clone(&self.store);
         let breaker = Arc::clone(&self.breaker);
         let metrics = Arc::clone(&self.metrics);
@@ -468,7 +427,7 @@ impl Cache {
                             return Ok(Arc::new(entry));
                         }
                         metrics.cache_load(kind);
-                        let entry = Arc::new(Entry::render(load.await)?);
+                        let entry = Arc::new(Entry::render(load.await.map_err(failed_load)?));
                         // A `404` may be of anything a client makes up: it
                         // lives shortly, and does not lengthen the counter.
                         let (ttl_secs, counter_ttl_secs) = if entry.status == 404 {
@@ -480,7 +439,7 @@ impl Cache {
                             .store_entry(StoreEntry {
                                 ns: &task_ns,
                                 version: &task_version,
-                                query: &task_query,
+                                query: task_query.as_str(),
                                 value: &entry.encode(),
                                 ttl_secs,
                                 counter_ttl_secs,
@@ -495,7 +454,7 @@ impl Cache {
                     }
                     .in_current_span()
                 },
-                || Err(ApiError::internal("a cache load panicked")),
+                || Err(ReadError::Panicked("a cache load")),
             )
             .await;
         outcome
@@ -507,7 +466,7 @@ impl Cache {
         ns: &Namespace,
         entry: LoadOutcome,
         result: CacheResult,
-    ) -> Result<Served, ApiError> {
+    ) -> Result<Served, ReadError> {
         self.metrics.cache_request(ns.kind(), result);
         Ok(Served {
             entry: entry?,
@@ -519,10 +478,16 @@ impl Cache {
     /// share a load, but only one that started after they arrived (see
     /// [`FreshFlights`]), so a Redis outage does not turn into a stampede on
     /// PostgreSQL and every read still sees the writes acknowledged before it.
-    async fn bypass<F, Fut>(&self, ns: &Namespace, query: &str, load: F) -> Result<Served, ApiError>
+    async fn bypass<F, Fut, E>(
+        &self,
+        ns: &Namespace,
+        query: &QueryKey,
+        load: F,
+    ) -> Result<Served, ReadError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
+        Fut: Future<Output = Result<Loaded, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
     {
         let kind = ns.kind();
         let metrics = Arc::clone(&self.metrics);
@@ -534,11 +499,11 @@ impl Cache {
                     let load = load();
                     async move {
                         metrics.cache_bypass_load(kind);
-                        Ok(Arc::new(Entry::render(load.await)?))
+                        Ok(Arc::new(Entry::render(load.await.map_err(failed_load)?)))
                     }
                     .in_current_span()
                 },
-                || Err(ApiError::internal("a cache bypass load panicked")),
+                || Err(ReadError::Panicked("a cache bypass load")),
             )
             .await;
         self.served(ns, outcome, CacheResult::Bypass)
@@ -658,36 +623,4 @@ pub async fn deliver(config: &CacheConfig, pending: &outbox::Pending) -> Result<
     // Which shards have replicas to wait for.
     store.refresh_topology().await?;
     store.bump(&pending.namespaces).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entries_round_trip_through_their_encoding() {
-        let entry = Entry::render(Ok(b"{\"data\":1}\n".to_vec())).expect("renders");
-        assert_eq!(entry.status, 200);
-        assert!(entry.etag.starts_with('"') && entry.etag.ends_with('"'));
-        assert_eq!(Entry::decode(entry.encode()), Some(entry));
-    }
-
-    #[test]
-    fn not_found_is_rendered_as_a_cacheable_404() {
-        let entry = Entry::render(Err(ApiError::not_found("user"))).expect("renders");
-        assert_eq!(entry.status, 404);
-        assert!(
-            std::str::from_utf8(&entry.body)
-                .expect("utf-8")
-                .contains("not_found")
-        );
-        assert!(Entry::render(Err(ApiError::internal("x"))).is_err());
-    }
-
-    #[test]
-    fn etags_follow_the_body() {
-        let a = Entry::render(Ok(b"a".to_vec())).expect("renders");
-        let b = Entry::render(Ok(b"b".to_vec())).expect("renders");
-        assert_ne!(a.etag, b.etag);
-    }
 }

@@ -5,7 +5,7 @@
 //! bumps owed since, and now and then replays the rows that stayed behind (a
 //! writer that died between its commit and its bump).
 //!
-//! It also watches for failovers (issue 11), on every instance: each second
+//! It also watches for failovers, on every instance: each second
 //! it reads the masters anew (slots, node ids, run ids: `Store::refresh_topology`),
 //! and when they changed it opens the breaker, so the outbox is replayed on the
 //! new masters before they are trusted; a new master may lack bumps that were

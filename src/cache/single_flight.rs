@@ -19,6 +19,8 @@ use futures_util::future::{BoxFuture, Shared};
 
 type InFlight<T> = Shared<BoxFuture<'static, T>>;
 
+/// The loads under way, by key; each hands a clone of its value to every
+/// caller that joined it (the misses of the cache: the key holds the version).
 pub struct SingleFlight<T: Clone> {
     inflight: Arc<Mutex<HashMap<String, InFlight<T>>>>,
 }
@@ -75,6 +77,7 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
         lock(&self.inflight).len()
     }
 
+    /// No load under way.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -205,6 +208,7 @@ impl<T: Clone + Send + Sync + 'static> FreshFlights<T> {
         lock(&self.slots).len()
     }
 
+    /// No load under way.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

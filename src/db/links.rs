@@ -5,17 +5,30 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::users::lock_owner;
 use super::{Written, count_to_u64, outbox};
+use crate::domain::input::{LinkPatchInput, NewLinkInput, Valid};
 use crate::domain::resources::{Link, PageRequest};
 use crate::namespace;
 use crate::schema::{links, users};
 
-/// The columns a PATCH may set.
+/// The columns a PATCH may set; made only of a checked patch.
 #[derive(Debug, Default, AsChangeset)]
 #[diesel(table_name = links)]
-pub struct LinkChanges {
-    pub title: Option<String>,
-    pub url: Option<String>,
-    pub position: Option<i32>,
+struct LinkChanges {
+    title: Option<String>,
+    url: Option<String>,
+    position: Option<i32>,
+}
+
+impl From<Valid<LinkPatchInput>> for LinkChanges {
+    fn from(patch: Valid<LinkPatchInput>) -> Self {
+        let position = patch.position();
+        let patch = patch.into_inner();
+        Self {
+            title: patch.title,
+            url: patch.url,
+            position,
+        }
+    }
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Link>> {
@@ -88,16 +101,17 @@ pub enum NewLink {
     NoPositionLeft,
 }
 
-/// Adds a link; without a position it goes after the user's last link. The
-/// owner row is locked first, so concurrent appends get distinct positions
-/// and concurrent creates cannot pass [`MAX_LINKS_PER_USER`] together.
+/// Adds the link of a checked body; without a position it goes after the
+/// user's last link. The owner row is locked first, so concurrent appends
+/// get distinct positions and concurrent creates cannot pass
+/// [`MAX_LINKS_PER_USER`] together.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     user_id: i64,
-    title: String,
-    url: String,
-    position: Option<i32>,
+    link: Valid<NewLinkInput>,
 ) -> QueryResult<NewLink> {
+    let position = link.position();
+    let NewLinkInput { title, url, .. } = link.into_inner();
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let Some(username) = lock_owner(conn, user_id).await? else {
             return Ok(NewLink::NoSuchUser);
@@ -145,12 +159,13 @@ pub async fn insert(
     .await
 }
 
-/// `Ok(None)`: no such link.
+/// Applies a checked patch. `Ok(None)`: no such link.
 pub async fn update(
     conn: &mut AsyncPgConnection,
     id: i64,
-    changes: LinkChanges,
+    patch: Valid<LinkPatchInput>,
 ) -> QueryResult<Option<Written<Link>>> {
+    let changes = LinkChanges::from(patch);
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let Some((user_id, username)) = locked_link_owner(conn, id).await? else {
             return Ok(None);

@@ -5,16 +5,24 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::users::lock_owner;
 use super::{Written, outbox};
+use crate::domain::input::{NewSocialInput, SocialPatchInput, Valid};
 use crate::domain::resources::Social;
 use crate::namespace;
 use crate::schema::{socials, users};
 
-/// The columns a PATCH may set.
+/// The columns a PATCH may set; made only of a checked patch.
 #[derive(Debug, Default, AsChangeset)]
 #[diesel(table_name = socials)]
-pub struct SocialChanges {
-    pub platform: Option<String>,
-    pub url: Option<String>,
+struct SocialChanges {
+    platform: Option<String>,
+    url: Option<String>,
+}
+
+impl From<Valid<SocialPatchInput>> for SocialChanges {
+    fn from(patch: Valid<SocialPatchInput>) -> Self {
+        let SocialPatchInput { platform, url } = patch.into_inner();
+        Self { platform, url }
+    }
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Social>> {
@@ -59,14 +67,14 @@ pub enum NewSocial {
     LimitReached,
 }
 
-/// Adds a social account. The owner row is locked first, so concurrent
-/// creates cannot pass [`MAX_SOCIALS_PER_USER`] together.
+/// Adds the social account of a checked body. The owner row is locked
+/// first, so concurrent creates cannot pass [`MAX_SOCIALS_PER_USER`] together.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     user_id: i64,
-    platform: String,
-    url: String,
+    social: Valid<NewSocialInput>,
 ) -> QueryResult<NewSocial> {
+    let NewSocialInput { platform, url } = social.into_inner();
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let Some(username) = lock_owner(conn, user_id).await? else {
             return Ok(NewSocial::NoSuchUser);
@@ -98,12 +106,13 @@ pub async fn insert(
     .await
 }
 
-/// `Ok(None)`: no such social account.
+/// Applies a checked patch. `Ok(None)`: no such social account.
 pub async fn update(
     conn: &mut AsyncPgConnection,
     id: i64,
-    changes: SocialChanges,
+    patch: Valid<SocialPatchInput>,
 ) -> QueryResult<Option<Written<Social>>> {
+    let changes = SocialChanges::from(patch);
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let Some((user_id, username)) = locked_social_owner(conn, id).await? else {
             return Ok(None);

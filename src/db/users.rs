@@ -4,35 +4,37 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::{Written, count_to_u64, outbox};
+use crate::domain::input::{NewUserInput, UserPatchInput, Valid};
 use crate::domain::resources::{PageRequest, PrivateUser, PublicUser};
 use crate::namespace;
 use crate::schema::{auth_tokens, links, socials, users};
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
+/// The row of a registration; made only of a checked body (see [`insert`]).
 #[derive(Debug, Insertable)]
 #[diesel(table_name = users)]
-pub struct NewUser {
-    pub username: String,
-    pub email: String,
-    pub password_hash: String,
-    pub name: String,
-    pub bio: String,
-    pub avatar_url: Option<String>,
+struct NewUser {
+    username: String,
+    email: String,
+    password_hash: String,
+    name: String,
+    bio: String,
+    avatar_url: Option<String>,
 }
 
-/// The columns a PATCH may set; `None` leaves a column as it is.
+/// The columns a write may set; `None` leaves a column as it is.
 #[derive(Debug, Default, AsChangeset)]
 #[diesel(table_name = users)]
-pub struct UserChanges {
-    pub username: Option<String>,
-    pub email: Option<String>,
-    pub password_hash: Option<String>,
-    pub name: Option<String>,
-    pub bio: Option<String>,
+struct UserChanges {
+    username: Option<String>,
+    email: Option<String>,
+    password_hash: Option<String>,
+    name: Option<String>,
+    bio: Option<String>,
     /// `Some(None)` clears the avatar.
-    pub avatar_url: Option<Option<String>>,
-    pub role: Option<String>,
+    avatar_url: Option<Option<String>>,
+    role: Option<String>,
 }
 
 impl UserChanges {
@@ -54,10 +56,22 @@ pub struct Credentials {
     pub password_hash: String,
 }
 
+/// Registers the user of a checked body; its password is stored only as
+/// `password_hash`. A missing name or bio is empty.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
-    new: NewUser,
+    input: Valid<NewUserInput>,
+    password_hash: String,
 ) -> QueryResult<Written<PrivateUser>> {
+    let input = input.into_inner();
+    let new = NewUser {
+        username: input.username,
+        email: input.email,
+        password_hash,
+        name: input.name.unwrap_or_default(),
+        bio: input.bio.unwrap_or_default(),
+        avatar_url: input.avatar_url,
+    };
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let user: PrivateUser = diesel::insert_into(users::table)
             .values(&new)
@@ -199,9 +213,31 @@ pub async fn list(
     Ok((rows, count_to_u64(total)))
 }
 
-/// Applies `changes`; a new password also kills every token of the user, in
-/// the same transaction. `Ok(None)`: no such user.
+/// Applies a checked patch, with `password_hash` the hash of its new
+/// password if it has one (the password itself is never stored). A new
+/// password also kills every token of the user, in the same transaction.
+/// `Ok(None)`: no such user.
 pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    patch: Valid<UserPatchInput>,
+    password_hash: Option<String>,
+) -> QueryResult<Option<Written<PrivateUser>>> {
+    let patch = patch.into_inner();
+    let changes = UserChanges {
+        username: patch.username,
+        email: patch.email,
+        password_hash,
+        name: patch.name,
+        bio: patch.bio,
+        avatar_url: patch.avatar_url,
+        role: None,
+    };
+    apply(conn, id, changes).await
+}
+
+/// Applies `changes` (see [`update`]).
+async fn apply(
     conn: &mut AsyncPgConnection,
     id: i64,
     changes: UserChanges,
@@ -299,7 +335,7 @@ pub async fn promote(
         role: Some("admin".to_owned()),
         ..UserChanges::default()
     };
-    update(conn, id, changes).await
+    apply(conn, id, changes).await
 }
 
 /// The owner's username, locked for the rest of the transaction: link and

@@ -1,39 +1,41 @@
-//! Request bodies and their field rules (API.md, "Resources"). Bodies are
-//! deserialized strictly (unknown fields are a `400`), then validated once
-//! here into `422` details; past this module every value is known to be valid.
+//! Request bodies as clients send them, and [`Valid`], the only way past
+//! this module. A body is deserialized strictly (unknown fields are a
+//! `400`), then [`Valid::parse`] runs every rule of its type at once: the
+//! field rules of its `#[validate]` attributes (`rules.rs`) and the checks
+//! no attribute can express, into one `422` ([`InputError::Fields`]). The
+//! database writes take a `Valid<_>`, so no service can skip a rule, and past
+//! this module every value is known to be valid.
+
+use std::ops::Deref;
 
 use serde::Deserialize;
 use utoipa::ToSchema;
-use validator::{Validate, ValidationError, ValidationErrors};
+use validator::Validate;
 
-use crate::error::{ApiError, FieldErrors};
-
-/// Most characters a URL may have.
-const MAX_URL_LEN: usize = 2048;
-
-/// What a `422` says of a position out of range.
-const POSITION_RULE: &str = "must be an integer from 0 to 2147483647";
+use super::error::{FieldErrors, InputError};
+use super::rules;
+pub use super::rules::is_valid_username;
 
 /// `POST /users`
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserInput {
-    #[validate(custom(function = "username_rule"))]
+    #[validate(custom(function = "rules::username_rule"))]
     #[schema(pattern = "^[a-z0-9_]{3,32}$", min_length = 3, max_length = 32)]
     pub username: String,
-    #[validate(custom(function = "email_rule"))]
+    #[validate(custom(function = "rules::email_rule"))]
     #[schema(format = "email", max_length = 254)]
     pub email: String,
-    #[validate(custom(function = "password_rule"))]
+    #[validate(custom(function = "rules::password_rule"))]
     #[schema(min_length = 8, max_length = 128, format = "password")]
     pub password: String,
-    #[validate(custom(function = "name_rule"))]
+    #[validate(custom(function = "rules::name_rule"))]
     #[schema(max_length = 100)]
     pub name: Option<String>,
-    #[validate(custom(function = "bio_rule"))]
+    #[validate(custom(function = "rules::bio_rule"))]
     #[schema(max_length = 500)]
     pub bio: Option<String>,
-    #[validate(custom(function = "url_rule"))]
+    #[validate(custom(function = "rules::url_rule"))]
     #[schema(format = "uri", max_length = 2048, nullable)]
     pub avatar_url: Option<String>,
 }
@@ -42,19 +44,19 @@ pub struct NewUserInput {
 #[derive(Debug, Default, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatchInput {
-    #[validate(custom(function = "username_rule"))]
+    #[validate(custom(function = "rules::username_rule"))]
     #[schema(pattern = "^[a-z0-9_]{3,32}$", min_length = 3, max_length = 32)]
     pub username: Option<String>,
-    #[validate(custom(function = "email_rule"))]
+    #[validate(custom(function = "rules::email_rule"))]
     #[schema(format = "email", max_length = 254)]
     pub email: Option<String>,
-    #[validate(custom(function = "password_rule"))]
+    #[validate(custom(function = "rules::password_rule"))]
     #[schema(min_length = 8, max_length = 128, format = "password")]
     pub password: Option<String>,
-    #[validate(custom(function = "name_rule"))]
+    #[validate(custom(function = "rules::name_rule"))]
     #[schema(max_length = 100)]
     pub name: Option<String>,
-    #[validate(custom(function = "bio_rule"))]
+    #[validate(custom(function = "rules::bio_rule"))]
     #[schema(max_length = 500)]
     pub bio: Option<String>,
     /// Absent: unchanged; `null`: removed; a string: replaced.
@@ -63,7 +65,7 @@ pub struct UserPatchInput {
     pub avatar_url: Option<Option<String>>,
     /// The password as it is now: needed to change one's own `password` or
     /// `email` (not for an admin changing another user's).
-    #[validate(custom(function = "no_nul"))]
+    #[validate(custom(function = "rules::no_nul"))]
     #[schema(format = "password")]
     pub current_password: Option<String>,
 }
@@ -73,9 +75,9 @@ pub struct UserPatchInput {
 #[serde(deny_unknown_fields)]
 pub struct LoginInput {
     /// Username or email.
-    #[validate(custom(function = "no_nul"))]
+    #[validate(custom(function = "rules::no_nul"))]
     pub login: String,
-    #[validate(custom(function = "no_nul"))]
+    #[validate(custom(function = "rules::no_nul"))]
     pub password: String,
 }
 
@@ -83,14 +85,14 @@ pub struct LoginInput {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLinkInput {
-    #[validate(custom(function = "title_rule"))]
+    #[validate(custom(function = "rules::title_rule"))]
     #[schema(min_length = 1, max_length = 100)]
     pub title: String,
-    #[validate(custom(function = "url_rule"))]
+    #[validate(custom(function = "rules::url_rule"))]
     #[schema(format = "uri", max_length = 2048)]
     pub url: String,
     /// Default: after the user's last link.
-    #[validate(custom(function = "position_rule"))]
+    #[validate(custom(function = "rules::position_rule"))]
     #[schema(minimum = 0, maximum = 2147483647)]
     pub position: Option<i64>,
 }
@@ -99,13 +101,13 @@ pub struct NewLinkInput {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkPatchInput {
-    #[validate(custom(function = "title_rule"))]
+    #[validate(custom(function = "rules::title_rule"))]
     #[schema(min_length = 1, max_length = 100)]
     pub title: Option<String>,
-    #[validate(custom(function = "url_rule"))]
+    #[validate(custom(function = "rules::url_rule"))]
     #[schema(format = "uri", max_length = 2048)]
     pub url: Option<String>,
-    #[validate(custom(function = "position_rule"))]
+    #[validate(custom(function = "rules::position_rule"))]
     #[schema(minimum = 0, maximum = 2147483647)]
     pub position: Option<i64>,
 }
@@ -114,10 +116,10 @@ pub struct LinkPatchInput {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSocialInput {
-    #[validate(custom(function = "platform_rule"))]
+    #[validate(custom(function = "rules::platform_rule"))]
     #[schema(pattern = "^[a-z0-9_-]{1,32}$", min_length = 1, max_length = 32)]
     pub platform: String,
-    #[validate(custom(function = "url_rule"))]
+    #[validate(custom(function = "rules::url_rule"))]
     #[schema(format = "uri", max_length = 2048)]
     pub url: String,
 }
@@ -126,12 +128,116 @@ pub struct NewSocialInput {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SocialPatchInput {
-    #[validate(custom(function = "platform_rule"))]
+    #[validate(custom(function = "rules::platform_rule"))]
     #[schema(pattern = "^[a-z0-9_-]{1,32}$", min_length = 1, max_length = 32)]
     pub platform: Option<String>,
-    #[validate(custom(function = "url_rule"))]
+    #[validate(custom(function = "rules::url_rule"))]
     #[schema(format = "uri", max_length = 2048)]
     pub url: Option<String>,
+}
+
+/// A request body that passed every rule of its type. [`Valid::parse`] is
+/// the only way to make one; its fields are read through `Deref`.
+#[derive(Debug)]
+pub struct Valid<T>(T);
+
+impl<T: Rules> Valid<T> {
+    /// Runs every rule of `T` and collects the messages of every field that
+    /// breaks one, so a client learns all it has to fix at once.
+    pub fn parse(input: T) -> Result<Self, InputError> {
+        let mut fields = match input.validate() {
+            Ok(()) => FieldErrors::new(),
+            Err(e) => rules::field_errors(&e),
+        };
+        input.check_beyond_fields(&mut fields);
+        if fields.is_empty() {
+            Ok(Self(input))
+        } else {
+            Err(InputError::Fields(fields))
+        }
+    }
+}
+
+impl<T> Valid<T> {
+    /// The body itself, for a write that takes its fields apart.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> Deref for Valid<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// The rules of a body type: its `#[validate]` attributes, plus the checks
+/// they cannot express. Sealed: only the bodies of this module have rules,
+/// so a [`Valid`] never holds anything else.
+pub trait Rules: Validate + sealed::Sealed {
+    /// Adds the messages of the rules beyond the field attributes that
+    /// `self` breaks. Most bodies have none.
+    fn check_beyond_fields(&self, _fields: &mut FieldErrors) {}
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The bodies whose `#[validate]` attributes are all their rules.
+macro_rules! field_rules_only {
+    ($($body:ty),*) => {$(
+        impl sealed::Sealed for $body {}
+        impl Rules for $body {}
+    )*};
+}
+
+field_rules_only!(
+    NewUserInput,
+    LoginInput,
+    NewLinkInput,
+    LinkPatchInput,
+    NewSocialInput,
+    SocialPatchInput
+);
+
+impl sealed::Sealed for UserPatchInput {}
+
+impl Rules for UserPatchInput {
+    /// The avatar rule is checked by hand: `validator` has no notion of
+    /// "present but null".
+    fn check_beyond_fields(&self, fields: &mut FieldErrors) {
+        if let Some(Some(url)) = &self.avatar_url
+            && let Err(e) = rules::url_rule(url)
+        {
+            fields
+                .entry("avatar_url".to_owned())
+                .or_default()
+                .push(rules::message_of(&e));
+        }
+    }
+}
+
+impl Valid<NewLinkInput> {
+    /// The position as the column's type; `None`: after the user's last link.
+    pub fn position(&self) -> Option<i32> {
+        self.0.position.map(column_position)
+    }
+}
+
+impl Valid<LinkPatchInput> {
+    /// The new position as the column's type; `None`: unchanged.
+    pub fn position(&self) -> Option<i32> {
+        self.0.position.map(column_position)
+    }
+}
+
+/// A position the position rule accepted (`0..=i32::MAX`) as the column's
+/// type. The rule ran in [`Valid::parse`], so this never saturates.
+fn column_position(value: i64) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
 }
 
 /// Longest accepted search term, in characters.
@@ -144,20 +250,22 @@ const MAX_SEARCH_CHARS: usize = 100;
 pub struct SearchTerm(String);
 
 impl SearchTerm {
-    pub fn parse(raw: String) -> Result<Self, ApiError> {
+    /// A `?search=` as a client sent it.
+    pub fn parse(raw: String) -> Result<Self, InputError> {
         if raw.chars().count() > MAX_SEARCH_CHARS {
-            return Err(ApiError::bad_request(
+            return Err(InputError::parameter(
                 "search must be at most 100 characters",
             ));
         }
         if raw.contains('\0') {
-            return Err(ApiError::bad_request(
+            return Err(InputError::parameter(
                 "search must not contain a NUL character",
             ));
         }
         Ok(Self(raw))
     }
 
+    /// The text as it was accepted.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -174,66 +282,14 @@ impl Username {
         is_valid_username(&raw).then_some(Self(raw))
     }
 
+    /// The text as it was accepted.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
-/// A link position as the column's type; the field rule already bounds it
-/// to `0..=i32::MAX`, this keeps the conversion from ever truncating.
-pub fn link_position(value: Option<i64>) -> Result<Option<i32>, ApiError> {
-    value
-        .map(|p| i32::try_from(p).map_err(|_| ApiError::invalid_field("position", POSITION_RULE)))
-        .transpose()
-}
-
-/// Runs the field rules of a body; a failure is a `422` whose `details` maps
-/// each field to its messages.
-pub fn validate<T: Validate>(input: &T) -> Result<(), ApiError> {
-    input
-        .validate()
-        .map_err(|e| ApiError::Validation(field_errors(&e)))
-}
-
-impl UserPatchInput {
-    /// The avatar rule is checked by hand: `validator` has no notion of
-    /// "present but null".
-    pub fn validate_all(&self) -> Result<(), ApiError> {
-        let mut fields = match self.validate() {
-            Ok(()) => FieldErrors::new(),
-            Err(e) => field_errors(&e),
-        };
-        if let Some(Some(url)) = &self.avatar_url
-            && let Err(e) = url_rule(url)
-        {
-            fields
-                .entry("avatar_url".to_owned())
-                .or_default()
-                .push(message_of(&e));
-        }
-        if fields.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(fields))
-        }
-    }
-}
-
-fn field_errors(errors: &ValidationErrors) -> FieldErrors {
-    errors
-        .field_errors()
-        .into_iter()
-        .map(|(field, errs)| (field.to_string(), errs.iter().map(message_of).collect()))
-        .collect()
-}
-
-fn message_of(error: &ValidationError) -> String {
-    error
-        .message
-        .as_ref()
-        .map_or_else(|| error.code.to_string(), |m| m.to_string())
-}
-
+/// `avatar_url` as PATCH means it: absent stays `None` (the field's
+/// default), `null` becomes `Some(None)` (clear it).
 fn present_or_null<'de, D>(deserializer: D) -> Result<Option<Option<String>>, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -241,167 +297,59 @@ where
     Option::<String>::deserialize(deserializer).map(Some)
 }
 
-fn rule(message: &'static str) -> ValidationError {
-    ValidationError::new("invalid").with_message(message.into())
-}
-
-/// A NUL character is refused in every string: PostgreSQL cannot store it in TEXT.
-fn no_nul(value: &str) -> Result<(), ValidationError> {
-    if value.contains('\0') {
-        Err(rule("must not contain a NUL character"))
-    } else {
-        Ok(())
-    }
-}
-
-/// The rule of a free-text field: no NUL, and a length in characters (not
-/// bytes) within `chars`.
-fn length_rule(
-    value: &str,
-    chars: std::ops::RangeInclusive<usize>,
-    message: &'static str,
-) -> Result<(), ValidationError> {
-    no_nul(value)?;
-    if chars.contains(&value.chars().count()) {
-        Ok(())
-    } else {
-        Err(rule(message))
-    }
-}
-
-fn username_rule(value: &str) -> Result<(), ValidationError> {
-    no_nul(value)?;
-    if is_valid_username(value) {
-        Ok(())
-    } else {
-        Err(rule("must be 3 to 32 characters of a-z, 0-9 and _"))
-    }
-}
-
-/// The username rule, shared with lookups that must not touch the database or
-/// the cache for names that cannot exist.
-pub fn is_valid_username(value: &str) -> bool {
-    (3..=32).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
-fn email_rule(value: &str) -> Result<(), ValidationError> {
-    no_nul(value)?;
-    if value.chars().count() > 254 {
-        return Err(rule("must be at most 254 characters"));
-    }
-    if validator::ValidateEmail::validate_email(&value) {
-        Ok(())
-    } else {
-        Err(rule("must be a valid email address"))
-    }
-}
-
-fn password_rule(value: &str) -> Result<(), ValidationError> {
-    length_rule(value, 8..=128, "must be 8 to 128 characters")
-}
-
-fn name_rule(value: &str) -> Result<(), ValidationError> {
-    length_rule(value, 0..=100, "must be at most 100 characters")
-}
-
-fn bio_rule(value: &str) -> Result<(), ValidationError> {
-    length_rule(value, 0..=500, "must be at most 500 characters")
-}
-
-fn title_rule(value: &str) -> Result<(), ValidationError> {
-    length_rule(value, 1..=100, "must be 1 to 100 characters")
-}
-
-fn platform_rule(value: &str) -> Result<(), ValidationError> {
-    no_nul(value)?;
-    let ok = (1..=32).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(rule("must be 1 to 32 characters of a-z, 0-9, _ and -"))
-    }
-}
-
-/// A link position fits the column (`i32`) and is not negative.
-fn position_rule(value: i64) -> Result<(), ValidationError> {
-    if (0..=i64::from(i32::MAX)).contains(&value) {
-        Ok(())
-    } else {
-        Err(rule(POSITION_RULE))
-    }
-}
-
-/// Absolute http(s) URLs only: `javascript:`, `data:` and every other scheme
-/// would turn a profile link into script or content injection.
-fn url_rule(value: &str) -> Result<(), ValidationError> {
-    no_nul(value)?;
-    if value.chars().count() > MAX_URL_LEN {
-        return Err(rule("must be at most 2048 characters"));
-    }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(rule("must be an absolute http or https URL"));
-    }
-    match url::Url::parse(value) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
-        _ => Err(rule("must be an absolute http or https URL")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn url_rule_refuses_script_and_data_schemes() {
-        assert!(url_rule("https://example.com/a?b=c").is_ok());
-        assert!(url_rule("http://localhost:8080").is_ok());
-        for bad in [
-            "javascript:alert(1)",
-            "JAVASCRIPT:alert(1)",
-            "data:text/html,<script>",
-            "ftp://example.com",
-            "/relative",
-            "https://",
-            "https://exa mple.com",
-            "http://example.com/\0",
-        ] {
-            assert!(url_rule(bad).is_err(), "{bad} accepted");
-        }
-        assert!(url_rule(&format!("https://e.com/{}", "a".repeat(2048))).is_err());
-    }
-
-    #[test]
-    fn username_and_platform_rules() {
-        assert!(username_rule("abc_123").is_ok());
-        for bad in ["ab", "ABC", "a-b-c", &"a".repeat(33), "ümlaut"] {
-            assert!(username_rule(bad).is_err(), "{bad} accepted");
-        }
-        assert!(platform_rule("x").is_ok());
-        assert!(platform_rule("mastodon-social_2").is_ok());
-        assert!(platform_rule("").is_err());
-        assert!(platform_rule("X").is_err());
-    }
 
     #[test]
     fn search_terms_are_bounded_and_nul_free() {
         assert!(SearchTerm::parse("é".repeat(100)).is_ok());
         assert!(SearchTerm::parse("é".repeat(101)).is_err());
         assert!(SearchTerm::parse("a\0b".to_owned()).is_err());
-        assert!(link_position(Some(i64::from(i32::MAX) + 1)).is_err());
-        assert_eq!(link_position(Some(7)).expect("in range"), Some(7));
+    }
+
+    fn link_at(position: i64) -> NewLinkInput {
+        NewLinkInput {
+            title: "a link".to_owned(),
+            url: "https://example.com".to_owned(),
+            position: Some(position),
+        }
     }
 
     #[test]
-    fn lengths_count_characters_not_bytes() {
-        assert!(title_rule(&"é".repeat(100)).is_ok());
-        assert!(title_rule(&"é".repeat(101)).is_err());
-        assert!(password_rule("ééééééé").is_err());
-        assert!(password_rule("éééééééé").is_ok());
+    fn positions_beyond_the_column_are_refused_and_the_rest_convert() {
+        let Err(InputError::Fields(fields)) = Valid::parse(link_at(i64::from(i32::MAX) + 1)) else {
+            panic!("a position beyond i32 accepted");
+        };
+        assert_eq!(
+            fields.get("position"),
+            Some(&vec!["must be an integer from 0 to 2147483647".to_owned()])
+        );
+        assert!(Valid::parse(link_at(-1)).is_err());
+        let valid = Valid::parse(link_at(7)).expect("in range");
+        assert_eq!(valid.position(), Some(7));
+        let top = Valid::parse(link_at(i64::from(i32::MAX))).expect("in range");
+        assert_eq!(top.position(), Some(i32::MAX));
+    }
+
+    #[test]
+    fn every_broken_rule_of_a_body_is_reported_at_once() {
+        let patch = UserPatchInput {
+            username: Some("X".to_owned()),
+            avatar_url: Some(Some("javascript:alert(1)".to_owned())),
+            ..UserPatchInput::default()
+        };
+        let Err(InputError::Fields(fields)) = Valid::parse(patch) else {
+            panic!("a broken patch accepted");
+        };
+        assert_eq!(
+            fields.keys().collect::<Vec<_>>(),
+            ["avatar_url", "username"]
+        );
+        let cleared = UserPatchInput {
+            avatar_url: Some(None),
+            ..UserPatchInput::default()
+        };
+        assert!(Valid::parse(cleared).is_ok(), "null clears the avatar");
     }
 }

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use super::error::InputError;
 use crate::schema::{links, socials, users};
 
 /// What anyone may see of a user.
@@ -95,14 +95,14 @@ pub struct PageRequest {
 
 impl PageRequest {
     /// `?page=&limit=` as a client sent them: page defaults to 1, limit to 10.
-    pub fn parse(page: Option<u64>, limit: Option<u64>) -> Result<Self, ApiError> {
+    pub fn parse(page: Option<u64>, limit: Option<u64>) -> Result<Self, InputError> {
         let page = page.unwrap_or(1);
         let limit = limit.unwrap_or(10);
         if page == 0 {
-            return Err(ApiError::bad_request("page must be 1 or more"));
+            return Err(InputError::parameter("page must be 1 or more"));
         }
         if !(1..=100).contains(&limit) {
-            return Err(ApiError::bad_request("limit must be from 1 to 100"));
+            return Err(InputError::parameter("limit must be from 1 to 100"));
         }
         Ok(Self { page, limit })
     }

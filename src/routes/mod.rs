@@ -219,7 +219,7 @@ pub struct PageParams {
 
 impl PageParams {
     pub fn parse(&self) -> Result<PageRequest, ApiError> {
-        PageRequest::parse(self.page, self.limit)
+        Ok(PageRequest::parse(self.page, self.limit)?)
     }
 }
 

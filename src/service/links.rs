@@ -4,7 +4,7 @@ use super::{Body, authorize, invalidate_committed};
 use crate::auth::Caller;
 use crate::db;
 use crate::db::links::{MAX_LINKS_PER_USER, NewLink};
-use crate::domain::input::{LinkPatchInput, NewLinkInput, link_position, validate};
+use crate::domain::input::{LinkPatchInput, NewLinkInput, Valid};
 use crate::domain::resources::Link;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -20,10 +20,8 @@ pub async fn create(
     let mut conn = state.db.get().await?;
     let exists = db::users::exists(&mut conn, user_id).await?;
     authorize(caller, exists.then_some(user_id), "user")?;
-    let input = input?;
-    validate(&input)?;
-    let position = link_position(input.position)?;
-    let outcome = db::links::insert(&mut conn, user_id, input.title, input.url, position).await?;
+    let link = Valid::parse(input?)?;
+    let outcome = db::links::insert(&mut conn, user_id, link).await?;
     drop(conn);
     let written = match outcome {
         NewLink::Created(written) => Some(written),
@@ -44,6 +42,7 @@ pub async fn create(
     invalidate_committed(state, written, "user").await
 }
 
+/// Changes a link's title, URL or position.
 pub async fn update(
     state: &AppState,
     caller: &Caller,
@@ -52,18 +51,13 @@ pub async fn update(
 ) -> Result<Link, ApiError> {
     let mut conn = state.db.get().await?;
     authorize(caller, db::links::owner_of(&mut conn, id).await?, "link")?;
-    let input = input?;
-    validate(&input)?;
-    let changes = db::links::LinkChanges {
-        title: input.title,
-        url: input.url,
-        position: link_position(input.position)?,
-    };
-    let written = db::links::update(&mut conn, id, changes).await?;
+    let patch = Valid::parse(input?)?;
+    let written = db::links::update(&mut conn, id, patch).await?;
     drop(conn);
     invalidate_committed(state, written, "link").await
 }
 
+/// Deletes a link.
 pub async fn delete(state: &AppState, caller: &Caller, id: i64) -> Result<(), ApiError> {
     let mut conn = state.db.get().await?;
     authorize(caller, db::links::owner_of(&mut conn, id).await?, "link")?;

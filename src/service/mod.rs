@@ -3,8 +3,9 @@
 //!
 //! - [`reads`]: every cached read (namespace, query key, loader).
 //! - [`users`], [`links`], [`socials`]: every write, always in the order
-//!   authorize (`404`, then `403`) → parse and validate the body (`400`,
-//!   `422`) → write in one transaction with its outbox rows → invalidate the
+//!   authorize (`404`, then `403`) → parse the body into a
+//!   [`crate::domain::input::Valid`] (`400`, `422`; the database writes take
+//!   nothing else) → write in one transaction with its outbox rows → invalidate the
 //!   namespaces it changed before answering (read-your-writes).
 //! - [`sessions`]: login and logout.
 //! - [`ops`]: readiness and metrics.

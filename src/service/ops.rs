@@ -10,6 +10,7 @@ pub struct Readiness {
     pub cache: &'static str,
 }
 
+/// Asks PostgreSQL now; the cache's state is what the breaker says.
 pub async fn readiness(state: &AppState) -> Readiness {
     Readiness {
         database_ok: state.readiness.database_answers().await,

@@ -1,9 +1,13 @@
 //! The cached reads of the API. Each one names its namespace (what writes
-//! invalidate it), its query key (every parameter of the query) and its
-//! loader (the SQL layer call that runs on a miss). Handlers call these and
-//! never build keys themselves.
+//! invalidate it), its query key (a [`QueryKey`] of `cache::keys`, holding
+//! every parameter of the query) and its loader (the SQL layer call that
+//! runs on a miss). Handlers call these and never build keys themselves.
+//! This is where the API's errors meet the cache: a loader's `404` becomes a
+//! cacheable answer here, and the cache's [`crate::cache::ReadError`] comes
+//! back as the loader's own error.
 
-use crate::cache::{Served, keys};
+use crate::cache::keys::QueryKey;
+use crate::cache::{Loaded, Served};
 use crate::db::{self, DbConn};
 use crate::domain::input::{SearchTerm, Username};
 use crate::domain::resources::{DataBody, Page, PageRequest, Profile};
@@ -12,38 +16,38 @@ use crate::namespace::Namespace;
 use crate::pages;
 use crate::state::AppState;
 
+/// `GET /users/{id}`: the public user, in the user's namespace.
 pub async fn user(state: &AppState, id: i64) -> Result<Served, ApiError> {
     let ns = Namespace::User(id);
-    cached(state, ns, "user", move |mut conn| async move {
+    cached(state, ns, QueryKey::user(), move |mut conn| async move {
         found(db::users::find_public(&mut conn, id).await?, "user")
     })
     .await
 }
 
+/// `GET /users`: a page of the users list, optionally searched, in the
+/// `users` namespace that every user write bumps.
 pub async fn users_list(
     state: &AppState,
     search: Option<SearchTerm>,
     page: PageRequest,
 ) -> Result<Served, ApiError> {
     let search = search.as_ref().map(SearchTerm::as_str).map(str::to_owned);
-    let query = keys::users_list_query(search.as_deref(), page.page, page.limit);
-    cached(
-        state,
-        Namespace::Users,
-        &query,
-        move |mut conn| async move {
-            let (data, total) = db::users::list(&mut conn, search.as_deref(), page).await?;
-            page_json(data, page, total)
-        },
-    )
+    let query = QueryKey::users_list(search.as_deref(), page.page, page.limit);
+    cached(state, Namespace::Users, query, move |mut conn| async move {
+        let (data, total) = db::users::list(&mut conn, search.as_deref(), page).await?;
+        page_json(data, page, total)
+    })
     .await
 }
 
-/// Only a name that passed the username rule becomes part of a key.
+/// `GET /profiles/{username}`: a user with links and socials, in the
+/// profile's namespace. Only a name that passed the username rule becomes
+/// part of a key.
 pub async fn profile(state: &AppState, username: Username) -> Result<Served, ApiError> {
     let username = username.as_str().to_owned();
     let ns = Namespace::Profile(username.clone());
-    cached(state, ns, "profile", move |mut conn| async move {
+    cached(state, ns, QueryKey::profile(), move |mut conn| async move {
         data_json(load_profile(&mut conn, &username).await?)
     })
     .await
@@ -55,11 +59,16 @@ pub async fn profile(state: &AppState, username: Username) -> Result<Served, Api
 pub async fn profile_page(state: &AppState, username: Username) -> Result<Served, ApiError> {
     let username = username.as_str().to_owned();
     let ns = Namespace::Profile(username.clone());
-    cached(state, ns, "page", move |mut conn| async move {
-        Ok(pages::profile_page(
-            &load_profile(&mut conn, &username).await?,
-        ))
-    })
+    cached(
+        state,
+        ns,
+        QueryKey::profile_page(),
+        move |mut conn| async move {
+            Ok(pages::profile_page(
+                &load_profile(&mut conn, &username).await?,
+            ))
+        },
+    )
     .await
 }
 
@@ -76,14 +85,16 @@ async fn load_profile(conn: &mut DbConn, username: &str) -> Result<Profile, ApiE
     })
 }
 
+/// `GET /users/{id}/links`: a page of a user's links, in the user's
+/// namespace; a `404` for a missing user.
 pub async fn links_of_user(
     state: &AppState,
     user_id: i64,
     page: PageRequest,
 ) -> Result<Served, ApiError> {
-    let query = format!("links:p{}:l{}", page.page, page.limit);
+    let query = QueryKey::links_page(page.page, page.limit);
     let ns = Namespace::User(user_id);
-    cached(state, ns, &query, move |mut conn| async move {
+    cached(state, ns, query, move |mut conn| async move {
         user_must_exist(&mut conn, user_id).await?;
         let (data, total) = db::links::page_of_user(&mut conn, user_id, page).await?;
         page_json(data, page, total)
@@ -91,26 +102,35 @@ pub async fn links_of_user(
     .await
 }
 
+/// `GET /links/{id}`, in the link's namespace.
 pub async fn link(state: &AppState, id: i64) -> Result<Served, ApiError> {
     let ns = Namespace::Link(id);
-    cached(state, ns, "link", move |mut conn| async move {
+    cached(state, ns, QueryKey::link(), move |mut conn| async move {
         found(db::links::find(&mut conn, id).await?, "link")
     })
     .await
 }
 
+/// `GET /users/{id}/socials`: every social account of a user, in the
+/// user's namespace; a `404` for a missing user.
 pub async fn socials_of_user(state: &AppState, user_id: i64) -> Result<Served, ApiError> {
     let ns = Namespace::User(user_id);
-    cached(state, ns, "socials", move |mut conn| async move {
-        user_must_exist(&mut conn, user_id).await?;
-        data_json(db::socials::all_of_user(&mut conn, user_id).await?)
-    })
+    cached(
+        state,
+        ns,
+        QueryKey::socials_of_user(),
+        move |mut conn| async move {
+            user_must_exist(&mut conn, user_id).await?;
+            data_json(db::socials::all_of_user(&mut conn, user_id).await?)
+        },
+    )
     .await
 }
 
+/// `GET /socials/{id}`, in the social account's namespace.
 pub async fn social(state: &AppState, id: i64) -> Result<Served, ApiError> {
     let ns = Namespace::Social(id);
-    cached(state, ns, "social", move |mut conn| async move {
+    cached(state, ns, QueryKey::social(), move |mut conn| async move {
         found(db::socials::find(&mut conn, id).await?, "social account")
     })
     .await
@@ -118,10 +138,11 @@ pub async fn social(state: &AppState, id: i64) -> Result<Served, ApiError> {
 
 /// The one shape of every read above: served by the cache, and on a miss
 /// `load` runs with a PostgreSQL connection taken only then (a hit takes none).
+/// A `404` the loader raises is cached like a body ([`cacheable`]).
 async fn cached<F, Fut>(
     state: &AppState,
     ns: Namespace,
-    query: &str,
+    query: QueryKey,
     load: F,
 ) -> Result<Served, ApiError>
 where
@@ -129,14 +150,27 @@ where
     Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
 {
     let pool = state.db.clone();
-    state
-        .cache
-        .read(
-            ns,
-            query,
-            move || async move { load(pool.get().await?).await },
-        )
-        .await
+    let load = move || async move {
+        let loaded = match pool.get().await {
+            Ok(conn) => load(conn).await,
+            Err(e) => Err(e.into()),
+        };
+        cacheable(loaded)
+    };
+    Ok(state.cache.read(ns, &query, load).await?)
+}
+
+/// A load's outcome as the cache keeps it: a `404` is an answer to cache,
+/// with the JSON body the error has everywhere else; any other error is not
+/// cached and reaches the client as it is.
+fn cacheable(loaded: Result<Vec<u8>, ApiError>) -> Result<Loaded, ApiError> {
+    match loaded {
+        Ok(body) => Ok(Loaded::Found(body)),
+        Err(err @ ApiError::NotFound(_)) => serde_json::to_vec(&err.body())
+            .map(Loaded::NotFound)
+            .map_err(|e| ApiError::internal(e.to_string())),
+        Err(other) => Err(other),
+    }
 }
 
 /// The lists of a user's links and socials are a `404` for a missing user,
@@ -160,6 +194,7 @@ fn data_json<T: serde::Serialize>(data: T) -> Result<Vec<u8>, ApiError> {
         .map_err(|e| ApiError::internal(format!("serializing a response: {e}")))
 }
 
+/// Serializes a page and its paging metadata for the cache.
 fn page_json<T: serde::Serialize>(
     data: Vec<T>,
     page: PageRequest,
@@ -170,4 +205,28 @@ fn page_json<T: serde::Serialize>(
         meta: page.meta(total),
     })
     .map_err(|e| ApiError::internal(format!("serializing a page: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_is_cached_as_its_json_404_and_nothing_else_is() {
+        let err = ApiError::not_found("user");
+        let Ok(Loaded::NotFound(body)) = cacheable(Err(err.clone())) else {
+            panic!("a 404 is cached");
+        };
+        assert_eq!(body, serde_json::to_vec(&err.body()).expect("serializes"));
+        assert!(
+            std::str::from_utf8(&body)
+                .expect("utf-8")
+                .contains("not_found")
+        );
+        assert!(cacheable(Err(ApiError::internal("x"))).is_err());
+        assert_eq!(
+            cacheable(Ok(b"{}".to_vec())).expect("a body"),
+            Loaded::Found(b"{}".to_vec())
+        );
+    }
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::auth::throttle::Reservation;
 use crate::auth::{Caller, token};
 use crate::db;
-use crate::domain::input::{LoginInput, validate};
+use crate::domain::input::{LoginInput, Valid};
 use crate::domain::resources::LoginView;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -27,8 +27,7 @@ pub async fn login(
     input: LoginInput,
     client: Option<IpAddr>,
 ) -> Result<LoginView, ApiError> {
-    validate(&input)?;
-    let LoginInput { login, password } = input;
+    let LoginInput { login, password } = Valid::parse(input)?.into_inner();
     // A login longer than any that can exist is the wrong login it is (the
     // same `401`), refused before it costs a hash or a window.
     if login.chars().count() > MAX_LOGIN_CHARS {

@@ -4,7 +4,7 @@ use super::{Body, authorize, invalidate_committed};
 use crate::auth::Caller;
 use crate::db;
 use crate::db::socials::{MAX_SOCIALS_PER_USER, NewSocial};
-use crate::domain::input::{NewSocialInput, SocialPatchInput, validate};
+use crate::domain::input::{NewSocialInput, SocialPatchInput, Valid};
 use crate::domain::resources::Social;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -20,9 +20,8 @@ pub async fn create(
     let mut conn = state.db.get().await?;
     let exists = db::users::exists(&mut conn, user_id).await?;
     authorize(caller, exists.then_some(user_id), "user")?;
-    let input = input?;
-    validate(&input)?;
-    let outcome = db::socials::insert(&mut conn, user_id, input.platform, input.url).await?;
+    let social = Valid::parse(input?)?;
+    let outcome = db::socials::insert(&mut conn, user_id, social).await?;
     drop(conn);
     let written = match outcome {
         NewSocial::Created(written) => Some(written),
@@ -37,6 +36,7 @@ pub async fn create(
     invalidate_committed(state, written, "user").await
 }
 
+/// Changes a social account's platform or URL.
 pub async fn update(
     state: &AppState,
     caller: &Caller,
@@ -46,17 +46,13 @@ pub async fn update(
     let mut conn = state.db.get().await?;
     let owner = db::socials::owner_of(&mut conn, id).await?;
     authorize(caller, owner, "social account")?;
-    let input = input?;
-    validate(&input)?;
-    let changes = db::socials::SocialChanges {
-        platform: input.platform,
-        url: input.url,
-    };
-    let written = db::socials::update(&mut conn, id, changes).await?;
+    let patch = Valid::parse(input?)?;
+    let written = db::socials::update(&mut conn, id, patch).await?;
     drop(conn);
     invalidate_committed(state, written, "social account").await
 }
 
+/// Deletes a social account.
 pub async fn delete(state: &AppState, caller: &Caller, id: i64) -> Result<(), ApiError> {
     let mut conn = state.db.get().await?;
     let owner = db::socials::owner_of(&mut conn, id).await?;

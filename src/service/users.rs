@@ -3,25 +3,17 @@
 use super::{Body, authorize, invalidate_committed, sessions};
 use crate::auth::Caller;
 use crate::db;
-use crate::domain::input::{NewUserInput, UserPatchInput, validate};
+use crate::domain::input::{NewUserInput, UserPatchInput, Valid};
 use crate::domain::resources::PrivateUser;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Registers a user: the password is hashed before a connection is taken.
 pub async fn register(state: &AppState, input: NewUserInput) -> Result<PrivateUser, ApiError> {
-    validate(&input)?;
-    let password_hash = state.hashing.hash(input.password).await?;
-    let new = db::users::NewUser {
-        username: input.username,
-        email: input.email,
-        password_hash,
-        name: input.name.unwrap_or_default(),
-        bio: input.bio.unwrap_or_default(),
-        avatar_url: input.avatar_url,
-    };
+    let input = Valid::parse(input)?;
+    let password_hash = state.hashing.hash(input.password.clone()).await?;
     let mut conn = state.db.get().await?;
-    let written = db::users::insert(&mut conn, new).await?;
+    let written = db::users::insert(&mut conn, input, password_hash).await?;
     drop(conn);
     invalidate_committed(state, Some(written), "user").await
 }
@@ -41,26 +33,16 @@ pub async fn update(
     let exists = db::users::exists(&mut conn, id).await?;
     drop(conn);
     authorize(caller, exists.then_some(id), "user")?;
-    let input = input?;
-    input.validate_all()?;
-    if caller.user.id == id && (input.password.is_some() || input.email.is_some()) {
-        confirm_current_password(state, caller, input.current_password).await?;
+    let patch = Valid::parse(input?)?;
+    if caller.user.id == id && (patch.password.is_some() || patch.email.is_some()) {
+        confirm_current_password(state, caller, patch.current_password.clone()).await?;
     }
-    let password_hash = match input.password {
-        Some(p) => Some(state.hashing.hash(p).await?),
+    let password_hash = match &patch.password {
+        Some(p) => Some(state.hashing.hash(p.clone()).await?),
         None => None,
     };
-    let changes = db::users::UserChanges {
-        username: input.username,
-        email: input.email,
-        password_hash,
-        name: input.name,
-        bio: input.bio,
-        avatar_url: input.avatar_url,
-        role: None,
-    };
     let mut conn = state.db.get().await?;
-    let written = db::users::update(&mut conn, id, changes).await?;
+    let written = db::users::update(&mut conn, id, patch, password_hash).await?;
     drop(conn);
     invalidate_committed(state, written, "user").await
 }
