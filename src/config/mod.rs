@@ -180,6 +180,11 @@ impl std::str::FromStr for LogFormat {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret given in code (tests, tools) rather than read.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
     /// The secret itself, for the one comparison that needs it.
     pub fn expose(&self) -> &str {
         &self.0

@@ -1,5 +1,10 @@
-//! Operations: readiness and the metrics snapshot.
+//! Operations: readiness, the metrics snapshot and who may read it.
 
+use subtle::ConstantTimeEq;
+
+use crate::auth::token;
+use crate::config::Secret;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// What `/readyz` reports.
@@ -14,6 +19,26 @@ pub async fn readiness(state: &AppState) -> Readiness {
     Readiness {
         database_ok: state.readiness.database_answers().await,
         cache: state.cache.status(),
+    }
+}
+
+/// `/metrics` is open when no `METRICS_TOKEN` is set; else it needs that
+/// token as its bearer token (`401` without it). The digests are compared,
+/// in constant time, so that neither the token's bytes nor its length can
+/// be found by timing the answers.
+pub fn may_read_metrics(
+    required: Option<&Secret>,
+    presented: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(required) = required else {
+        return Ok(());
+    };
+    let presented = presented.ok_or(ApiError::Unauthorized)?;
+    let matches = token::digest(presented).ct_eq(&token::digest(required.expose()));
+    if bool::from(matches) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
     }
 }
 

@@ -26,3 +26,5 @@ mod abuse_limits;
 mod failover;
 mod scale_out;
 mod tls;
+
+mod metrics_access;
