@@ -28,3 +28,4 @@ mod scale_out;
 mod tls;
 
 mod metrics_access;
+mod telemetry;
