@@ -81,7 +81,7 @@ pub async fn metrics(
     if state.settings.metrics_bind_addr.is_some() {
         return Err(ApiError::not_found("route"));
     }
-    metrics_text(&req, &state)
+    metrics_text(&req, &state).await
 }
 
 /// The routing table of the `METRICS_BIND_ADDR` listener: `/metrics`, and a
@@ -97,16 +97,16 @@ async fn metrics_on_own_listener(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    metrics_text(&req, &state)
+    metrics_text(&req, &state).await
 }
 
 /// The metrics, to a caller with the `METRICS_TOKEN` when one is set.
-fn metrics_text(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
+async fn metrics_text(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
     service::ops::may_read_metrics(
         state.settings.metrics_token.as_ref(),
         bearer_token(req).as_deref(),
     )?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(service::ops::metrics_text(state)))
+        .body(service::ops::metrics_text(state).await))
 }
