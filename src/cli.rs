@@ -4,12 +4,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use tracing_subscriber::EnvFilter;
-
 use crate::cache::{self, CacheConfig};
 use crate::config::Settings;
 use crate::db;
 use crate::startup::Application;
+use crate::telemetry::{self, Telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -44,9 +43,16 @@ pub const EXIT_REQUESTS_CUT: u8 = 3;
 pub fn main() -> ExitCode {
     keep_large_allocations_returnable();
     let cli = Cli::parse();
-    init_logging();
     let settings = match Settings::from_env() {
         Ok(s) => s,
+        Err(e) => {
+            eprintln!("linkhub: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Dropped when `main` returns, which flushes the spans not yet exported.
+    let _telemetry = match init_logging(&settings) {
+        Ok(telemetry) => telemetry,
         Err(e) => {
             eprintln!("linkhub: {e}");
             return ExitCode::from(2);
@@ -130,16 +136,13 @@ async fn promote(settings: &Settings, username: &str) -> Result<(), String> {
 }
 
 /// Log lines go to stderr through `tracing`, filtered by `RUST_LOG` (default
-/// `info,actix_server=warn`); the `log` records of dependencies are bridged
-/// in. A request's lines carry `request{request_id=<id>}:`.
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+/// `info,actix_server=warn`), as text or, with `LOG_FORMAT=json`, one JSON
+/// object a line; the `log` records of dependencies are bridged in. A
+/// request's text lines carry `request{request_id=<id>}:`. With
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`, spans are exported too (see [`telemetry`]).
+/// Read after the settings, so that `.env` may set these too.
+fn init_logging(settings: &Settings) -> Result<Telemetry, String> {
+    telemetry::init(settings)
 }
 
 /// glibc raises its mmap threshold each time a large block is freed; past

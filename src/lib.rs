@@ -22,6 +22,7 @@
 //! - [`routes`]: thin HTTP handlers, one file per resource, and the OpenAPI document.
 //! - [`middleware`]: request ids and spans, security headers, CORS, panics,
 //!   the JSON safety net, request metrics, the in-flight count a stop drains.
+//! - [`telemetry`]: the log's format and filter, and the OTLP span export.
 //! - [`startup`], [`cli`]: wiring.
 
 pub mod auth;
@@ -42,4 +43,5 @@ pub mod service;
 pub mod startup;
 pub mod state;
 pub mod tasks;
+pub mod telemetry;
 pub mod tls;

@@ -99,6 +99,7 @@ pub struct Metrics {
     db_pool_connections: IntGaugeVec,
     redis_pool_connections: IntGaugeVec,
     cache_breaker_open: IntGaugeVec,
+    cache_outbox_rows: IntGauge,
     owed_notify_delay: prometheus::Histogram,
 }
 
@@ -178,7 +179,14 @@ impl Default for Metrics {
         )
         .unwrap_or_else(|e| unreachable!("gauge is well-formed: {e}"));
         register(&registry, Box::new(cache_near_bytes.clone()));
+        let cache_outbox_rows = IntGauge::new(
+            "linkhub_cache_outbox_rows",
+            "Owed cache bumps: outbox rows of committed writes not yet delivered to Redis, every instance's",
+        )
+        .unwrap_or_else(|e| unreachable!("gauge is well-formed: {e}"));
+        register(&registry, Box::new(cache_outbox_rows.clone()));
         Self {
+            cache_outbox_rows,
             http_series: Resolved::new(),
             cache_series: Resolved::new(),
             cache_near_hits,
@@ -319,6 +327,11 @@ impl Metrics {
                 .with_label_values(&[state])
                 .set(value);
         }
+    }
+
+    /// The outbox rows counted at the scrape (bumps owed to Redis).
+    pub fn set_cache_outbox_rows(&self, rows: i64) {
+        self.cache_outbox_rows.set(rows);
     }
 
     pub fn owed_notification(&self, delay_secs: f64) {

@@ -2,6 +2,10 @@
 //! connections, routes, server. Tests call [`Application::build`] with
 //! `BIND_ADDR=127.0.0.1:0` and talk HTTP to the port it reports.
 //!
+//! With `METRICS_BIND_ADDR`, a second, small server (one worker) serves
+//! `/metrics` alone on that address, away from the public listener; it stops
+//! with the main one.
+//!
 //! A stop (`SIGTERM` or `SIGINT` for the binary, any future for tests) closes
 //! the listener, lets the requests in flight answer for up to
 //! `SHUTDOWN_GRACE_SECS`, cuts the rest, then stops the background tasks.
@@ -11,13 +15,14 @@
 //! connection closed: nothing is left half-done.
 
 use std::future::Future;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use tokio::task::JoinHandle;
 
 use crate::auth::password::Hashing;
 use crate::auth::throttle::{Limit, LoginThrottle};
@@ -53,9 +58,11 @@ pub enum StartupError {
         /// Why the client could not be made.
         cause: String,
     },
-    /// The listener could not be bound.
-    #[error("cannot listen on BIND_ADDR={addr}: {cause}")]
+    /// A listener could not be bound.
+    #[error("cannot listen on {variable}={addr}: {cause}")]
     Bind {
+        /// `BIND_ADDR`, or `METRICS_BIND_ADDR` for the metrics listener.
+        variable: &'static str,
         /// The address as given (or as bound, when listening on it failed).
         addr: String,
         /// Why the system refused it.
@@ -70,6 +77,8 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    /// The `METRICS_BIND_ADDR` listener, when there is one.
+    metrics_server: Option<MetricsServer>,
     tasks: BackgroundTasks,
     in_flight: Arc<InFlight>,
     db: DbPool,
@@ -136,15 +145,12 @@ impl Application {
             );
         }
         sweep_expired_tokens(&tasks, pool.clone());
-        let listener =
-            TcpListener::bind(&settings.bind_addr).map_err(|cause| StartupError::Bind {
-                addr: settings.bind_addr.clone(),
-                cause,
-            })?;
-        let port = listener.local_addr().map_err(|cause| StartupError::Bind {
-            addr: settings.bind_addr.clone(),
-            cause,
-        })?;
+        let (listener, port) = bind("BIND_ADDR", &settings.bind_addr)?;
+        let metrics_listener = settings
+            .metrics_bind_addr
+            .as_deref()
+            .map(|addr| bind("METRICS_BIND_ADDR", addr))
+            .transpose()?;
         let workers = settings.workers;
         let client_timeouts = ClientTimeouts::from(&settings);
         let body_timeout = web::Data::new(BodyTimeout(settings.http_client_body_timeout));
@@ -175,6 +181,9 @@ impl Application {
             readiness,
             settings,
         });
+        let metrics_server = metrics_listener
+            .map(|(listener, addr)| MetricsServer::start(listener, addr, state.clone()))
+            .transpose()?;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -202,6 +211,7 @@ impl Application {
         .shutdown_timeout(grace.as_secs())
         .listen(listener)
         .map_err(|cause| StartupError::Bind {
+            variable: "BIND_ADDR",
             addr: port.to_string(),
             cause,
         })?
@@ -209,6 +219,7 @@ impl Application {
         Ok(Self {
             port: port.port(),
             server,
+            metrics_server,
             tasks,
             in_flight,
             db: pool,
@@ -220,6 +231,11 @@ impl Application {
     /// The port the listener is bound to (the one picked for `BIND_ADDR=…:0`).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the `METRICS_BIND_ADDR` listener, when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|m| m.port)
     }
 
     /// Serves until `SIGTERM` or `SIGINT`, then stops as [`Self::run_until`] does.
@@ -250,6 +266,9 @@ impl Application {
                 ended?;
             }
         }
+        if let Some(metrics_server) = self.metrics_server {
+            metrics_server.stop().await;
+        }
         let stopped = Stopped {
             cut_requests: self.in_flight.pending(),
             tasks_left: self.tasks.stop(TASKS_STOP_WITHIN).await,
@@ -257,6 +276,64 @@ impl Application {
         };
         report(&stopped);
         Ok(stopped)
+    }
+}
+
+/// Binds `addr`, read from `variable`; answers the listener and the address
+/// it got (the port picked for `…:0`).
+fn bind(variable: &'static str, addr: &str) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let refused = |cause| StartupError::Bind {
+        variable,
+        addr: addr.to_owned(),
+        cause,
+    };
+    let listener = TcpListener::bind(addr).map_err(refused)?;
+    let bound = listener.local_addr().map_err(refused)?;
+    Ok((listener, bound))
+}
+
+/// The `METRICS_BIND_ADDR` server: `/metrics` only, one worker (a scrape
+/// every few seconds needs no more), no middleware but what the handler does.
+struct MetricsServer {
+    port: u16,
+    handle: ServerHandle,
+    running: JoinHandle<std::io::Result<()>>,
+}
+
+impl MetricsServer {
+    fn start(
+        listener: TcpListener,
+        addr: SocketAddr,
+        state: web::Data<AppState>,
+    ) -> Result<Self, StartupError> {
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(routes::ops::metrics_listener)
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)
+        .map_err(|cause| StartupError::Bind {
+            variable: "METRICS_BIND_ADDR",
+            addr: addr.to_string(),
+            cause,
+        })?
+        .run();
+        Ok(Self {
+            port: addr.port(),
+            handle: server.handle(),
+            running: tokio::spawn(server),
+        })
+    }
+
+    /// Stops it once the main server has: scrapes go on while requests drain.
+    async fn stop(self) {
+        self.handle.stop(true).await;
+        if let Ok(Err(e)) = self.running.await {
+            tracing::warn!("stop: the METRICS_BIND_ADDR listener ended with an error: {e}");
+        }
     }
 }
 

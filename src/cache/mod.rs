@@ -370,7 +370,9 @@ impl Cache {
     }
 
     /// The version of `ns` and the entry under it (rule 1: the version is
-    /// taken before any database read); `None` when Redis failed.
+    /// taken before any database read); `None` when Redis failed. Its span
+    /// (debug: for traces) is a child of the request's.
+    #[tracing::instrument(name = "cache.lookup", level = "debug", skip_all, fields(namespace = ns.kind()))]
     async fn look_up(&self, ns: &Namespace, query: &QueryKey) -> Option<Lookup> {
         match self.store.lookup(ns, query.as_str()).await {
             Ok(lookup) => Some(lookup),
@@ -427,6 +429,7 @@ impl Cache {
                             return Ok(Arc::new(entry));
                         }
                         metrics.cache_load(kind);
+                        let load = load.instrument(load_span(kind));
                         let entry = Arc::new(Entry::render(load.await.map_err(failed_load)?));
                         // A `404` may be of anything a client makes up: it
                         // lives shortly, and does not lengthen the counter.
@@ -499,6 +502,7 @@ impl Cache {
                     let load = load();
                     async move {
                         metrics.cache_bypass_load(kind);
+                        let load = load.instrument(load_span(kind));
                         Ok(Arc::new(Entry::render(load.await.map_err(failed_load)?)))
                     }
                     .in_current_span()
@@ -512,6 +516,7 @@ impl Cache {
     /// Makes the entries of a committed write's namespaces unreachable, before
     /// the write answers. When Redis cannot take the bump it is owed: the
     /// outbox rows stay for recovery, and those namespaces bypass meanwhile.
+    #[tracing::instrument(name = "cache.bump", level = "debug", skip_all, fields(namespaces = pending.namespaces.len()))]
     pub async fn invalidate(&self, pending: outbox::Pending) {
         if pending.namespaces.is_empty() {
             return;
@@ -606,6 +611,12 @@ impl Cache {
         }
         ttl - rand::rng().random_range(0..=jitter)
     }
+}
+
+/// The span of a PostgreSQL load (debug: for traces), a child of the span
+/// current where the load's flight starts: the request's.
+fn load_span(kind: &'static str) -> tracing::Span {
+    tracing::debug_span!("db.load", namespace = kind)
 }
 
 /// Bumps the namespaces of a write made outside the server (the CLI), with

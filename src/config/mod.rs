@@ -21,7 +21,7 @@ mod tests;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rule::{POSTGRES, REDIS, Rule};
+use rule::{HTTP, POSTGRES, REDIS, Rule};
 use table::settings;
 
 settings! {
@@ -130,6 +130,70 @@ settings! {
             => Rule::millis(1000).positive(),
         /// How long an idle keep-alive connection stays open (0: none).
         http_keep_alive: Duration = "HTTP_KEEP_ALIVE_SECS" => Rule::seconds(5),
+        /// The bearer token `/metrics` asks for (`Authorization: Bearer
+        /// <token>`); without it `/metrics` answers `401`. Unset: no token
+        /// is asked (then set `METRICS_BIND_ADDR`, or keep `/metrics` from
+        /// the public at the proxy).
+        metrics_token: Option<Secret> = "METRICS_TOKEN" => Rule::secret(),
+        /// A listener of its own for `/metrics` (`127.0.0.1:9100`), serving
+        /// nothing else; the public listener then answers `/metrics` with
+        /// `404`. Unset: `/metrics` is served on `BIND_ADDR`.
+        metrics_bind_addr: Option<String> = "METRICS_BIND_ADDR" => Rule::optional_text(),
+        /// `text` (the default: one human-readable line per event) or `json`
+        /// (one JSON object per line, with the request id and the fields of
+        /// the spans the event is in).
+        log_format: LogFormat = "LOG_FORMAT" => Rule::word(LogFormat::Text, "text or json"),
+        /// Where spans are exported over OTLP/HTTP (protobuf), such as
+        /// `http://127.0.0.1:4318` (`/v1/traces` is appended). Unset: no
+        /// traces, and no tracing layer for them. The other standard `OTEL_*`
+        /// variables (`OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_HEADERS`,
+        /// `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`) are read by the exporter.
+        otel_exporter_otlp_endpoint: Option<String> = "OTEL_EXPORTER_OTLP_ENDPOINT"
+            => Rule::optional_url(HTTP),
+    }
+}
+
+/// The shape of log lines (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event, its spans as a prefix.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = ();
+
+    fn from_str(word: &str) -> Result<Self, ()> {
+        match word.to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A value that must not reach a log line: its `Debug` is a placeholder, so
+/// printing the settings does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret given in code (tests, tools) rather than read.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, for the one comparison that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
     }
 }
 

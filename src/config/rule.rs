@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::ConfigError;
+use super::{ConfigError, Secret};
 
 /// What the refusal of a value that must not be zero says.
 const GREATER_THAN_ZERO: &str = "a value greater than 0";
@@ -17,6 +17,8 @@ const GREATER_THAN_ZERO: &str = "a value greater than 0";
 pub const POSTGRES: &[&str] = &["postgres", "postgresql"];
 /// The URL schemes of Redis (`rediss` is Redis over TLS).
 pub const REDIS: &[&str] = &["redis", "rediss"];
+/// The URL schemes of an HTTP endpoint (an OTLP collector).
+pub const HTTP: &[&str] = &["http", "https"];
 
 /// The (non-blank) text of a variable to its value, or to the text its
 /// refusal shows (a URL's password masked, a list whole).
@@ -93,6 +95,12 @@ impl<T: FromStr + 'static> Rule<T> {
     pub fn number(default: T, expected: &'static str) -> Self {
         Self::new(default, expected, parse_trimmed)
     }
+
+    /// One word of a closed set (`T`'s `FromStr` knows which), surrounding
+    /// blanks aside.
+    pub fn word(default: T, expected: &'static str) -> Self {
+        Self::new(default, expected, parse_trimmed)
+    }
 }
 
 impl Rule<Duration> {
@@ -154,6 +162,28 @@ impl Rule<String> {
                 }
             },
         )
+    }
+}
+
+impl Rule<Option<String>> {
+    /// Any text, surrounding blanks aside; unset means none.
+    pub fn optional_text() -> Self {
+        Self::new(None, "", |raw| Ok(Some(raw.trim().to_owned())))
+    }
+
+    /// A URL of one of `schemes`, as given; unset means none.
+    pub fn optional_url(schemes: &'static [&'static str]) -> Self {
+        Self::new(None, "an http:// or https:// URL", move |raw| {
+            checked_url(raw.trim(), schemes).map(|url| Some(url.to_owned()))
+        })
+    }
+}
+
+impl Rule<Option<Secret>> {
+    /// A secret, as given (a blank one is unset); never shown, not even when
+    /// refused (it is not refused).
+    pub fn secret() -> Self {
+        Self::new(None, "", |raw| Ok(Some(Secret(raw.to_owned()))))
     }
 }
 

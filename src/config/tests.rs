@@ -231,3 +231,32 @@ fn the_topology_names_its_variable() {
     );
     assert_eq!(s.redis_topology().variable(), "REDIS_CLUSTER_URLS");
 }
+
+#[test]
+fn the_operator_settings_are_off_unless_set() {
+    let s = from(&[]).expect("defaults are valid");
+    assert!(s.metrics_token.is_none() && s.metrics_bind_addr.is_none());
+    assert!(s.otel_exporter_otlp_endpoint.is_none());
+    assert_eq!(s.log_format, LogFormat::Text);
+    let s = from(&[
+        ("METRICS_TOKEN", "s3cret"),
+        ("METRICS_BIND_ADDR", " 127.0.0.1:9100 "),
+        ("LOG_FORMAT", "JSON"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+    ])
+    .expect("valid operator settings");
+    assert_eq!(s.metrics_token.as_ref().map(Secret::expose), Some("s3cret"));
+    assert_eq!(s.metrics_bind_addr.as_deref(), Some("127.0.0.1:9100"));
+    assert_eq!(s.log_format, LogFormat::Json);
+    assert!(
+        !format!("{s:?}").contains("s3cret"),
+        "the token is never printed"
+    );
+    for (name, value) in [
+        ("LOG_FORMAT", "yaml"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://collector:4317"),
+    ] {
+        let err = from(&[(name, value)]).unwrap_err();
+        assert!(err.to_string().contains(name), "{err}");
+    }
+}

@@ -26,3 +26,6 @@ mod abuse_limits;
 mod failover;
 mod scale_out;
 mod tls;
+
+mod metrics_access;
+mod telemetry;
