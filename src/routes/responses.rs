@@ -6,16 +6,18 @@
 //! handler, both point down here.
 //!
 //! # Why the envelopes are spelled out
-//! Handlers answer with the generic [`DataBody`](crate::domain::resources::DataBody),
+//! Handlers answer with the generic
+//! [`DataBody`](crate::domain::resources::DataBody),
 //! [`MessageBody`](crate::domain::resources::MessageBody) and
-//! [`Page`](crate::domain::resources::Page). utoipa inlines a generic type's parameter, so a document made
-//! from them gave every envelope its own copy of the resource's schema, and a
-//! generated client one class per copy (`Link`, `DataBodyLinkData`,
-//! `MessageBodyLinkData` for one link). The envelopes below are what the
-//! documents names instead: one concrete type per envelope and resource,
-//! under the component name the generic one had (`DataBody_Link`), whose
-//! `data` is a `$ref` to the resource. They are never built; the test below
-//! keeps their fields those of the generic types that are.
+//! [`Page`](crate::domain::resources::Page). utoipa inlines a generic type's
+//! parameter, so a document made from them gave every envelope its own copy
+//! of the resource's schema, and a generated client one class per copy
+//! (`Link`, `DataBodyLinkData`, `MessageBodyLinkData` for one link). The
+//! document names the envelopes below instead: one concrete type per
+//! envelope and resource, under the component name the generic one had
+//! (`DataBody_Link`), whose `data` is a `$ref` to the resource. They are
+//! never built; the test below keeps their fields those of the generic types
+//! that are.
 
 use crate::domain::resources::{
     Link, LoginView, PageMeta, PrivateUser, Profile, PublicUser, Social,
