@@ -12,7 +12,7 @@
 #   scripts/check-generated-client.sh         # debug build (reuses `cargo test`'s)
 #
 # The tools live in a virtual environment under the target directory
-# ($CARGO_TARGET_DIR/client-venv), pinned below. Settings: PG_SERVER
+# ($CARGO_TARGET_DIR/py-tools, shared with .ci/run), pinned below. Settings: PG_SERVER
 # (postgres://postgres@127.0.0.1:5432), REDIS_URL (redis://127.0.0.1:6379).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,7 @@ pg_server="${PG_SERVER:-postgres://postgres@127.0.0.1:5432}"
 redis_url="${REDIS_URL:-redis://127.0.0.1:6379}"
 tag="gen_client_$$_${RANDOM}"
 work="$(mktemp -d /tmp/generated-client.XXXXXX)"
-venv="$CARGO_TARGET_DIR/client-venv"
+venv="$CARGO_TARGET_DIR/py-tools"
 LINKHUB_PID=""
 
 cleanup() {
