@@ -166,14 +166,14 @@ class Instances:
         began = time.monotonic()
         old.stop()
         exited = time.monotonic()
-        if old.proc.returncode != 0:
-            raise RuntimeError(f"{server} exited with {old.proc.returncode}; see {old.logfile}")
         self.by_name[server] = self._start(server, old.port)
         ready = time.monotonic()
         haproxy.wait_in_rotation(server, 15)
         back = time.monotonic()
+        # linkhub exits non-zero when its stop cut requests in flight.
         return {"server": server, "stop": exited - began, "ready": ready - exited,
-                "in_rotation": back - ready, "stop_log": stop_lines(old.logfile)}
+                "in_rotation": back - ready, "exit_status": old.proc.returncode,
+                "stop_log": stop_lines(old.logfile)}
 
     def sample_rss(self):
         """Samples every instance's resident memory until `stop_sampling`."""
@@ -280,7 +280,7 @@ def main():
     name = f"{DB_PREFIX}{os.getpid()}"
     workdir = tempfile.mkdtemp(prefix="rolling-deploy.")
     redis = RedisServer(workdir)
-    instances = haproxy = None
+    instances = haproxy = proc = None
     ok = False
     try:
         redis.start()
@@ -311,7 +311,7 @@ def main():
             for server in ("a", "b"):
                 step = instances.replace(server, haproxy)
                 steps.append(step)
-                print(f"  replaced {server}: exited {step['stop']:.2f}s after SIGTERM, ready "
+                print(f"  replaced {server}: exited ({step['exit_status']}) {step['stop']:.2f}s after SIGTERM, ready "
                       f"{step['ready']:.2f}s after start, in rotation {step['in_rotation']:.2f}s later",
                       flush=True)
         deploy_ended = time.monotonic()
@@ -342,6 +342,10 @@ def main():
                 print(f"  {step['server']}: {line[-160:]}")
         bad = baseline["failed"] + baseline["stale"] + whole["failed"] + whole["stale"]
         bad += base_counters["stale_reads"] + deploy_counters["stale_reads"]
+        unclean = [step["server"] for step in steps if step["exit_status"] != 0]
+        if unclean:
+            print(f"rolling deploy: FAILED (a stop cut requests: {', '.join(unclean)} exited non-zero)")
+            return 1
         if bad:
             for line in failed_requests(base_log) + failed_requests(deploy_log):
                 print(f"  failed: {line}")
@@ -354,6 +358,9 @@ def main():
         ok = True
         return 0
     finally:
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
         if haproxy:
             haproxy.stop()
         if instances:
