@@ -185,11 +185,12 @@ class Proxy:
 
 
 class Linkhub:
-    """A linkhub process with its own database, key prefix and port."""
+    """A linkhub process with its own database, key prefix and port (a free
+    one, or `port`: a replacement takes its predecessor's)."""
 
-    def __init__(self, binary, name, redis_url, logfile, database_url=None, env=None):
+    def __init__(self, binary, name, redis_url, logfile, database_url=None, env=None, port=None):
         self.binary = binary
-        self.port = free_port()
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.db_name = name
         self.database_url = database_url or f"{PG_ADMIN_URL}/{name}"

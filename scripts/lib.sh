@@ -4,7 +4,8 @@
 #   . scripts/lib.sh                    # from the repository root
 #
 # One definition of: the cargo environment, the step banner, installing
-# missing Debian packages, waiting for a linkhub to be ready, and dropping a
+# missing Debian packages, waiting for a linkhub to be ready, starting one on
+# a free port, a Python virtual environment of pinned tools, and dropping a
 # private database. Python scripts have theirs in scripts/harness.py; loadtest
 # keeps its own processes in loadtest/src/bench/procs.rs.
 
@@ -34,6 +35,37 @@ install_needed() {
 # linkhub_ready URL: whether the linkhub at URL answers /readyz with its cache ok.
 linkhub_ready() {
   curl -fsS "$1/readyz" 2>/dev/null | grep -q '"cache": *"ok"'
+}
+
+# start_linkhub BINARY LOG: starts `BINARY serve` in the background on a free
+# port of 127.0.0.1 (BIND_ADDR=…:0; DATABASE_URL, REDIS_URL and CACHE_PREFIX
+# come from the environment), its output in LOG, and waits until it is ready.
+# Sets LINKHUB_PID and LINKHUB_URL; prints LOG and fails if it never is.
+start_linkhub() {
+  BIND_ADDR=127.0.0.1:0 RUST_LOG="${RUST_LOG:-warn,linkhub=info}" "$1" serve >"$2" 2>&1 &
+  LINKHUB_PID=$!
+  local port=""
+  for _ in $(seq 1 300); do
+    kill -0 "$LINKHUB_PID" 2>/dev/null || break
+    # The port the kernel picked, from the start-up line.
+    [ -n "$port" ] || port=$(sed -n 's/.*listening on .*(port \([0-9]*\)).*/\1/p' "$2" | head -n 1)
+    if [ -n "$port" ] && linkhub_ready "http://127.0.0.1:$port"; then
+      LINKHUB_URL="http://127.0.0.1:$port"
+      return 0
+    fi
+    sleep 0.2
+  done
+  cat "$2" >&2
+  return 1
+}
+
+# python_tools DIR PACKAGE==VERSION ...: a virtual environment in DIR with
+# those packages (pinned, from PyPI); made once, then only topped up.
+python_tools() {
+  local dir="$1"
+  shift
+  [ -x "$dir/bin/pip" ] || python3 -m venv "$dir"
+  "$dir/bin/pip" install --quiet --disable-pip-version-check "$@"
 }
 
 # drop_database NAME [SERVER]: drops a private database, quietly, on SERVER

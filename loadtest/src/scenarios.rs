@@ -222,7 +222,10 @@ async fn write_and_read_back(
     } else {
         Some(writer.socials[writer.writes as usize % writer.socials.len()])
     };
-    let delete_link = if writer.added_links.len() >= 2 {
+    // Only a link write takes one of the writer's links to delete: taken by
+    // any other write, it was forgotten and never deleted, and a long run
+    // piled links up to the per-user limit (then every add answered `422`).
+    let delete_link = if matches!(op, WriteOp::Link) && writer.added_links.len() >= 2 {
         writer.added_links.pop_front()
     } else {
         None

@@ -103,7 +103,30 @@ pub fn build_pool(
     timeout: Duration,
 ) -> Result<DbPool, DatabaseSetupError> {
     let mut config = ManagerConfig::default();
-    config.custom_setup = Box::new(|url| Box::pin(tls::establish(url)));
+    // A connection's driver task runs on the runtime that made it. Made on an
+    // HTTP worker's runtime, it died with that worker: at a stop, a worker
+    // with nothing in flight ends first, and a request still running on
+    // another worker lost its connection mid-query (a `503` under a rolling
+    // deploy, scripts/rolling-deploy.sh). So connections are made on the
+    // runtime that builds the pool, the process's own, which outlives the
+    // workers.
+    let home = tokio::runtime::Handle::try_current().ok();
+    config.custom_setup = Box::new(move |url| {
+        let url = url.to_owned();
+        let home = home.clone();
+        Box::pin(async move {
+            let Some(home) = home else {
+                return tls::establish(&url).await;
+            };
+            home.spawn(async move { tls::establish(&url).await })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(diesel::ConnectionError::BadConnection(format!(
+                        "connecting to PostgreSQL was cut: {e}"
+                    )))
+                })
+        })
+    });
     let manager =
         AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
     let half = timeout / 2;

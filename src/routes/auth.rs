@@ -3,12 +3,12 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::responses::{BodyErrors, HashingBusy, ServerErrors};
+use super::responses::{BodyErrors, HashingBusy, LoginData, PrivateUserData, ServerErrors};
 use super::{JsonBody, body};
 use crate::auth::Caller;
 use crate::auth::client_addr::client_address;
 use crate::domain::input::LoginInput;
-use crate::domain::resources::{DataBody, LoginView, PrivateUser};
+use crate::domain::resources::DataBody;
 use crate::error::{ApiError, ErrorBody};
 use crate::service::sessions;
 use crate::state::AppState;
@@ -16,7 +16,7 @@ use crate::state::AppState;
 /// Exchanges a username or email and a password for a bearer token.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginInput,
     responses(
-        (status = 200, description = "Logged in", body = DataBody<LoginView>),
+        (status = 200, description = "Logged in", body = LoginData),
         (status = 401, description = "Wrong login or password", body = ErrorBody),
         (status = 422, description = "A NUL character in login or password", body = ErrorBody),
         (status = 429, description = "Too many failed attempts for this login or from this address",
@@ -50,7 +50,7 @@ pub async fn logout(caller: Caller, state: web::Data<AppState>) -> Result<HttpRe
 /// The caller's private user; never cached.
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
     responses(
-        (status = 200, description = "The caller", body = DataBody<PrivateUser>),
+        (status = 200, description = "The caller", body = PrivateUserData),
         (status = 401, description = "No or invalid token", body = ErrorBody),
         ServerErrors,
     ))]

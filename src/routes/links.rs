@@ -2,10 +2,11 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::responses::{BodyErrors, CachedRead, OwnerOnly, ServerErrors};
+use super::responses::{
+    BodyErrors, CachedRead, LinkData, LinkMessage, LinkPage, OwnerOnly, ServerErrors,
+};
 use super::{ById, JsonBody, PageParams, Write, body, cached_response, created, updated};
 use crate::domain::input::{LinkPatchInput, NewLinkInput};
-use crate::domain::resources::{DataBody, Link, MessageBody, Page};
 use crate::error::{ApiError, ErrorBody};
 use crate::service::{self, reads};
 
@@ -13,7 +14,7 @@ use crate::service::{self, reads};
 #[utoipa::path(get, path = "/api/v1/users/{id}/links", tag = "links",
     params(("id" = i64, Path, minimum = 1), PageParams),
     responses(
-        (status = 200, description = "A page of links", body = Page<Link>,
+        (status = 200, description = "A page of links", body = LinkPage,
          headers(("X-Cache" = String), ("ETag" = String))),
         (status = 400, description = "Bad query parameter", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
@@ -31,7 +32,7 @@ pub async fn list(
 /// One link by id.
 #[utoipa::path(get, path = "/api/v1/links/{id}", tag = "links", params(("id" = i64, Path, minimum = 1)),
     responses(
-        (status = 200, description = "The link", body = DataBody<Link>,
+        (status = 200, description = "The link", body = LinkData,
          headers(("X-Cache" = String), ("ETag" = String))),
         (status = 404, description = "No such link", body = ErrorBody),
         CachedRead, ServerErrors,
@@ -45,7 +46,7 @@ pub async fn get(req: HttpRequest, one: ById) -> Result<HttpResponse, ApiError> 
 #[utoipa::path(post, path = "/api/v1/users/{id}/links", tag = "links", params(("id" = i64, Path, minimum = 1)),
     request_body = NewLinkInput, security(("bearer" = [])),
     responses(
-        (status = 201, description = "Created", body = MessageBody<Link>),
+        (status = 201, description = "Created", body = LinkMessage),
         (status = 404, description = "No such user", body = ErrorBody),
         (status = 422, description = "Field rules broken", body = ErrorBody),
         BodyErrors, OwnerOnly, ServerErrors,
@@ -60,7 +61,7 @@ pub async fn create(write: Write, input: JsonBody<NewLinkInput>) -> Result<HttpR
 #[utoipa::path(patch, path = "/api/v1/links/{id}", tag = "links", params(("id" = i64, Path, minimum = 1)),
     request_body = LinkPatchInput, security(("bearer" = [])),
     responses(
-        (status = 200, description = "Updated", body = MessageBody<Link>),
+        (status = 200, description = "Updated", body = LinkMessage),
         (status = 404, description = "No such link", body = ErrorBody),
         (status = 422, description = "Field rules broken", body = ErrorBody),
         BodyErrors, OwnerOnly, ServerErrors,

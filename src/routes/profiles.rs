@@ -3,9 +3,8 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::cached_response;
-use super::responses::{CachedRead, ServerErrors};
+use super::responses::{CachedRead, ProfileData, ServerErrors};
 use crate::domain::input::Username;
-use crate::domain::resources::{DataBody, Profile};
 use crate::error::{ApiError, ErrorBody};
 use crate::service::reads;
 use crate::state::AppState;
@@ -13,7 +12,7 @@ use crate::state::AppState;
 /// A user's public profile with its ordered links and socials.
 #[utoipa::path(get, path = "/api/v1/profiles/{username}", tag = "profiles", params(("username" = String, Path)),
     responses(
-        (status = 200, description = "The profile", body = DataBody<Profile>,
+        (status = 200, description = "The profile", body = ProfileData,
          headers(("X-Cache" = String), ("ETag" = String))),
         (status = 404, description = "No such user", body = ErrorBody),
         CachedRead, ServerErrors,

@@ -2,17 +2,18 @@
 
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::responses::{BodyErrors, CachedRead, OwnerOnly, ServerErrors};
+use super::responses::{
+    BodyErrors, CachedRead, OwnerOnly, ServerErrors, SocialData, SocialMessage, SocialsData,
+};
 use super::{ById, JsonBody, Write, body, cached_response, created, updated};
 use crate::domain::input::{NewSocialInput, SocialPatchInput};
-use crate::domain::resources::{DataBody, MessageBody, Social};
 use crate::error::{ApiError, ErrorBody};
 use crate::service::{self, reads};
 
 /// All of a user's social accounts, ordered by platform (no paging).
 #[utoipa::path(get, path = "/api/v1/users/{id}/socials", tag = "socials", params(("id" = i64, Path, minimum = 1)),
     responses(
-        (status = 200, description = "The user's social accounts", body = DataBody<Vec<Social>>,
+        (status = 200, description = "The user's social accounts", body = SocialsData,
          headers(("X-Cache" = String), ("ETag" = String))),
         (status = 404, description = "No such user", body = ErrorBody),
         CachedRead, ServerErrors,
@@ -25,7 +26,7 @@ pub async fn list(req: HttpRequest, user: ById) -> Result<HttpResponse, ApiError
 /// One social account by id.
 #[utoipa::path(get, path = "/api/v1/socials/{id}", tag = "socials", params(("id" = i64, Path, minimum = 1)),
     responses(
-        (status = 200, description = "The social account", body = DataBody<Social>,
+        (status = 200, description = "The social account", body = SocialData,
          headers(("X-Cache" = String), ("ETag" = String))),
         (status = 404, description = "No such social account", body = ErrorBody),
         CachedRead, ServerErrors,
@@ -39,7 +40,7 @@ pub async fn get(req: HttpRequest, one: ById) -> Result<HttpResponse, ApiError> 
 #[utoipa::path(post, path = "/api/v1/users/{id}/socials", tag = "socials", params(("id" = i64, Path, minimum = 1)),
     request_body = NewSocialInput, security(("bearer" = [])),
     responses(
-        (status = 201, description = "Created", body = MessageBody<Social>),
+        (status = 201, description = "Created", body = SocialMessage),
         (status = 404, description = "No such user", body = ErrorBody),
         (status = 409, description = "The user already has this platform", body = ErrorBody),
         (status = 422, description = "Field rules broken", body = ErrorBody),
@@ -58,7 +59,7 @@ pub async fn create(
 #[utoipa::path(patch, path = "/api/v1/socials/{id}", tag = "socials", params(("id" = i64, Path, minimum = 1)),
     request_body = SocialPatchInput, security(("bearer" = [])),
     responses(
-        (status = 200, description = "Updated", body = MessageBody<Social>),
+        (status = 200, description = "Updated", body = SocialMessage),
         (status = 404, description = "No such social account", body = ErrorBody),
         (status = 409, description = "The user already has this platform", body = ErrorBody),
         (status = 422, description = "Field rules broken", body = ErrorBody),

@@ -4,10 +4,12 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::responses::{BodyErrors, CachedRead, HashingBusy, OwnerOnly, ServerErrors};
+use super::responses::{
+    BodyErrors, CachedRead, HashingBusy, OwnerOnly, PrivateUserMessage, PublicUserData,
+    PublicUserPage, ServerErrors,
+};
 use super::{ById, JsonBody, PageParams, Write, body, cached_response, created, updated};
 use crate::domain::input::{NewUserInput, SearchTerm, UserPatchInput};
-use crate::domain::resources::{DataBody, MessageBody, Page, PrivateUser, PublicUser};
 use crate::error::{ApiError, ErrorBody};
 use crate::service::{self, reads};
 use crate::state::AppState;
@@ -28,7 +30,7 @@ pub struct ListParams {
 /// Public users ordered by id, optionally filtered by `search`.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(ListParams),
     responses(
-        (status = 200, description = "A page of public users", body = Page<PublicUser>,
+        (status = 200, description = "A page of public users", body = PublicUserPage,
          headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))),
         (status = 400, description = "Bad query parameter", body = ErrorBody),
         CachedRead, ServerErrors,
@@ -52,7 +54,7 @@ pub async fn list(
 /// Registers a user.
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUserInput,
     responses(
-        (status = 201, description = "Registered", body = MessageBody<PrivateUser>),
+        (status = 201, description = "Registered", body = PrivateUserMessage),
         (status = 409, description = "Username or email taken", body = ErrorBody),
         (status = 422, description = "Field rules broken", body = ErrorBody),
         BodyErrors, ServerErrors, HashingBusy,
@@ -68,7 +70,7 @@ pub async fn register(
 /// One public user, whoever asks.
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path, minimum = 1)),
     responses(
-        (status = 200, description = "The public user", body = DataBody<PublicUser>,
+        (status = 200, description = "The public user", body = PublicUserData,
          headers(("X-Cache" = String), ("ETag" = String))),
         (status = 404, description = "No such user", body = ErrorBody),
         CachedRead, ServerErrors,
@@ -82,7 +84,7 @@ pub async fn get(req: HttpRequest, one: ById) -> Result<HttpResponse, ApiError> 
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path, minimum = 1)),
     request_body = UserPatchInput, security(("bearer" = [])),
     responses(
-        (status = 200, description = "Updated", body = MessageBody<PrivateUser>),
+        (status = 200, description = "Updated", body = PrivateUserMessage),
         (status = 404, description = "No such user", body = ErrorBody),
         (status = 409, description = "Username or email taken", body = ErrorBody),
         (status = 422, description = "Field rules broken, or `current_password` missing or wrong", body = ErrorBody),
