@@ -1,8 +1,12 @@
 //! The SQL layer: every query linkhub makes lives below this module, one file
-//! per table. Writes run in one transaction together with the cache outbox rows
-//! of the namespaces they change ([`outbox`]), so an invalidation can never be
-//! lost between a commit and a crash.
+//! per table. Every committed change to a cached table records the cache
+//! namespaces it changed in the same transaction ([`outbox`], written by the
+//! tables' triggers whoever commits), so an invalidation can never be lost
+//! between a commit and a crash, nor forgotten by a writer; [`epoch`] keeps
+//! the cache epoch that coarse changes and untrusted Redis processes move.
 
+pub mod epoch;
+pub mod instances;
 pub mod links;
 pub mod outbox;
 pub mod socials;
