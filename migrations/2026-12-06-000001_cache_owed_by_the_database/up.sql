@@ -47,6 +47,11 @@ LANGUAGE plpgsql AS $$
 DECLARE
     moved BIGINT;
 BEGIN
+    -- FOR UPDATE waits for every transaction that owes namespaces under the
+    -- current epoch (they hold FOR KEY SHARE, see linkhub_cache_owe): their
+    -- writers bump under the epoch they committed in, and an instance that
+    -- adopts the new one reads the database after they committed.
+    PERFORM 1 FROM cache_epoch FOR UPDATE;
     UPDATE cache_epoch SET epoch = epoch + 1, reason = why, moved_at = now()
         RETURNING epoch INTO moved;
     PERFORM pg_notify('linkhub_cache_owed', 'epoch ' || moved);
@@ -91,6 +96,10 @@ BEGIN
     IF COALESCE(array_length(namespaces, 1), 0) = 0 THEN
         RETURN;
     END IF;
+    -- Held until commit: the epoch cannot move between these rows and the
+    -- commit, so the epoch a writer reads back with them is the one its
+    -- bumps are for.
+    PERFORM 1 FROM cache_epoch FOR KEY SHARE;
     INSERT INTO cache_outbox (namespace)
         SELECT DISTINCT ns FROM unnest(namespaces) AS ns ORDER BY ns;
     listed := array_to_string(ARRAY(SELECT DISTINCT ns FROM unnest(namespaces) AS ns ORDER BY ns), ' ');

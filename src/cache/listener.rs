@@ -122,7 +122,9 @@ async fn listen_on(
                         let delay = chrono::Utc::now().timestamp_micros() - sent_at;
                         metrics.owed_notification(delay.max(0) as f64 / 1e6);
                     }
-                    Some(Announcement::Epoch(moved)) => epoch.adopt(moved),
+                    Some(Announcement::Epoch(moved)) => {
+                        epoch.adopt(moved);
+                    }
                     None => tracing::warn!(
                         "cache: an announcement of unknown form on {}: {:?}",
                         outbox::OWED_CHANNEL,

@@ -16,23 +16,47 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use crate::namespace::Namespace;
 use crate::schema::cache_outbox;
 
-/// The outbox rows of one write.
+/// Outbox rows: what one write owes, or a batch a replay delivers.
 #[derive(Debug, Clone, Default)]
 pub struct Pending {
     pub ids: Vec<i64>,
     pub namespaces: Vec<Namespace>,
+    /// The cache epoch a write's rows were committed under (0: not known,
+    /// as for a replay's batch).
+    pub epoch: i64,
 }
 
 /// The outbox rows this transaction's own changes recorded (the triggers of
-/// the `cache_owed_by_the_database` migration write them). Call inside the
-/// write's transaction, after its last statement.
+/// the `cache_owed_by_the_database` migration write them), with the cache
+/// epoch they are owed under. Call inside the write's transaction, after its
+/// last statement: the triggers hold the epoch row (`FOR KEY SHARE`) until
+/// the commit, so it cannot move in between.
 pub async fn recorded(conn: &mut AsyncPgConnection) -> QueryResult<Pending> {
-    let rows: Vec<OutboxRow> = diesel::sql_query(
-        "SELECT id, namespace FROM cache_outbox WHERE xact = txid_current() ORDER BY id",
+    let rows: Vec<RecordedRow> = diesel::sql_query(
+        "SELECT e.epoch, o.id, o.namespace FROM cache_epoch e \
+         LEFT JOIN cache_outbox o ON o.xact = txid_current() ORDER BY o.id",
     )
     .load(conn)
     .await?;
-    Ok(Pending::from_rows(rows))
+    let epoch = rows.iter().map(|r| r.epoch).next().unwrap_or(0);
+    let mut pending = Pending::from_rows(rows.into_iter().filter_map(|r| {
+        Some(OutboxRow {
+            id: r.id?,
+            namespace: r.namespace?,
+        })
+    }));
+    pending.epoch = epoch;
+    Ok(pending)
+}
+
+#[derive(QueryableByName)]
+struct RecordedRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    epoch: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    id: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    namespace: Option<String>,
 }
 
 /// Owed bumps, oldest first: every row no linkhub writer made (an admin's
@@ -67,7 +91,7 @@ struct OutboxRow {
 }
 
 impl Pending {
-    fn from_rows(rows: Vec<OutboxRow>) -> Self {
+    fn from_rows(rows: impl IntoIterator<Item = OutboxRow>) -> Self {
         let mut pending = Self::default();
         for OutboxRow { id, namespace } in rows {
             pending.ids.push(id);

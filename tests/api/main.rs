@@ -19,6 +19,7 @@ mod cache_resilience;
 mod cache_rules;
 mod invalidation;
 mod near_cache;
+mod outside_changes;
 
 mod abuse_cache;
 mod abuse_limits;

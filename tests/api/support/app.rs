@@ -152,14 +152,20 @@ pub async fn spawn_cached() -> TestApp {
     spawn_cached_with(|_| {}).await
 }
 
-/// An instance on the same database, its own key space and the cache disabled:
-/// every read it answers comes straight from PostgreSQL.
+/// An instance on the same database with the cache disabled: every read it
+/// answers comes straight from PostgreSQL. It shares `app`'s Redis and key
+/// space, as every instance on one database must: a cache-off instance still
+/// delivers what is owed (its own writes' bumps, changes made outside the
+/// API), and a delivery into another key space would be lost to `app`.
 pub async fn spawn_truth(app: &TestApp) -> TestApp {
     spawn_app_on(
         &app.database_url,
-        &unique_name("truth"),
+        &app.settings.cache_prefix,
         |s: &mut Settings| {
             s.cache_enabled = false;
+            s.redis_url = app.settings.redis_url.clone();
+            s.redis_cluster_urls = app.settings.redis_cluster_urls.clone();
+            s.redis_timeout = app.settings.redis_timeout;
         },
     )
     .await
