@@ -44,7 +44,11 @@ pub struct Outcome {
 /// Owes the invalidation of `target`, then waits up to `wait` for the running
 /// instances to deliver it (a user's namespaces: until their outbox rows are
 /// gone).
-pub async fn invalidate(database_url: &str, target: Target, wait: Duration) -> Result<Outcome, String> {
+pub async fn invalidate(
+    database_url: &str,
+    target: Target,
+    wait: Duration,
+) -> Result<Outcome, String> {
     let mut conn = connect(database_url).await?;
     match target {
         Target::All => {
@@ -75,7 +79,9 @@ pub async fn invalidate(database_url: &str, target: Target, wait: Duration) -> R
             if owed == 0 {
                 return Err(format!("no user with id {id}"));
             }
-            let mut lines = vec![format!("linkhub: {owed} cache namespace(s) of user {id} owed")];
+            let mut lines = vec![format!(
+                "linkhub: {owed} cache namespace(s) of user {id} owed"
+            )];
             let delivered = wait_delivered(&mut conn, wait).await?;
             let exit = if delivered {
                 lines.push("linkhub: delivered by the running instances".to_owned());
@@ -98,7 +104,9 @@ async fn wait_delivered(conn: &mut DbConn, wait: Duration) -> Result<bool, Strin
     let deadline = tokio::time::Instant::now() + wait;
     let first = outbox::max_id(conn).await.map_err(|e| e.to_string())?;
     loop {
-        let left = outbox::count_up_to(conn, first).await.map_err(|e| e.to_string())?;
+        let left = outbox::count_up_to(conn, first)
+            .await
+            .map_err(|e| e.to_string())?;
         if left == 0 {
             return Ok(true);
         }
@@ -113,7 +121,9 @@ async fn wait_delivered(conn: &mut DbConn, wait: Duration) -> Result<bool, Strin
 pub async fn status(database_url: &str) -> Result<Outcome, String> {
     let mut conn = connect(database_url).await?;
     let current = epoch::current(&mut conn).await.map_err(|e| e.to_string())?;
-    let (rows, oldest) = outbox::summary(&mut conn).await.map_err(|e| e.to_string())?;
+    let (rows, oldest) = outbox::summary(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
     let reports = instances::all(&mut conn).await.map_err(|e| e.to_string())?;
     let mut degraded = oldest.is_some_and(|secs| secs > OVERDUE.as_secs_f64());
     let mut lines = vec![
@@ -128,7 +138,10 @@ pub async fn status(database_url: &str) -> Result<Outcome, String> {
             None => "owed bumps: 0".to_owned(),
         },
     ];
-    let live: Vec<_> = reports.iter().filter(|r| r.age_secs <= REPORT_FRESH_SECS).collect();
+    let live: Vec<_> = reports
+        .iter()
+        .filter(|r| r.age_secs <= REPORT_FRESH_SECS)
+        .collect();
     lines.push(format!("instances reporting: {}", live.len()));
     for r in &reports {
         let gone = r.age_secs > REPORT_FRESH_SECS;
@@ -145,7 +158,14 @@ pub async fn status(database_url: &str) -> Result<Outcome, String> {
             if gone { "  (gone)" } else { "" }
         ));
     }
-    lines.push(if degraded { "status: degraded" } else { "status: ok" }.to_owned());
+    lines.push(
+        if degraded {
+            "status: degraded"
+        } else {
+            "status: ok"
+        }
+        .to_owned(),
+    );
     Ok(Outcome {
         lines,
         exit: if degraded { EXIT_DEGRADED } else { 0 },
@@ -153,6 +173,7 @@ pub async fn status(database_url: &str) -> Result<Outcome, String> {
 }
 
 async fn connect(database_url: &str) -> Result<DbConn, String> {
-    let pool = db::build_pool(database_url, 1, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let pool =
+        db::build_pool(database_url, 1, Duration::from_secs(10)).map_err(|e| e.to_string())?;
     pool.get().await.map_err(|e| format!("DATABASE_URL: {e}"))
 }

@@ -131,16 +131,11 @@ impl Application {
         let redis_variable = settings.redis_topology().variable();
         let mut cache_config = CacheConfig::from(&settings);
         cache_config.format = entry_format(&settings.cache_format_salt);
-        let cache = Cache::start(
-            cache_config,
-            pool.clone(),
-            Arc::clone(&metrics),
-            &tasks,
-        )
-        .map_err(|cause| StartupError::Redis {
-            variable: redis_variable,
-            cause,
-        })?;
+        let cache = Cache::start(cache_config, pool.clone(), Arc::clone(&metrics), &tasks)
+            .map_err(|cause| StartupError::Redis {
+                variable: redis_variable,
+                cause,
+            })?;
         if settings.cache_enabled && !cache.warm_up().await {
             tracing::warn!(
                 "Redis at {redis_variable} does not answer; serving from PostgreSQL (X-Cache: BYPASS) until it does"

@@ -80,7 +80,11 @@ mod tests {
     fn the_epoch_only_moves_forward() {
         let epoch = CacheEpoch::default();
         assert!(epoch.adopt(3));
-        assert_eq!(epoch.bumped(), vec![3], "learning the first epoch is no move");
+        assert_eq!(
+            epoch.bumped(),
+            vec![3],
+            "learning the first epoch is no move"
+        );
         assert!(!epoch.adopt(2));
         assert!(!epoch.adopt(3));
         assert_eq!(epoch.get(), 3);

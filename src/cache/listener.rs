@@ -30,8 +30,8 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use super::breaker::Breaker;
-use super::owed::OwedBumps;
 use super::epoch::CacheEpoch;
+use super::owed::OwedBumps;
 use crate::db::outbox::{self, Announcement};
 use crate::metrics::Metrics;
 use crate::tasks::BackgroundTasks;

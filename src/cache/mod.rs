@@ -89,9 +89,9 @@ use rand::RngExt;
 use tracing::Instrument;
 
 use self::breaker::Breaker;
-use self::epoch::CacheEpoch;
 use self::entry::failed_load;
 pub use self::entry::{Entry, Loaded, ReadError};
+use self::epoch::CacheEpoch;
 use self::janitor::Janitor;
 use self::keys::QueryKey;
 use self::near::NearCache;

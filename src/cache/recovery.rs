@@ -79,7 +79,11 @@ impl Report {
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "localhost".to_owned());
         Self {
-            instance: format!("{host}:{}:{}", std::process::id(), started_at.timestamp_micros()),
+            instance: format!(
+                "{host}:{}:{}",
+                std::process::id(),
+                started_at.timestamp_micros()
+            ),
             started_at,
             enabled,
         }
@@ -214,9 +218,10 @@ impl Recovery {
     /// backup, a master replaced). What such a Redis brought back stays
     /// behind in the older epoch (`db::epoch`).
     async fn trust_epoch(&self) -> Result<(), ReplayError> {
-        let runs = self.store.master_runs().ok_or_else(|| {
-            ReplayError::Redis("a Redis master's run id is unknown".to_owned())
-        })?;
+        let runs = self
+            .store
+            .master_runs()
+            .ok_or_else(|| ReplayError::Redis("a Redis master's run id is unknown".to_owned()))?;
         let mut conn = self
             .db
             .get()

@@ -20,6 +20,7 @@ mod cache_rules;
 mod invalidation;
 mod near_cache;
 mod outside_changes;
+mod redis_restarts;
 
 mod abuse_cache;
 mod abuse_limits;

@@ -13,7 +13,12 @@ use crate::support::*;
 
 /// Waits until every path reads on `app` as on `truth`, then checks that it
 /// stays so; answers how long it took. Panics past `within`.
-async fn until_fresh(app: &TestApp, truth: &TestApp, paths: &[String], within: Duration) -> Duration {
+async fn until_fresh(
+    app: &TestApp,
+    truth: &TestApp,
+    paths: &[String],
+    within: Duration,
+) -> Duration {
     let started = Instant::now();
     loop {
         let mut stale = None;
@@ -42,17 +47,23 @@ async fn until_fresh(app: &TestApp, truth: &TestApp, paths: &[String], within: D
 }
 
 async fn outbox_rows(app: &TestApp) -> usize {
-    query_strings(&app.database_url, "SELECT id::text AS value FROM cache_outbox")
-        .await
-        .len()
+    query_strings(
+        &app.database_url,
+        "SELECT id::text AS value FROM cache_outbox",
+    )
+    .await
+    .len()
 }
 
 async fn epoch(app: &TestApp) -> i64 {
-    query_strings(&app.database_url, "SELECT epoch::text AS value FROM cache_epoch")
-        .await
-        .first()
-        .and_then(|e| e.parse().ok())
-        .expect("the cache_epoch row")
+    query_strings(
+        &app.database_url,
+        "SELECT epoch::text AS value FROM cache_epoch",
+    )
+    .await
+    .first()
+    .and_then(|e| e.parse().ok())
+    .expect("the cache_epoch row")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +137,10 @@ async fn a_change_by_sql_shows_on_every_instance() {
 
     execute_sql(
         &app.database_url,
-        &format!("UPDATE users SET name = 'Renamed By SQL' WHERE id = {}", owner.id()),
+        &format!(
+            "UPDATE users SET name = 'Renamed By SQL' WHERE id = {}",
+            owner.id()
+        ),
     )
     .await;
     until_fresh(&app, &truth, &paths, Duration::from_secs(1)).await;
@@ -154,7 +168,11 @@ async fn a_rolled_back_transaction_owes_nothing() {
         ),
     )
     .await;
-    assert_eq!(outbox_rows(&app).await, 0, "a rolled-back change owes no bump");
+    assert_eq!(
+        outbox_rows(&app).await,
+        0,
+        "a rolled-back change owes no bump"
+    );
     assert_eq!(epoch(&app).await, epoch_before, "nor an epoch move");
     tokio::time::sleep(Duration::from_millis(200)).await;
     for path in &paths {
@@ -184,7 +202,11 @@ async fn a_bulk_change_moves_the_epoch_and_shows_within_five_seconds() {
     )
     .await;
     assert_eq!(epoch(&app).await, epoch_before + 1);
-    assert_eq!(outbox_rows(&app).await, 0, "one epoch move, not a row per user");
+    assert_eq!(
+        outbox_rows(&app).await,
+        0,
+        "one epoch move, not a row per user"
+    );
     let took = until_fresh(&app, &truth, &paths, Duration::from_secs(5)).await;
     println!("a bulk UPDATE showed in every read after {took:?}");
     warm_all(&app, &paths).await;
@@ -215,25 +237,42 @@ async fn the_operator_invalidates_what_the_triggers_could_not_see() {
 
     let vars = [("DATABASE_URL", app.database_url.as_str())];
     let (mut command, _dir) = linkhub(&["cache", "invalidate", "--user", &owner.username], &vars);
-    let out = command.output().await.expect("run linkhub cache invalidate");
+    let out = command
+        .output()
+        .await
+        .expect("run linkhub cache invalidate");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("delivered"), "{stdout}");
     until_fresh(&app, &truth, &paths, Duration::from_secs(1)).await;
 
     execute_sql(&app.database_url, &unseen("restored again")).await;
     let (mut command, _dir) = linkhub(&["cache", "invalidate", "--all"], &vars);
-    let out = command.output().await.expect("run linkhub cache invalidate --all");
+    let out = command
+        .output()
+        .await
+        .expect("run linkhub cache invalidate --all");
     assert_eq!(out.status.code(), Some(0));
     until_fresh(&app, &truth, &paths, Duration::from_secs(2)).await;
 
     let (mut command, _dir) = linkhub(&["cache", "invalidate", "--user", "nobody_here"], &vars);
-    let out = command.output().await.expect("run linkhub cache invalidate");
+    let out = command
+        .output()
+        .await
+        .expect("run linkhub cache invalidate");
     assert_eq!(out.status.code(), Some(1), "an unknown user is an error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user"));
 
     let (mut command, _dir) = linkhub(&["cache", "invalidate"], &vars);
-    let out = command.output().await.expect("run linkhub cache invalidate");
+    let out = command
+        .output()
+        .await
+        .expect("run linkhub cache invalidate");
     assert_eq!(out.status.code(), Some(2), "a target is required");
 
     // Each instance reports a new epoch as soon as it adopted it.
@@ -248,8 +287,14 @@ async fn the_operator_invalidates_what_the_triggers_could_not_see() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(code, Some(0), "{stdout}");
-    assert!(stdout.contains(&format!("epoch {}", epoch(&app).await)), "{stdout}");
+    assert!(
+        stdout.contains(&format!("epoch {}", epoch(&app).await)),
+        "{stdout}"
+    );
     assert!(stdout.contains("owed bumps: 0"), "{stdout}");
-    assert!(stdout.contains("instances reporting: 2"), "the app and the truth: {stdout}");
+    assert!(
+        stdout.contains("instances reporting: 2"),
+        "the app and the truth: {stdout}"
+    );
     assert!(stdout.contains("status: ok"), "{stdout}");
 }

@@ -178,11 +178,7 @@ impl Store {
                     entry.query,
                 ))
                 .key(keys::version_key(&prefix, entry.ns))
-                .key(keys::stored_count_key(
-                    &prefix,
-                    entry.ns,
-                    entry.version,
-                ))
+                .key(keys::stored_count_key(&prefix, entry.ns, entry.version))
                 .key(keys::index_key(&prefix, entry.ns))
                 .arg(entry.version)
                 .arg(entry.value)

@@ -76,6 +76,18 @@ pub async fn spawn_app_on(
 }
 
 impl TestApp {
+    /// The prefix of this app's cache keys now, `<CACHE_PREFIX>:e<epoch>`,
+    /// with the cache epoch its database holds (`cache_epoch`).
+    pub async fn key_prefix(&self) -> String {
+        let epoch = super::database::query_strings(
+            &self.database_url,
+            "SELECT epoch::text AS value FROM cache_epoch",
+        )
+        .await;
+        let epoch = epoch.first().expect("the cache_epoch row");
+        format!("{}:e{epoch}", self.settings.cache_prefix)
+    }
+
     /// A client for an app (in this process or not) listening on `port`;
     /// `database_url` is the database as the test reaches it.
     pub fn at(port: u16, database_url: &str, settings: Settings) -> TestApp {
