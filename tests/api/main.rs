@@ -21,6 +21,7 @@ mod invalidation;
 mod near_cache;
 mod outside_changes;
 mod redis_restarts;
+mod releases;
 
 mod abuse_cache;
 mod abuse_limits;

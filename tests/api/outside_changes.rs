@@ -298,3 +298,74 @@ async fn the_operator_invalidates_what_the_triggers_could_not_see() {
     );
     assert!(stdout.contains("status: ok"), "{stdout}");
 }
+
+/// Figures for the README, not a gate (`cargo test --test api --
+/// --ignored measure_`): a data migration renaming 2,000 users (per-row
+/// namespaces) and one rewriting 1,000,000 rows (one epoch move), each with
+/// reads warmed on two instances; the time until every sampled read is fresh,
+/// and what the triggers add to the statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: loads a million rows"]
+async fn measure_bulk_changes() {
+    let app = spawn_cached().await;
+    let other = spawn_app_on(&app.database_url, &app.settings.cache_prefix, |s| {
+        s.redis_url = app.settings.redis_url.clone();
+    })
+    .await;
+    wait_cache_ok(&other).await;
+    let truth = spawn_truth(&app).await;
+    let load = |n: u64, from: u64| {
+        format!(
+            "SET linkhub.cache_bulk_rows = 10000000; \
+             INSERT INTO users (username, email, password_hash, name) \
+             SELECT 'bulk_' || g, 'bulk' || g || '@example.com', 'x', 'Bulk ' || g \
+             FROM generate_series({from}, {}) g",
+            from + n - 1
+        )
+    };
+    for (rows, label) in [(2_000u64, "2,000 rows"), (1_000_000, "1,000,000 rows")] {
+        let from = if rows == 2_000 { 1 } else { 10_000 };
+        execute_sql(&app.database_url, &load(rows, from)).await;
+        execute_sql(
+            &app.database_url,
+            "DELETE FROM cache_outbox; VACUUM ANALYZE users",
+        )
+        .await;
+        let sample: Vec<String> = (0..20)
+            .map(|i| format!("/api/v1/profiles/bulk_{}", from + i * (rows / 20)))
+            .collect();
+        warm_all(&app, &sample).await;
+        warm_all(&other, &sample).await;
+        let started = Instant::now();
+        execute_sql(
+            &app.database_url,
+            &format!(
+                "UPDATE users SET name = 'Renamed ' || id WHERE username LIKE 'bulk_%' \
+                 AND id >= (SELECT min(id) FROM users WHERE username = 'bulk_{from}')"
+            ),
+        )
+        .await;
+        let statement = started.elapsed();
+        let owed = outbox_rows(&app).await;
+        let on_app = until_fresh(&app, &truth, &sample, Duration::from_secs(30)).await;
+        let on_other = until_fresh(&other, &truth, &sample, Duration::from_secs(30)).await;
+        // The same statement with the triggers off, for their cost.
+        let started = Instant::now();
+        execute_sql(
+            &app.database_url,
+            &format!(
+                "SET session_replication_role = replica; \
+                 UPDATE users SET name = 'Again ' || id WHERE username LIKE 'bulk_%' \
+                 AND id >= (SELECT min(id) FROM users WHERE username = 'bulk_{from}')"
+            ),
+        )
+        .await;
+        let untriggered = started.elapsed();
+        println!(
+            "{label}: UPDATE took {statement:?} ({untriggered:?} with the triggers off), \
+             {owed} outbox rows, every sampled read fresh {on_app:?} after the commit on one \
+             instance and {on_other:?} on the other; epoch {}",
+            epoch(&app).await
+        );
+    }
+}
