@@ -326,11 +326,8 @@ async fn measure_bulk_changes() {
     for (rows, label) in [(2_000u64, "2,000 rows"), (1_000_000, "1,000,000 rows")] {
         let from = if rows == 2_000 { 1 } else { 10_000 };
         execute_sql(&app.database_url, &load(rows, from)).await;
-        execute_sql(
-            &app.database_url,
-            "DELETE FROM cache_outbox; VACUUM ANALYZE users",
-        )
-        .await;
+        execute_sql(&app.database_url, "DELETE FROM cache_outbox").await;
+        execute_sql(&app.database_url, "VACUUM ANALYZE users").await;
         let sample: Vec<String> = (0..20)
             .map(|i| format!("/api/v1/profiles/bulk_{}", from + i * (rows / 20)))
             .collect();
