@@ -155,7 +155,19 @@ LANGUAGE plpgsql AS $$
 DECLARE
     ids BIGINT[];
     names TEXT[];
+    touched BIGINT;
 BEGIN
+    -- A statement past the bulk threshold moves the epoch without looking
+    -- at its rows one by one (a million-row UPDATE pays a count, not a join).
+    IF TG_OP = 'DELETE' THEN
+        SELECT count(*) INTO touched FROM old_rows;
+    ELSE
+        SELECT count(*) INTO touched FROM new_rows;
+    END IF;
+    IF touched > linkhub_cache_bulk_rows() THEN
+        PERFORM linkhub_cache_move_epoch(TG_OP || ' of ' || touched || ' ' || TG_TABLE_NAME || ' rows');
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'INSERT' THEN
         SELECT array_agg(id), array_agg(username) INTO ids, names FROM new_rows;
     ELSIF TG_OP = 'DELETE' THEN
@@ -179,7 +191,19 @@ DECLARE
     item TEXT := CASE TG_TABLE_NAME WHEN 'links' THEN 'link' ELSE 'social' END;
     ids BIGINT[];
     owners BIGINT[];
+    touched BIGINT;
 BEGIN
+    -- A statement past the bulk threshold moves the epoch without looking
+    -- at its rows one by one (a million-row UPDATE pays a count, not a join).
+    IF TG_OP = 'DELETE' THEN
+        SELECT count(*) INTO touched FROM old_rows;
+    ELSE
+        SELECT count(*) INTO touched FROM new_rows;
+    END IF;
+    IF touched > linkhub_cache_bulk_rows() THEN
+        PERFORM linkhub_cache_move_epoch(TG_OP || ' of ' || touched || ' ' || TG_TABLE_NAME || ' rows');
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'INSERT' THEN
         SELECT array_agg(id), array_agg(user_id) INTO ids, owners FROM new_rows;
     ELSIF TG_OP = 'DELETE' THEN
