@@ -1,9 +1,11 @@
-//! The command line: `linkhub [serve]`, `linkhub migrate`, `linkhub promote <username>`.
+//! The command line: `linkhub [serve]`, `linkhub migrate`, `linkhub promote <username>`,
+//! `linkhub cache invalidate (--user <id|name> | --all)`, `linkhub cache status`.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::admin;
 use crate::cache::{self, CacheConfig};
 use crate::config::Settings;
 use crate::db;
@@ -32,6 +34,29 @@ enum Command {
         /// The user to promote.
         username: String,
     },
+    /// Operate the cache of every running instance (through PostgreSQL).
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Drop cached entries on every instance: one user's, or all of them.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["user", "all"])))]
+    Invalidate {
+        /// The user, by id or username: their record, profile, links and socials.
+        #[arg(long)]
+        user: Option<String>,
+        /// Every entry: moves the cache epoch.
+        #[arg(long)]
+        all: bool,
+        /// How long to wait for the running instances to deliver a user's
+        /// invalidation before exiting 4.
+        #[arg(long, default_value_t = 10)]
+        wait_secs: u64,
+    },
+    /// The cache epoch, the owed bumps and each instance's cache; exits 4 when degraded.
+    Status,
 }
 
 /// The exit code of a stop whose grace ran out before every request in
@@ -69,6 +94,7 @@ pub fn main() -> ExitCode {
             Command::Promote { username } => promote(&settings, &username)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::Cache(command) => cache_command(&settings, command).await,
         }
     });
     match outcome {
@@ -102,6 +128,29 @@ async fn serve(settings: Settings) -> Result<ExitCode, String> {
         );
         Ok(ExitCode::from(EXIT_REQUESTS_CUT))
     }
+}
+
+async fn cache_command(settings: &Settings, command: CacheCommand) -> Result<ExitCode, String> {
+    let outcome = match command {
+        CacheCommand::Invalidate {
+            user,
+            all: _,
+            wait_secs,
+        } => {
+            let target = user.map_or(admin::Target::All, admin::Target::User);
+            admin::invalidate(
+                &settings.database_url,
+                target,
+                std::time::Duration::from_secs(wait_secs),
+            )
+            .await?
+        }
+        CacheCommand::Status => admin::status(&settings.database_url).await?,
+    };
+    for line in &outcome.lines {
+        println!("{line}");
+    }
+    Ok(ExitCode::from(outcome.exit))
 }
 
 async fn promote(settings: &Settings, username: &str) -> Result<(), String> {

@@ -23,8 +23,9 @@
 //! - [`middleware`]: request ids and spans, security headers, CORS, panics,
 //!   the JSON safety net, request metrics, the in-flight count a stop drains.
 //! - [`telemetry`]: the log's format and filter, and the OTLP span export.
-//! - [`startup`], [`cli`]: wiring.
+//! - [`startup`], [`cli`]: wiring; [`admin`]: the operator's cache commands.
 
+pub mod admin;
 pub mod auth;
 pub mod cache;
 pub mod cli;

@@ -129,16 +129,13 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let tasks = BackgroundTasks::default();
         let redis_variable = settings.redis_topology().variable();
-        let cache = Cache::start(
-            CacheConfig::from(&settings),
-            pool.clone(),
-            Arc::clone(&metrics),
-            &tasks,
-        )
-        .map_err(|cause| StartupError::Redis {
-            variable: redis_variable,
-            cause,
-        })?;
+        let mut cache_config = CacheConfig::from(&settings);
+        cache_config.format = entry_format(&settings.cache_format_salt);
+        let cache = Cache::start(cache_config, pool.clone(), Arc::clone(&metrics), &tasks)
+            .map_err(|cause| StartupError::Redis {
+                variable: redis_variable,
+                cause,
+            })?;
         if settings.cache_enabled && !cache.warm_up().await {
             tracing::warn!(
                 "Redis at {redis_variable} does not answer; serving from PostgreSQL (X-Cache: BYPASS) until it does"
@@ -441,4 +438,24 @@ fn sweep_expired_tokens(tasks: &BackgroundTasks, pool: DbPool) {
             }
         }
     });
+}
+
+/// What a cache entry holds, as 8 hex digits: a digest of the schemas of the
+/// OpenAPI document (every cached JSON body is one of them), of the page
+/// templates' source (the cached HTML), and of `CACHE_FORMAT_SALT`. A release
+/// that changes either gets entry keys of its own, so during a rolling
+/// deploy neither release reads an entry the other wrote in another shape;
+/// the version counters stay shared, so a write through either invalidates
+/// both. Unrelated changes to those files cost a cold cache once.
+pub fn entry_format(salt: &str) -> String {
+    use sha2::{Digest, Sha256};
+    use utoipa::OpenApi;
+    let mut digest = Sha256::new();
+    let schemas = crate::routes::openapi::ApiDoc::openapi().components;
+    digest.update(serde_json::to_vec(&schemas).unwrap_or_default());
+    for source in crate::pages::TEMPLATE_SOURCES {
+        digest.update(source.as_bytes());
+    }
+    digest.update(salt.as_bytes());
+    hex::encode(&digest.finalize()[..4])
 }

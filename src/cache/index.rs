@@ -95,9 +95,10 @@ impl Store {
         scripts: &IndexScripts,
         ns: &Namespace,
     ) -> StoreResult<Purged> {
-        let index = keys::index_key(self.prefix(), ns);
-        let counter = keys::version_key(self.prefix(), ns);
-        let entry_prefix = keys::entry_prefix(self.prefix(), ns);
+        let prefix = self.cache_prefix();
+        let index = keys::index_key(&prefix, ns);
+        let counter = keys::version_key(&prefix, ns);
+        let entry_prefix = keys::entry_prefix(&prefix, ns);
         let mut purged = Purged::default();
         for _ in 0..PURGE_ROUNDS {
             let (members, unlinked): (u64, u64) = self
@@ -136,8 +137,9 @@ impl Store {
         }
         self.bounded(async {
             let mut conn = self.conn().await?;
-            let mut call = scripts.forget.key(keys::index_key(self.prefix(), ns));
-            call.arg(keys::entry_prefix(self.prefix(), ns));
+            let prefix = self.cache_prefix();
+            let mut call = scripts.forget.key(keys::index_key(&prefix, ns));
+            call.arg(keys::entry_prefix(&prefix, ns));
             for member in members {
                 call.arg(*member);
             }

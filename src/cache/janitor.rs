@@ -114,7 +114,7 @@ async fn sweep(
     metrics: &Metrics,
     budget: Budget,
 ) -> StoreResult<()> {
-    let pattern = keys::all_entries_pattern(store.prefix());
+    let pattern = keys::all_entries_pattern(&store.cache_prefix());
     let mut scan = store.scan(&pattern, budget.step as usize).await?;
     let mut next_step = Instant::now();
     loop {
@@ -136,9 +136,12 @@ async fn remove_stale(
     metrics: &Metrics,
     found: &[String],
 ) -> StoreResult<()> {
+    // Keys of an older epoch (it moved during the walk) do not parse under
+    // this prefix: they are left to their TTL.
+    let prefix = store.cache_prefix();
     let mut by_ns: HashMap<Namespace, Vec<(u64, &str)>> = HashMap::new();
     for key in found {
-        if let Some((ns, version)) = keys::parse_entry_key(store.prefix(), key)
+        if let Some((ns, version)) = keys::parse_entry_key(&prefix, key)
             && let Ok(version) = version.parse::<u64>()
         {
             by_ns.entry(ns).or_default().push((version, key));
@@ -154,7 +157,7 @@ async fn remove_stale(
         .zip(current)
         .filter_map(|(ns, now)| {
             let entries = by_ns.remove(&ns)?;
-            let stale = stale_members(store.prefix(), &ns, now, &entries);
+            let stale = stale_members(&prefix, &ns, now, &entries);
             (!stale.is_empty()).then_some((ns, stale))
         })
         .collect::<Vec<_>>();

@@ -136,6 +136,19 @@ impl QueryKey {
         }
     }
 
+    /// This query as entries of `format` store it: `<format>.<query>`, so
+    /// that releases whose entries differ in shape keep apart (see
+    /// `CacheConfig::format`). Capped as the query is.
+    pub fn in_format(&self, format: &str) -> Self {
+        if format.is_empty() {
+            return self.clone();
+        }
+        Self {
+            text: Cow::Owned(format!("{format}.{}", self.text)),
+            reach: self.reach,
+        }
+    }
+
     /// A user by id (`GET /users/{id}`), in the user's namespace.
     pub const fn user() -> Self {
         Self::one("user")

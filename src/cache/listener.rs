@@ -30,8 +30,9 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use super::breaker::Breaker;
+use super::epoch::CacheEpoch;
 use super::owed::OwedBumps;
-use crate::db::outbox;
+use crate::db::outbox::{self, Announcement};
 use crate::metrics::Metrics;
 use crate::tasks::BackgroundTasks;
 
@@ -47,6 +48,7 @@ pub fn start(
     database_url: String,
     breaker: Arc<Breaker>,
     owed: Arc<OwedBumps>,
+    epoch: Arc<CacheEpoch>,
     metrics: Arc<Metrics>,
 ) {
     tasks.spawn("owed_bump_listener", async move {
@@ -67,7 +69,7 @@ pub fn start(
                         owed.request_replay();
                     }
                     connected_before = true;
-                    let lost = listen_on(&mut conn, &owed, &metrics).await;
+                    let lost = listen_on(&mut conn, &owed, &epoch, &metrics).await;
                     owed.set_listening(false);
                     breaker.trip();
                     tracing::warn!(
@@ -83,7 +85,12 @@ pub fn start(
 
 /// Handles notifications on `conn`, probing it every [`PROBE_EVERY`], until
 /// the connection ends, fails or stops answering; answers why.
-async fn listen_on(conn: &mut AsyncPgConnection, owed: &OwedBumps, metrics: &Metrics) -> String {
+async fn listen_on(
+    conn: &mut AsyncPgConnection,
+    owed: &OwedBumps,
+    epoch: &CacheEpoch,
+    metrics: &Metrics,
+) -> String {
     let mut next_probe = Instant::now() + PROBE_EVERY;
     loop {
         // The notifications wait in the connection's channel: a stream made
@@ -94,10 +101,35 @@ async fn listen_on(conn: &mut AsyncPgConnection, owed: &OwedBumps, metrics: &Met
         .await;
         match next {
             Ok(Some(Ok(notification))) => {
-                if let Some((sent_at, namespaces)) = outbox::parse_owed(&notification.payload) {
-                    owed.owe(&namespaces);
-                    let delay = chrono::Utc::now().timestamp_micros() - sent_at;
-                    metrics.owed_notification(delay.max(0) as f64 / 1e6);
+                match outbox::parse_announcement(&notification.payload) {
+                    // A linkhub writer bumps its own rows before it answers;
+                    // the recovery's sweep delivers them if it died first.
+                    Some(Announcement::Owed {
+                        by_linkhub: true, ..
+                    }) => {}
+                    Some(Announcement::Owed {
+                        by_linkhub: false,
+                        sent_at,
+                        namespaces,
+                    }) => {
+                        // Nobody else delivers these (an outside change, or a
+                        // writer whose bump failed): stop trusting them, and
+                        // have recovery deliver them now.
+                        if let Some(namespaces) = namespaces {
+                            owed.owe(&namespaces);
+                        }
+                        owed.request_replay();
+                        let delay = chrono::Utc::now().timestamp_micros() - sent_at;
+                        metrics.owed_notification(delay.max(0) as f64 / 1e6);
+                    }
+                    Some(Announcement::Epoch(moved)) => {
+                        epoch.adopt(moved);
+                    }
+                    None => tracing::warn!(
+                        "cache: an announcement of unknown form on {}: {:?}",
+                        outbox::OWED_CHANNEL,
+                        notification.payload
+                    ),
                 }
             }
             Ok(Some(Err(e))) => return e.to_string(),

@@ -67,6 +67,7 @@
 
 pub mod breaker;
 mod entry;
+mod epoch;
 mod index;
 mod janitor;
 pub mod keys;
@@ -90,6 +91,7 @@ use tracing::Instrument;
 use self::breaker::Breaker;
 use self::entry::failed_load;
 pub use self::entry::{Entry, Loaded, ReadError};
+use self::epoch::CacheEpoch;
 use self::janitor::Janitor;
 use self::keys::QueryKey;
 use self::near::NearCache;
@@ -118,6 +120,11 @@ type LoadOutcome = Result<Arc<Entry>, ReadError>;
 /// breaker only work when all requests of the process go through the same one.
 pub struct Cache {
     store: Arc<Store>,
+    /// The cache epoch this process builds keys with (`epoch.rs`).
+    epoch: Arc<CacheEpoch>,
+    /// What an entry holds, as a short digest in every entry key (see
+    /// [`CacheConfig::format`]).
+    format: String,
     breaker: Arc<Breaker>,
     owed: Arc<OwedBumps>,
     metrics: Arc<Metrics>,
@@ -157,6 +164,12 @@ pub struct CacheConfig {
     pub ca_file: Option<std::path::PathBuf>,
     /// `CACHE_JANITOR_KEYS_PER_SEC`: the janitor's SCAN budget (0: no janitor).
     pub janitor_keys_per_sec: u64,
+    /// What an entry holds: a short digest of the shapes of the cached
+    /// resources and of the page template (`startup` derives it), part of
+    /// every entry key. Two releases whose entries differ in shape never
+    /// read each other's entries; the counters are shared, so a write
+    /// through either invalidates both.
+    pub format: String,
 }
 
 impl From<&Settings> for CacheConfig {
@@ -174,11 +187,20 @@ impl From<&Settings> for CacheConfig {
             enabled: settings.cache_enabled,
             ca_file: settings.redis_ca_file.clone(),
             janitor_keys_per_sec: settings.cache_janitor_keys_per_sec,
+            format: String::new(),
         }
     }
 }
 
 impl CacheConfig {
+    /// How long a linkhub writer's own outbox rows are left to it before
+    /// other instances deliver them: its bump and `WAIT` take at most
+    /// twice the Redis timeout, and a second on top keeps the others from
+    /// bumping what is being delivered.
+    fn writer_grace(&self) -> Duration {
+        self.timeout * 2 + Duration::from_secs(1)
+    }
+
     /// Counters outlive every entry stored under them (twice the longest
     /// entry TTL), except the ones a read creates: those may be of something
     /// that does not exist, so they live as long as a cached `404`.
@@ -201,9 +223,11 @@ impl Cache {
         metrics: Arc<Metrics>,
         tasks: &BackgroundTasks,
     ) -> Result<Self, String> {
+        let epoch = Arc::new(CacheEpoch::default());
         let store = Arc::new(Store::new(
             &config.topology,
             &config.prefix,
+            Arc::clone(&epoch),
             config.pool_size,
             config.timeout,
             config.ca_file.as_deref(),
@@ -222,32 +246,40 @@ impl Cache {
             Janitor::default()
         };
         let purger = Purger::start(tasks, Arc::clone(&store), Arc::clone(&metrics), janitor);
+        // An instance with the cache off reads nothing from Redis, but
+        // delivers what is owed like any other: its own writes' bumps, and
+        // the changes made outside the API (nobody else may be running).
+        // Its start does not wait for Redis.
         let (first_recovery_done, first_recovery) = tokio::sync::watch::channel(!config.enabled);
-        if config.enabled {
-            listener::start(
-                tasks,
-                config.database_url.clone(),
-                Arc::clone(&breaker),
-                Arc::clone(&owed),
-                Arc::clone(&metrics),
-            );
-            recovery::start(
-                tasks,
-                recovery::Recovery {
-                    store: Arc::clone(&store),
-                    breaker: Arc::clone(&breaker),
-                    owed: Arc::clone(&owed),
-                    db: db.clone(),
-                    purger: purger.clone(),
-                    metrics: Arc::clone(&metrics),
-                    first_attempt_done: first_recovery_done,
-                    // Subscribing is one PostgreSQL connection and a `LISTEN`.
-                    listen_wait: config.timeout * 4,
-                },
-            );
-        }
+        listener::start(
+            tasks,
+            config.database_url.clone(),
+            Arc::clone(&breaker),
+            Arc::clone(&owed),
+            Arc::clone(&epoch),
+            Arc::clone(&metrics),
+        );
+        recovery::start(
+            tasks,
+            recovery::Recovery {
+                store: Arc::clone(&store),
+                breaker: Arc::clone(&breaker),
+                owed: Arc::clone(&owed),
+                epoch: Arc::clone(&epoch),
+                db: db.clone(),
+                purger: purger.clone(),
+                metrics: Arc::clone(&metrics),
+                first_attempt_done: first_recovery_done,
+                // Subscribing is one PostgreSQL connection and a `LISTEN`.
+                listen_wait: config.timeout * 4,
+                writer_grace: config.writer_grace(),
+                report: recovery::Report::new(config.enabled),
+            },
+        );
         Ok(Self {
             store,
+            epoch,
+            format: config.format.clone(),
             breaker,
             owed,
             metrics,
@@ -322,7 +354,8 @@ impl Cache {
         }
         // Read before anything is asked of Redis (see `near`).
         let trust_period = self.breaker.trust_period();
-        let counter = keys::version_key(self.store.prefix(), &ns);
+        let query = &query.in_format(&self.format);
+        let counter = keys::version_key(&self.store.cache_prefix(), &ns);
         if self.near.is_on() {
             match self.store.version(&counter).await {
                 Ok(Some(version)) => {
@@ -397,7 +430,7 @@ impl Cache {
         Fut: Future<Output = Result<Loaded, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let key = keys::entry_key(self.store.prefix(), ns, version, query.as_str());
+        let key = keys::entry_key(&self.store.cache_prefix(), ns, version, query.as_str());
         let kind = ns.kind();
         let ttl = self.jittered_ttl_secs();
         let negative_ttl = self.negative_ttl.as_secs().clamp(1, ttl);
@@ -521,11 +554,8 @@ impl Cache {
         if pending.namespaces.is_empty() {
             return;
         }
-        if !self.enabled {
-            // Nothing is cached; the rows only need to go.
-            self.forget_outbox_rows(pending.ids);
-            return;
-        }
+        // Bump under the epoch the write committed in, at least (see `epoch.rs`).
+        self.epoch.adopt(pending.epoch);
         if !self.breaker.lets_through() {
             self.owe(&pending.namespaces).await;
             return;
@@ -622,9 +652,12 @@ fn load_span(kind: &'static str) -> tracing::Span {
 /// Bumps the namespaces of a write made outside the server (the CLI), with
 /// no breaker: the caller decides what to do when Redis does not answer.
 pub async fn deliver(config: &CacheConfig, pending: &outbox::Pending) -> Result<(), StoreError> {
+    let epoch = Arc::new(CacheEpoch::default());
+    epoch.adopt(pending.epoch);
     let store = Store::new(
         &config.topology,
         &config.prefix,
+        epoch,
         1,
         config.timeout,
         config.ca_file.as_deref(),

@@ -54,6 +54,11 @@ impl OwedBumps {
         self.replay_requested.swap(false, Ordering::AcqRel)
     }
 
+    /// How many namespaces are owed now.
+    pub fn count(&self) -> u64 {
+        self.owed_count.load(Ordering::Acquire)
+    }
+
     pub fn has_owed(&self) -> bool {
         self.owed_count.load(Ordering::Acquire) > 0
     }

@@ -24,13 +24,21 @@ use crate::tasks::BackgroundTasks;
 /// to its own slot's master), sent together over the multiplexed connection.
 const CONCURRENT_PURGES: usize = 32;
 
+/// Batches of bumped namespaces that may wait: one per write or replay. A
+/// client cannot grow the queue past it by writing fast; a batch that finds
+/// it full is dropped, and its stale entries are left to the janitor (woken
+/// for them) and to their TTL: removal never makes a read fresh, the
+/// versions do.
+const QUEUE_BATCHES: usize = 10_000;
+
 /// Bumped namespaces, with the span of whoever bumped them (a request, or
 /// recovery), so the purge logs under that request's id.
 type Queued = (Vec<Namespace>, Span);
 
 #[derive(Clone)]
 pub struct Purger {
-    queue: mpsc::UnboundedSender<Queued>,
+    queue: mpsc::Sender<Queued>,
+    janitor: Janitor,
 }
 
 impl Purger {
@@ -40,8 +48,9 @@ impl Purger {
         metrics: Arc<Metrics>,
         janitor: Janitor,
     ) -> Self {
-        let (queue, mut rx) = mpsc::unbounded_channel::<Queued>();
+        let (queue, mut rx) = mpsc::channel::<Queued>(QUEUE_BATCHES);
         let scripts = IndexScripts::default();
+        let waker = janitor.clone();
         tasks.spawn("purge", async move {
             while let Some((first, started_by)) = rx.recv().await {
                 let mut batch: HashSet<Namespace> = first.into_iter().collect();
@@ -60,13 +69,23 @@ impl Purger {
                     .await;
             }
         });
-        Self { queue }
+        Self {
+            queue,
+            janitor: waker,
+        }
     }
 
     /// Queues `namespaces` for a purge started by the current span.
     pub fn enqueue(&self, namespaces: Vec<Namespace>) {
-        // The receiver lives until the process stops; a send can only fail then.
-        let _ = self.queue.send((namespaces, Span::current()));
+        // Closed only when the process stops; full under a flood of writes.
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.queue.try_send((namespaces, Span::current()))
+        {
+            tracing::debug!(
+                "cache: the purge queue is full; stale entries are left to the janitor"
+            );
+            self.janitor.wake();
+        }
     }
 }
 

@@ -21,22 +21,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::breaker::Breaker;
+use super::epoch::CacheEpoch;
 use super::owed::OwedBumps;
 use super::purge::Purger;
 use super::store::{Store, StoreError};
-use crate::db::{DbPool, outbox};
+use crate::db::{DbPool, epoch, instances, outbox};
 use crate::metrics::Metrics;
 use crate::tasks::BackgroundTasks;
 
 /// How often an open breaker retries.
 const RETRY_EVERY: Duration = Duration::from_millis(200);
-/// How often leftover rows are looked for while healthy.
-const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// How often leftover rows are looked for while healthy: rows of a writer
+/// that died before its bump, older than the writer's grace on
+/// PostgreSQL's clock. One indexed query, mostly on an empty table.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often this instance reports its cache to `cache_instances`.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
 /// How often the masters are read to notice a failover: a round trip per
 /// master and one `CLUSTER NODES` per second, off the request path.
 const TOPOLOGY_EVERY: Duration = Duration::from_secs(1);
-/// Rows younger than this are still being delivered by their own writer.
-const LEFTOVER_AGE_SECS: i32 = 10;
 /// Rows per replay step; their namespaces are deduplicated, so a long outage
 /// of writes to few namespaces costs few bumps.
 const BATCH: i64 = 5000;
@@ -46,6 +49,7 @@ pub struct Recovery {
     pub store: Arc<Store>,
     pub breaker: Arc<Breaker>,
     pub owed: Arc<OwedBumps>,
+    pub epoch: Arc<CacheEpoch>,
     pub db: DbPool,
     pub purger: Purger,
     pub metrics: Arc<Metrics>,
@@ -54,6 +58,36 @@ pub struct Recovery {
     pub first_attempt_done: tokio::sync::watch::Sender<bool>,
     /// How long the first attempt waits for the owed-bump listener to subscribe.
     pub listen_wait: Duration,
+    /// How long a linkhub writer's own outbox rows are left to it.
+    pub writer_grace: Duration,
+    /// This instance's report to `cache_instances`.
+    pub report: Report,
+}
+
+/// What `linkhub cache status` shows of this instance.
+pub struct Report {
+    instance: String,
+    started_at: chrono::DateTime<chrono::Utc>,
+    enabled: bool,
+}
+
+impl Report {
+    /// `<host>:<pid>:<start, µs>`: unique per process.
+    pub fn new(enabled: bool) -> Self {
+        let started_at = chrono::Utc::now();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".to_owned());
+        Self {
+            instance: format!(
+                "{host}:{}:{}",
+                std::process::id(),
+                started_at.timestamp_micros()
+            ),
+            started_at,
+            enabled,
+        }
+    }
 }
 
 /// The first attempt runs at once (after the listener subscribed, or
@@ -68,11 +102,18 @@ pub fn start(tasks: &BackgroundTasks, recovery: Recovery) {
         while !recovery.owed.is_listening() && Instant::now() < listening_by {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        let mut last_report: Option<(Instant, (&'static str, i64))> = None;
         loop {
             recovery
                 .tick(&mut last_sweep, &mut last_topology, &mut trusted_before)
                 .await;
             recovery.first_attempt_done.send_replace(true);
+            // Every few seconds, and at once when the state or the epoch changed.
+            let state = (recovery.cache_state(), recovery.epoch.get());
+            if last_report.is_none_or(|(at, was)| was != state || at.elapsed() >= REPORT_EVERY) {
+                last_report = Some((Instant::now(), state));
+                recovery.report(state).await;
+            }
             tokio::time::sleep(RETRY_EVERY).await;
         }
     });
@@ -98,7 +139,10 @@ impl Recovery {
             let recovered = match self.store.refresh_topology().await {
                 Ok(_) => {
                     *last_topology = Instant::now();
-                    self.settle_owed().await
+                    match self.trust_epoch().await {
+                        Ok(()) => self.settle_owed().await,
+                        Err(e) => Err(e),
+                    }
                 }
                 Err(e) => Err(ReplayError::Redis(e.to_string())),
             };
@@ -121,6 +165,7 @@ impl Recovery {
             }
         } else if last_topology.elapsed() >= TOPOLOGY_EVERY {
             *last_topology = Instant::now();
+            self.poll_epoch().await;
             match self.store.refresh_topology().await {
                 Ok(false) => {}
                 Ok(true) => {
@@ -152,7 +197,7 @@ impl Recovery {
             }
         } else if last_sweep.elapsed() >= SWEEP_EVERY {
             *last_sweep = Instant::now();
-            if let Err(e) = self.replay(LEFTOVER_AGE_SECS).await {
+            if let Err(e) = self.replay(self.writer_grace).await {
                 tracing::warn!("cache: replaying leftover outbox rows failed: {e}");
             }
         }
@@ -162,19 +207,89 @@ impl Recovery {
     /// their rows were committed before the snapshot, so the replay bumped them.
     async fn settle_owed(&self) -> Result<usize, ReplayError> {
         let owed = self.owed.snapshot_owed();
-        let replayed = self.replay(0).await?;
+        let replayed = self.replay(Duration::ZERO).await?;
         self.owed.settle(owed);
         Ok(replayed)
     }
 
-    /// Bumps every namespace with an outbox row at least `min_age_secs` old,
-    /// then deletes those rows. Returns how many rows were replayed.
-    async fn replay(&self, min_age_secs: i32) -> Result<usize, ReplayError> {
+    /// The epoch under which the Redis processes there are now may be
+    /// trusted: the current one when they are those it was trusted on, a new
+    /// one when any differs (a restart from a snapshot or an AOF, a restored
+    /// backup, a master replaced). What such a Redis brought back stays
+    /// behind in the older epoch (`db::epoch`).
+    async fn trust_epoch(&self) -> Result<(), ReplayError> {
+        let runs = self
+            .store
+            .master_runs()
+            .ok_or_else(|| ReplayError::Redis("a Redis master's run id is unknown".to_owned()))?;
+        let mut conn = self
+            .db
+            .get()
+            .await
+            .map_err(|e| ReplayError::Database(e.to_string()))?;
+        let trusted = epoch::trust_runs(&mut conn, &runs)
+            .await
+            .map_err(|e| ReplayError::Database(e.to_string()))?;
+        self.epoch.adopt(trusted);
+        Ok(())
+    }
+
+    /// Reads the epoch, in case an announcement of a move was missed.
+    async fn poll_epoch(&self) {
+        let current = match self.db.get().await {
+            Ok(mut conn) => epoch::current(&mut conn).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match current {
+            Ok(current) => {
+                self.epoch.adopt(current.epoch);
+            }
+            Err(e) => tracing::debug!("cache: reading the cache epoch failed: {e}"),
+        }
+    }
+
+    /// `off` (`CACHE_ENABLED=false`), `ok` (reads are served from Redis)
+    /// or `degraded` (they bypass it).
+    fn cache_state(&self) -> &'static str {
+        match (self.report.enabled, self.breaker.lets_through()) {
+            (false, _) => "off",
+            (true, true) => "ok",
+            (true, false) => "degraded",
+        }
+    }
+
+    /// Tells `cache_instances` how this instance's cache is: `(state, epoch)`.
+    async fn report(&self, (cache, epoch): (&'static str, i64)) {
+        let report = instances::InstanceReport {
+            instance: self.report.instance.clone(),
+            started_at: self.report.started_at,
+            seen_at: chrono::Utc::now(),
+            cache: cache.to_owned(),
+            epoch,
+            owed: i64::try_from(self.owed.count()).unwrap_or(i64::MAX),
+            age_secs: 0,
+        };
+        let reported = match self.db.get().await {
+            Ok(mut conn) => instances::report(&mut conn, &report)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = reported {
+            tracing::debug!("cache: reporting to cache_instances failed: {e}");
+        }
+    }
+
+    /// Bumps every namespace owed by an outbox row that is due (every row no
+    /// linkhub writer made, and linkhub writers' rows older than
+    /// `writer_grace`), then deletes those rows. Returns how many rows were
+    /// replayed.
+    async fn replay(&self, writer_grace: Duration) -> Result<usize, ReplayError> {
         let db = |e: String| ReplayError::Database(e);
         let mut conn = self.db.get().await.map_err(|e| db(e.to_string()))?;
         let mut replayed = 0;
         loop {
-            let pending = outbox::pending(&mut conn, min_age_secs, BATCH)
+            let pending = outbox::pending(&mut conn, writer_grace, BATCH)
                 .await
                 .map_err(|e| db(e.to_string()))?;
             if pending.ids.is_empty() {

@@ -111,6 +111,10 @@ settings! {
         /// most (0: no janitor).
         cache_janitor_keys_per_sec: u64 = "CACHE_JANITOR_KEYS_PER_SEC"
             => Rule::number(2000, "a whole number (0: no janitor)"),
+        /// Mixed into the digest of what a cache entry holds (part of every
+        /// entry key). A release whose entries change shape gets new keys on
+        /// its own; a new value forces it (a fix the shapes do not show, a test).
+        cache_format_salt: String = "CACHE_FORMAT_SALT" => Rule::text(""),
         /// PostgreSQL `statement_timeout` of every pooled connection.
         db_statement_timeout: Duration = "DB_STATEMENT_TIMEOUT_MS"
             => Rule::millis(5000).positive(),

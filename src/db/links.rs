@@ -7,7 +7,6 @@ use super::users::lock_owner;
 use super::{Written, count_to_u64, outbox};
 use crate::domain::input::{LinkPatchInput, NewLinkInput, Valid};
 use crate::domain::resources::{Link, PageRequest};
-use crate::namespace;
 use crate::schema::{links, users};
 
 /// The columns a PATCH may set; made only of a checked patch.
@@ -113,7 +112,7 @@ pub async fn insert(
     let position = link.position();
     let NewLinkInput { title, url, .. } = link.into_inner();
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        let Some(username) = lock_owner(conn, user_id).await? else {
+        let Some(_owner) = lock_owner(conn, user_id).await? else {
             return Ok(NewLink::NoSuchUser);
         };
         let count: i64 = links::table
@@ -149,8 +148,7 @@ pub async fn insert(
             .returning(Link::as_returning())
             .get_result(conn)
             .await?;
-        let namespaces = namespace::touched_by_link_write(user_id, &username, link.id);
-        let changes = outbox::record(conn, namespaces).await?;
+        let changes = outbox::recorded(conn).await?;
         Ok(NewLink::Created(Written {
             value: link,
             changes,
@@ -167,7 +165,7 @@ pub async fn update(
 ) -> QueryResult<Option<Written<Link>>> {
     let changes = LinkChanges::from(patch);
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        let Some((user_id, username)) = locked_link_owner(conn, id).await? else {
+        let Some(_owner) = locked_link_owner(conn, id).await? else {
             return Ok(None);
         };
         let link: Link =
@@ -184,8 +182,7 @@ pub async fn update(
                     .get_result(conn)
                     .await?
             };
-        let namespaces = namespace::touched_by_link_write(user_id, &username, id);
-        let pending = outbox::record(conn, namespaces).await?;
+        let pending = outbox::recorded(conn).await?;
         Ok(Some(Written {
             value: link,
             changes: pending,
@@ -197,19 +194,19 @@ pub async fn update(
 /// `Ok(None)`: no such link.
 pub async fn delete(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Written<()>>> {
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        let Some((user_id, username)) = locked_link_owner(conn, id).await? else {
+        let Some(_owner) = locked_link_owner(conn, id).await? else {
             return Ok(None);
         };
         diesel::delete(links::table.find(id)).execute(conn).await?;
-        let namespaces = namespace::touched_by_link_write(user_id, &username, id);
-        let changes = outbox::record(conn, namespaces).await?;
+        let changes = outbox::recorded(conn).await?;
         Ok(Some(Written { value: (), changes }))
     })
     .await
 }
 
-/// The link's owner id and username, with the link and owner rows locked (a
-/// concurrent rename cannot make the profile namespace recorded here stale).
+/// The link's owner id and username, with the link and owner rows locked: a
+/// concurrent rename waits, so the profile namespace the outbox trigger reads
+/// for this write is the owner's name as committed.
 async fn locked_link_owner(
     conn: &mut AsyncPgConnection,
     id: i64,

@@ -1,8 +1,12 @@
 //! The SQL layer: every query linkhub makes lives below this module, one file
-//! per table. Writes run in one transaction together with the cache outbox rows
-//! of the namespaces they change ([`outbox`]), so an invalidation can never be
-//! lost between a commit and a crash.
+//! per table. Every committed change to a cached table records the cache
+//! namespaces it changed in the same transaction ([`outbox`], written by the
+//! tables' triggers whoever commits), so an invalidation can never be lost
+//! between a commit and a crash, nor forgotten by a writer; [`epoch`] keeps
+//! the cache epoch that coarse changes and untrusted Redis processes move.
 
+pub mod epoch;
+pub mod instances;
 pub mod links;
 pub mod outbox;
 pub mod socials;
@@ -57,8 +61,9 @@ pub struct SessionTimeouts {
     pub idle_in_transaction: Duration,
 }
 
-/// `database_url` with `timeouts` added to libpq's `options` parameter
-/// (`-c name=value`), so PostgreSQL applies them from the connection's start:
+/// `database_url` with `timeouts`, and the mark of a linkhub writer, added to
+/// libpq's `options` parameter (`-c name=value`), so PostgreSQL applies them
+/// from the connection's start:
 /// no extra round trip per connection, and every connection made from the
 /// URL has them. Options the URL carries already are kept.
 pub fn with_session_timeouts(
@@ -76,8 +81,10 @@ pub fn with_session_timeouts(
             kept.push((key.into_owned(), value.into_owned()));
         }
     }
+    // `linkhub.writer` tells the outbox triggers that a linkhub writer made
+    // the change and bumps it itself before answering (`outbox.rs`).
     let options = format!(
-        "{options} -c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+        "{options} -c statement_timeout={} -c idle_in_transaction_session_timeout={} -c linkhub.writer=linkhub",
         timeouts.statement.as_millis(),
         timeouts.idle_in_transaction.as_millis()
     );

@@ -1,9 +1,14 @@
 //! `cache_outbox`: the cache version bumps a committed write still owes Redis.
 //!
-//! A write inserts one row per namespace it changed, in its own transaction.
-//! After the commit the cache bumps those namespaces and deletes the rows; a
-//! row that outlives that (Redis was down, the process died) is replayed by
-//! the cache's recovery before the cache is trusted again.
+//! The rows are written by triggers on `users`, `links` and `socials` (the
+//! migration `cache_owed_by_the_database`), in the transaction of whatever
+//! changed them: linkhub, `psql`, a diesel data migration, another program.
+//! The same triggers announce them on [`OWED_CHANNEL`] at commit. A linkhub
+//! write reads back its own rows ([`recorded`]), bumps them after the commit
+//! and deletes them; every other row is delivered by the running instances
+//! ([`pending`]). A row that outlives its delivery (Redis was down, the
+//! process died) is replayed by the cache's recovery before the cache is
+//! trusted again.
 
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -11,64 +16,134 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use crate::namespace::Namespace;
 use crate::schema::cache_outbox;
 
-/// The outbox rows of one write.
+/// Outbox rows: what one write owes, or a batch a replay delivers.
 #[derive(Debug, Clone, Default)]
 pub struct Pending {
     pub ids: Vec<i64>,
     pub namespaces: Vec<Namespace>,
+    /// The cache epoch a write's rows were committed under (0: not known,
+    /// as for a replay's batch).
+    pub epoch: i64,
 }
 
-/// Records `namespaces` (deduplicated) as owed bumps. Call inside the write's transaction.
-pub async fn record(
-    conn: &mut AsyncPgConnection,
-    mut namespaces: Vec<Namespace>,
-) -> QueryResult<Pending> {
-    namespaces.sort();
-    namespaces.dedup();
-    let rows: Vec<_> = namespaces
-        .iter()
-        .map(|ns| cache_outbox::namespace.eq(ns.to_string()))
-        .collect();
-    let ids = diesel::insert_into(cache_outbox::table)
-        .values(&rows)
-        .returning(cache_outbox::id)
-        .get_results(conn)
-        .await?;
-    Ok(Pending { ids, namespaces })
+/// The outbox rows this transaction's own changes recorded (the triggers of
+/// the `cache_owed_by_the_database` migration write them), with the cache
+/// epoch they are owed under. Call inside the write's transaction, after its
+/// last statement: the triggers hold the epoch row (`FOR KEY SHARE`) until
+/// the commit, so it cannot move in between.
+pub async fn recorded(conn: &mut AsyncPgConnection) -> QueryResult<Pending> {
+    let rows: Vec<RecordedRow> = diesel::sql_query(
+        "SELECT e.epoch, o.id, o.namespace FROM cache_epoch e \
+         LEFT JOIN cache_outbox o ON o.xact = txid_current() ORDER BY o.id",
+    )
+    .load(conn)
+    .await?;
+    let epoch = rows.iter().map(|r| r.epoch).next().unwrap_or(0);
+    let mut pending = Pending::from_rows(rows.into_iter().filter_map(|r| {
+        Some(OutboxRow {
+            id: r.id?,
+            namespace: r.namespace?,
+        })
+    }));
+    pending.epoch = epoch;
+    Ok(pending)
 }
 
-/// Owed bumps, oldest first; `older_than_secs` skips rows whose own writer is
-/// probably still delivering them.
+#[derive(QueryableByName)]
+struct RecordedRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    epoch: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    id: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    namespace: Option<String>,
+}
+
+/// Owed bumps, oldest first: every row no linkhub writer made (an admin's
+/// SQL, a migration, another program: nobody else will deliver it), and
+/// rows a linkhub writer made more than `writer_grace` ago (their writer is
+/// probably gone). Ages are measured on PostgreSQL's clock, the one that
+/// stamped the rows.
 pub async fn pending(
     conn: &mut AsyncPgConnection,
-    older_than_secs: i32,
+    writer_grace: std::time::Duration,
     limit: i64,
 ) -> QueryResult<Pending> {
-    let rows: Vec<(i64, String)> = cache_outbox::table
-        .filter(
-            cache_outbox::created_at
-                .le(chrono::Utc::now() - chrono::Duration::seconds(i64::from(older_than_secs))),
-        )
-        .order(cache_outbox::id)
-        .limit(limit)
-        .select((cache_outbox::id, cache_outbox::namespace))
-        .load(conn)
-        .await?;
-    let mut pending = Pending::default();
-    for (id, ns) in rows {
-        pending.ids.push(id);
-        match ns.parse() {
-            Ok(ns) => pending.namespaces.push(ns),
-            Err(()) => {
-                tracing::warn!(
-                    "cache_outbox row {id} names an unknown namespace {ns:?}; dropping it"
-                )
+    let grace_ms = i64::try_from(writer_grace.as_millis()).unwrap_or(i64::MAX);
+    let rows: Vec<OutboxRow> = diesel::sql_query(
+        "SELECT id, namespace FROM cache_outbox \
+         WHERE writer IS NULL OR created_at <= now() - $1 * interval '1 millisecond' \
+         ORDER BY id LIMIT $2",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(grace_ms)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(Pending::from_rows(rows))
+}
+
+#[derive(QueryableByName)]
+struct OutboxRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    namespace: String,
+}
+
+impl Pending {
+    fn from_rows(rows: impl IntoIterator<Item = OutboxRow>) -> Self {
+        let mut pending = Self::default();
+        for OutboxRow { id, namespace } in rows {
+            pending.ids.push(id);
+            match namespace.parse() {
+                Ok(ns) => pending.namespaces.push(ns),
+                Err(()) => tracing::warn!(
+                    "cache_outbox row {id} names an unknown namespace {namespace:?}; dropping it"
+                ),
             }
         }
+        pending.namespaces.sort();
+        pending.namespaces.dedup();
+        pending
     }
-    pending.namespaces.sort();
-    pending.namespaces.dedup();
-    Ok(pending)
+}
+
+/// How many outbox rows there are and, when any, how old the oldest is in
+/// seconds on PostgreSQL's clock (`linkhub cache status`).
+pub async fn summary(conn: &mut AsyncPgConnection) -> QueryResult<(i64, Option<f64>)> {
+    #[derive(QueryableByName)]
+    struct Summary {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+        oldest_secs: Option<f64>,
+    }
+    diesel::sql_query(
+        "SELECT count(*) AS rows, \
+                extract(epoch FROM now() - min(created_at))::DOUBLE PRECISION AS oldest_secs \
+         FROM cache_outbox",
+    )
+    .get_result::<Summary>(conn)
+    .await
+    .map(|s| (s.rows, s.oldest_secs))
+}
+
+/// The newest row's id (0 when the outbox is empty).
+pub async fn max_id(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    cache_outbox::table
+        .select(diesel::dsl::max(cache_outbox::id))
+        .get_result::<Option<i64>>(conn)
+        .await
+        .map(|id| id.unwrap_or(0))
+}
+
+/// How many rows up to `id` are still owed.
+pub async fn count_up_to(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<i64> {
+    cache_outbox::table
+        .filter(cache_outbox::id.le(id))
+        .count()
+        .get_result(conn)
+        .await
 }
 
 /// How many bumps are owed: what a stopping instance leaves to the next one.
@@ -90,25 +165,26 @@ pub const OWED_CHANNEL: &str = "linkhub_cache_owed";
 /// PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
 const MAX_PAYLOAD: usize = 7000;
 
-/// Tells every listening instance that `namespaces` have a bump owed. The
-/// payload is `<sent at, µs since the epoch> <namespace> <namespace>…`, split
-/// over several notifications when long.
+/// Tells every listening instance that `namespaces` have a bump owed that
+/// their writer could not deliver: they stop trusting those namespaces and
+/// deliver the rows themselves. Same form as the triggers' announcement, with
+/// no writer named, split over several notifications when long.
 pub async fn notify_owed(
     conn: &mut AsyncPgConnection,
     namespaces: &[Namespace],
 ) -> QueryResult<()> {
-    let sent_at = chrono::Utc::now().timestamp_micros();
     let mut payload = String::new();
     for ns in namespaces {
-        if payload.len() + ns.to_string().len() + 1 > MAX_PAYLOAD {
+        let ns = ns.to_string();
+        if payload.len() + ns.len() + 1 > MAX_PAYLOAD {
             send(conn, &payload).await?;
             payload.clear();
         }
         if payload.is_empty() {
-            payload = sent_at.to_string();
+            payload = format!("owe - {}", chrono::Utc::now().timestamp_micros());
         }
         payload.push(' ');
-        payload.push_str(&ns.to_string());
+        payload.push_str(&ns);
     }
     if !payload.is_empty() {
         send(conn, &payload).await?;
@@ -125,11 +201,45 @@ async fn send(conn: &mut AsyncPgConnection, payload: &str) -> QueryResult<()> {
         .map(drop)
 }
 
-/// Parses a payload of [`notify_owed`]: when it was sent and what is owed.
-pub fn parse_owed(payload: &str) -> Option<(i64, Vec<Namespace>)> {
+/// What arrives on [`OWED_CHANNEL`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announcement {
+    /// Committed changes owe these namespaces (`None`: too many to name; read
+    /// the outbox). `by_linkhub`: a linkhub writer made them and delivers the
+    /// bumps itself before it answers.
+    Owed {
+        by_linkhub: bool,
+        /// When it was sent, µs since 1970 (the sender's clock: for the
+        /// delay metric only).
+        sent_at: i64,
+        namespaces: Option<Vec<Namespace>>,
+    },
+    /// The cache epoch moved to this value: every entry is gone.
+    Epoch(i64),
+}
+
+/// Parses a notification of the triggers, of [`notify_owed`] or of an epoch move.
+pub fn parse_announcement(payload: &str) -> Option<Announcement> {
     let mut parts = payload.split(' ');
-    let sent_at = parts.next()?.parse().ok()?;
-    Some((sent_at, parts.filter_map(|p| p.parse().ok()).collect()))
+    match parts.next()? {
+        "epoch" => parts.next()?.parse().ok().map(Announcement::Epoch),
+        "owe" => {
+            let by_linkhub = parts.next()? != "-";
+            let sent_at = parts.next()?.parse().ok()?;
+            let rest: Vec<&str> = parts.collect();
+            let namespaces = if rest == ["*"] {
+                None
+            } else {
+                Some(rest.iter().filter_map(|p| p.parse().ok()).collect())
+            };
+            Some(Announcement::Owed {
+                by_linkhub,
+                sent_at,
+                namespaces,
+            })
+        }
+        _ => None,
+    }
 }
 
 /// A dedicated connection listening on [`OWED_CHANNEL`] (not pooled: it
@@ -150,17 +260,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn owed_payloads_round_trip() {
-        let (at, ns) = parse_owed("1764110000000123 user:1 profile:bob users").expect("parses");
-        assert_eq!(at, 1764110000000123);
+    fn announcements_parse() {
         assert_eq!(
-            ns,
-            vec![
-                Namespace::User(1),
-                Namespace::Profile("bob".into()),
-                Namespace::Users
-            ]
+            parse_announcement("owe - 1764110000000123 profile:bob user:1 users"),
+            Some(Announcement::Owed {
+                by_linkhub: false,
+                sent_at: 1764110000000123,
+                namespaces: Some(vec![
+                    Namespace::Profile("bob".into()),
+                    Namespace::User(1),
+                    Namespace::Users
+                ]),
+            })
         );
-        assert!(parse_owed("").is_none());
+        assert_eq!(
+            parse_announcement("owe linkhub 1 *"),
+            Some(Announcement::Owed {
+                by_linkhub: true,
+                sent_at: 1,
+                namespaces: None
+            })
+        );
+        assert_eq!(parse_announcement("epoch 7"), Some(Announcement::Epoch(7)));
+        assert!(parse_announcement("").is_none());
+        assert!(parse_announcement("1764110000000123 user:1").is_none());
+        assert!(parse_announcement("owe - user:1").is_none());
     }
 }

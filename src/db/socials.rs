@@ -7,7 +7,6 @@ use super::users::lock_owner;
 use super::{Written, outbox};
 use crate::domain::input::{NewSocialInput, SocialPatchInput, Valid};
 use crate::domain::resources::Social;
-use crate::namespace;
 use crate::schema::{socials, users};
 
 /// The columns a PATCH may set; made only of a checked patch.
@@ -76,7 +75,7 @@ pub async fn insert(
 ) -> QueryResult<NewSocial> {
     let NewSocialInput { platform, url } = social.into_inner();
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        let Some(username) = lock_owner(conn, user_id).await? else {
+        let Some(_owner) = lock_owner(conn, user_id).await? else {
             return Ok(NewSocial::NoSuchUser);
         };
         let count: i64 = socials::table
@@ -96,8 +95,7 @@ pub async fn insert(
             .returning(Social::as_returning())
             .get_result(conn)
             .await?;
-        let namespaces = namespace::touched_by_social_write(user_id, &username, social.id);
-        let changes = outbox::record(conn, namespaces).await?;
+        let changes = outbox::recorded(conn).await?;
         Ok(NewSocial::Created(Written {
             value: social,
             changes,
@@ -114,7 +112,7 @@ pub async fn update(
 ) -> QueryResult<Option<Written<Social>>> {
     let changes = SocialChanges::from(patch);
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        let Some((user_id, username)) = locked_social_owner(conn, id).await? else {
+        let Some(_owner) = locked_social_owner(conn, id).await? else {
             return Ok(None);
         };
         let social: Social = if changes.platform.is_none() && changes.url.is_none() {
@@ -130,8 +128,7 @@ pub async fn update(
                 .get_result(conn)
                 .await?
         };
-        let namespaces = namespace::touched_by_social_write(user_id, &username, id);
-        let pending = outbox::record(conn, namespaces).await?;
+        let pending = outbox::recorded(conn).await?;
         Ok(Some(Written {
             value: social,
             changes: pending,
@@ -143,20 +140,20 @@ pub async fn update(
 /// `Ok(None)`: no such social account.
 pub async fn delete(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Written<()>>> {
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        let Some((user_id, username)) = locked_social_owner(conn, id).await? else {
+        let Some(_owner) = locked_social_owner(conn, id).await? else {
             return Ok(None);
         };
         diesel::delete(socials::table.find(id))
             .execute(conn)
             .await?;
-        let namespaces = namespace::touched_by_social_write(user_id, &username, id);
-        let changes = outbox::record(conn, namespaces).await?;
+        let changes = outbox::recorded(conn).await?;
         Ok(Some(Written { value: (), changes }))
     })
     .await
 }
 
-/// The account's owner id and username, with both rows locked.
+/// The account's owner id and username, with both rows locked (as for a link:
+/// the outbox trigger reads the owner's name under the lock).
 async fn locked_social_owner(
     conn: &mut AsyncPgConnection,
     id: i64,

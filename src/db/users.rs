@@ -6,8 +6,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use super::{Written, count_to_u64, outbox};
 use crate::domain::input::{NewUserInput, UserPatchInput, Valid};
 use crate::domain::resources::{PageRequest, PrivateUser, PublicUser};
-use crate::namespace;
-use crate::schema::{auth_tokens, links, socials, users};
+use crate::schema::{auth_tokens, users};
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
@@ -78,11 +77,7 @@ pub async fn insert(
             .returning(PrivateUser::as_returning())
             .get_result(conn)
             .await?;
-        let changes = outbox::record(
-            conn,
-            namespace::touched_by_user_write(user.id, &user.username),
-        )
-        .await?;
+        let changes = outbox::recorded(conn).await?;
         Ok(Written {
             value: user,
             changes,
@@ -243,7 +238,7 @@ async fn apply(
     changes: UserChanges,
 ) -> QueryResult<Option<Written<PrivateUser>>> {
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        let Some(old_username) = users::table
+        let Some(_locked) = users::table
             .find(id)
             .select(users::username)
             .for_update()
@@ -275,8 +270,7 @@ async fn apply(
                 .execute(conn)
                 .await?;
         }
-        let namespaces = namespace::touched_by_user_update(id, &old_username, &user.username);
-        let pending = outbox::record(conn, namespaces).await?;
+        let pending = outbox::recorded(conn).await?;
         Ok(Some(Written {
             value: user,
             changes: pending,
@@ -289,7 +283,7 @@ async fn apply(
 /// `Ok(None)`: no such user.
 pub async fn delete(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Written<()>>> {
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        let Some(username) = users::table
+        let Some(_locked) = users::table
             .find(id)
             .select(users::username)
             .for_update()
@@ -299,22 +293,24 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option
         else {
             return Ok(None);
         };
-        let link_ids: Vec<i64> = links::table
-            .filter(links::user_id.eq(id))
-            .select(links::id)
-            .load(conn)
-            .await?;
-        let social_ids: Vec<i64> = socials::table
-            .filter(socials::user_id.eq(id))
-            .select(socials::id)
-            .load(conn)
-            .await?;
         diesel::delete(users::table.find(id)).execute(conn).await?;
-        let namespaces = namespace::touched_by_user_delete(id, &username, link_ids, social_ids);
-        let changes = outbox::record(conn, namespaces).await?;
+        let changes = outbox::recorded(conn).await?;
         Ok(Some(Written { value: (), changes }))
     })
     .await
+}
+
+/// The id of the user named `username`, if any.
+pub async fn id_by_username(
+    conn: &mut AsyncPgConnection,
+    username: &str,
+) -> QueryResult<Option<i64>> {
+    users::table
+        .filter(users::username.eq(username))
+        .select(users::id)
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Gives `username` the admin role. `Ok(None)`: no such user.
@@ -322,13 +318,7 @@ pub async fn promote(
     conn: &mut AsyncPgConnection,
     username: &str,
 ) -> QueryResult<Option<Written<PrivateUser>>> {
-    let id: Option<i64> = users::table
-        .filter(users::username.eq(username))
-        .select(users::id)
-        .first(conn)
-        .await
-        .optional()?;
-    let Some(id) = id else {
+    let Some(id) = id_by_username(conn, username).await? else {
         return Ok(None);
     };
     let changes = UserChanges {

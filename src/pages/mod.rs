@@ -16,6 +16,10 @@ mod profile;
 
 pub use profile::{not_found_page, profile_page};
 
+/// The source of the page templates: what a cached page holds follows from
+/// it, so the cache's entry format digests it (`startup::entry_format`).
+pub const TEMPLATE_SOURCES: [&str; 2] = [include_str!("mod.rs"), include_str!("profile.rs")];
+
 /// The stylesheet of every page, inlined. Changing it changes its hash: the
 /// test `the_policy_allows_exactly_the_inline_stylesheet` then names the new one.
 pub const STYLESHEET: &str = "\

@@ -86,12 +86,15 @@ async fn every_key_a_workload_leaves_expires_and_counters_outlive_their_entries(
 
     let ttl = app.settings.cache_ttl.as_secs() as i64;
     let mut redis = redis_for(&app.settings).await;
+    // Every key under CACHE_PREFIX (rate-limit windows too); counters are
+    // the cache's, under its epoch's prefix.
+    let prefix = app.key_prefix().await;
     let keys = ttls(&mut redis, &app.settings.cache_prefix).await;
     assert!(keys.len() > 20, "the workload stored entries: {keys:?}");
     let forever: Vec<_> = keys.iter().filter(|(_, t)| *t < 0).collect();
     assert!(forever.is_empty(), "keys without a TTL: {forever:?}");
     for (key, t) in &keys {
-        let bound = if is_counter(&app.settings.cache_prefix, key) {
+        let bound = if is_counter(&prefix, key) {
             2 * ttl
         } else {
             ttl
@@ -99,10 +102,7 @@ async fn every_key_a_workload_leaves_expires_and_counters_outlive_their_entries(
         assert!(*t <= bound, "{key} lives {t} s, more than {bound} s");
     }
     // A counter that a write bumped outlives every entry stored under it.
-    let counter = format!(
-        "{}:ver:{{profile:{}}}",
-        app.settings.cache_prefix, owner.username
-    );
+    let counter = format!("{}:ver:{{profile:{}}}", prefix, owner.username);
     let (_, counter_ttl) = keys
         .iter()
         .find(|(k, _)| *k == counter)
@@ -122,11 +122,11 @@ async fn reads_of_things_that_do_not_exist_leave_nothing_that_outlives_the_negat
     );
 
     let mut redis = redis_for(&app.settings).await;
+    // Every key under CACHE_PREFIX (rate-limit windows too); counters are
+    // the cache's, under its epoch's prefix.
+    let prefix = app.key_prefix().await;
     let keys = ttls(&mut redis, &app.settings.cache_prefix).await;
-    let counters = keys
-        .iter()
-        .filter(|(k, _)| is_counter(&app.settings.cache_prefix, k))
-        .count();
+    let counters = keys.iter().filter(|(k, _)| is_counter(&prefix, k)).count();
     let outliving: Vec<_> = keys
         .iter()
         .filter(|(_, t)| *t < 0 || *t > negative_ttl as i64)

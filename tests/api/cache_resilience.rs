@@ -182,7 +182,7 @@ fn entries_of(prefix: &str, snapshot: &[DumpedKey]) -> usize {
 async fn rule_5_keys_the_scan_missed_stay_unreachable() {
     let app = spawn_cached().await;
     let truth = spawn_truth(&app).await;
-    let prefix = app.settings.cache_prefix.clone();
+    let prefix = app.key_prefix().await;
     let mut con = redis_for(&app.settings).await;
     let mut owner = Owner::create(&app, 2, 2).await;
     let other = Owner::create(&app, 1, 1).await;
@@ -274,7 +274,7 @@ enum CounterLoss {
 async fn counters_lost(when: CounterLoss) {
     let app = spawn_cached().await;
     let truth = spawn_truth(&app).await;
-    let prefix = app.settings.cache_prefix.clone();
+    let prefix = app.key_prefix().await;
     let mut con = redis_for(&app.settings).await;
     let mut owner = Owner::create(&app, 2, 2).await;
     let mut gone = Vec::new();
@@ -500,7 +500,7 @@ async fn outage_on_every_instance(writer_first: bool) {
     wait_cache_ok(&writer).await;
     wait_cache_ok(&reader).await;
     let truth = spawn_truth(&writer).await;
-    let prefix = writer.settings.cache_prefix.clone();
+    let prefix = writer.key_prefix().await;
     let mut con = redis_connection(&redis.url()).await;
 
     let mut owner = Owner::create(&writer, 2, 2).await;
@@ -631,7 +631,7 @@ async fn rule_3_counters_never_reset_redis_killed_and_restarted_empty() {
     let app = spawn_app_with(|s| s.redis_url = redis_url).await;
     wait_cache_ok(&app).await;
     let truth = spawn_truth(&app).await;
-    let prefix = app.settings.cache_prefix.clone();
+    let prefix = app.key_prefix().await;
     let mut owner = Owner::create(&app, 2, 2).await;
     let mut gone = Vec::new();
     let reads = reads_of(&owner, &gone);

@@ -625,7 +625,7 @@ async fn rule_7_one_load_per_key() {
 async fn rule_6_ttl_on_every_entry_and_no_secrets() {
     const TTL: u64 = 120;
     let app = spawn_cached_with(|s| s.cache_ttl = Duration::from_secs(TTL)).await;
-    let prefix = app.settings.cache_prefix.clone();
+    let prefix = app.key_prefix().await;
     let admin = app.register_admin().await;
     let mut owner = Owner::create(&app, 2, 2).await;
     let mut secrets: Vec<String> = vec![

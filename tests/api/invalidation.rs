@@ -181,7 +181,7 @@ async fn a_write_purges_its_stale_entries_through_the_index_without_any_scan() {
     })
     .await;
     let truth = spawn_truth(&app).await;
-    let prefix = app.settings.cache_prefix.clone();
+    let prefix = app.key_prefix().await;
     let owner = Owner::create(&app, 2, 2).await;
     warm_all(&app, &owner.all_reads()).await;
     let before = entries_by_namespace(&mut con, &prefix).await;
@@ -261,7 +261,7 @@ async fn a_write_purges_its_stale_entries_through_the_index_without_any_scan() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indexes_expire_with_their_entries_and_purge_on_any_topology() {
     let app = spawn_cached().await;
-    let prefix = app.settings.cache_prefix.clone();
+    let prefix = app.key_prefix().await;
     let mut con = redis_for(&app.settings).await;
     let owner = Owner::create(&app, 2, 1).await;
     warm_all(&app, &owner.all_reads()).await;
@@ -337,7 +337,7 @@ async fn the_janitor_removes_what_the_index_missed_within_its_budget() {
         s.cache_janitor_keys_per_sec = BUDGET;
     })
     .await;
-    let prefix = app.settings.cache_prefix.clone();
+    let prefix = app.key_prefix().await;
     let owner = Owner::create(&app, 1, 1).await;
     warm_all(&app, &owner.all_reads()).await;
     // Another application's keys shaped like linkhub's, stale by any

@@ -19,6 +19,9 @@ mod cache_resilience;
 mod cache_rules;
 mod invalidation;
 mod near_cache;
+mod outside_changes;
+mod redis_restarts;
+mod releases;
 
 mod abuse_cache;
 mod abuse_limits;

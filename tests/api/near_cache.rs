@@ -83,7 +83,7 @@ async fn a_copy_is_never_served_from_a_redis_that_was_replaced() {
 
     let mut on_first = redis_connection(&first.url()).await;
     let mut on_second = redis_connection(&second.url()).await;
-    let counters = counters(&mut on_first, &app.settings.cache_prefix).await;
+    let counters = counters(&mut on_first, &app.key_prefix().await).await;
     assert!(!counters.is_empty(), "the reads left counters");
     for (key, version) in &counters {
         let _: () = redis::cmd("SET")

@@ -524,6 +524,7 @@ async fn a_wrong_ca_is_refused_and_no_message_shows_a_password() {
             enabled: false,
             ca_file: Some(PathBuf::from(&wrong_ca)),
             janitor_keys_per_sec: 0,
+            format: String::new(),
         },
         pool,
         metrics,

@@ -41,7 +41,8 @@ pub(super) const BUMP: &str = concat!(
 );
 
 impl Store {
-    /// Bumps the counters of `namespaces` and answers once each would survive
+    /// Bumps the counters of `namespaces` (under the current epoch, and the
+    /// previous one right after a move: `epoch.rs`) and answers once each would survive
     /// a failover (see the module header): [`StoreError::NotReplicated`] when
     /// a shard with a live replica did not confirm one in time. On a cluster
     /// one pipeline per master (as the last topology read says) goes to it,
@@ -55,9 +56,15 @@ impl Store {
         let must_wait = |key: &str| topology.as_ref().is_none_or(|t| t.has_live_replica(key));
         self.bounded_on(&self.bumps, async {
             let conn = self.bump_conn().await?;
+            let prefixes: Vec<String> = self
+                .epoch
+                .bumped()
+                .into_iter()
+                .map(|epoch| self.prefix_of(epoch))
+                .collect();
             let keys: Vec<String> = namespaces
                 .iter()
-                .map(|ns| keys::version_key(&self.prefix, ns))
+                .flat_map(|ns| prefixes.iter().map(move |p| keys::version_key(p, ns)))
                 .collect();
             match conn {
                 Shared::Single(mut single) => {
@@ -156,7 +163,7 @@ impl Store {
     }
 
     /// The last topology read, if any.
-    fn topology(&self) -> Option<std::sync::Arc<Topology>> {
+    pub(super) fn topology(&self) -> Option<std::sync::Arc<Topology>> {
         self.topology
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

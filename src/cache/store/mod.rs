@@ -30,11 +30,13 @@ mod connections;
 mod reads;
 mod scan;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Script;
 
 use self::connections::{Backend, Connections};
+use super::epoch::CacheEpoch;
 use super::topology::Topology;
 use crate::config::RedisTopology;
 
@@ -72,6 +74,8 @@ pub struct Store {
     /// no replica acknowledges: a replica that has the bump answers at once.
     replica_wait: Duration,
     prefix: String,
+    /// The cache epoch this process builds keys with (see [`Store::cache_prefix`]).
+    epoch: Arc<CacheEpoch>,
     lookup: Script,
     store: Script,
     timeout: Duration,
@@ -115,6 +119,7 @@ impl Store {
     pub fn new(
         topology: &RedisTopology,
         prefix: &str,
+        epoch: Arc<CacheEpoch>,
         pool_size: usize,
         timeout: Duration,
         ca_file: Option<&std::path::Path>,
@@ -130,6 +135,7 @@ impl Store {
             // bump's own round trip is left the rest.
             replica_wait: timeout / 2,
             prefix: prefix.to_owned(),
+            epoch,
             lookup: Script::new(reads::LOOKUP),
             store: Script::new(reads::STORE),
             timeout,
@@ -139,8 +145,34 @@ impl Store {
     }
 
     /// The prefix every key of this store starts with (`CACHE_PREFIX`).
+    /// Rate-limit windows live right under it: they outlast epoch moves.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// The prefix of every cache key (counters, indexes, entries):
+    /// `<CACHE_PREFIX>:e<epoch>`. Moving the epoch makes every key built
+    /// under the older one unreachable at once (`cache/epoch.rs`).
+    pub fn cache_prefix(&self) -> String {
+        self.prefix_of(self.epoch.get())
+    }
+
+    fn prefix_of(&self, epoch: i64) -> String {
+        format!("{}:e{epoch}", self.prefix)
+    }
+
+    /// The run ids of the masters as last read by [`Store::refresh_topology`],
+    /// sorted and comma-separated: which Redis processes hold the cache now.
+    /// `None` until the topology was read, or when a master's run id is unknown.
+    pub fn master_runs(&self) -> Option<String> {
+        let topology = self.topology()?;
+        let mut runs = topology
+            .masters
+            .iter()
+            .map(|m| m.run_id.clone())
+            .collect::<Option<Vec<String>>>()?;
+        runs.sort();
+        Some(runs.join(","))
     }
 
     /// TTL a bump gives a counter, in seconds.

@@ -117,12 +117,13 @@ pub struct Lookup {
 impl Store {
     /// One round trip: the namespace's version and the entry under it.
     pub async fn lookup(&self, ns: &Namespace, query: &str) -> StoreResult<Lookup> {
+        let prefix = self.cache_prefix();
         self.bounded(async {
             let mut conn = self.conn().await?;
             let (version, entry, ttl_ms): (String, Option<Vec<u8>>, Option<i64>) = self
                 .lookup
-                .key(keys::version_key(&self.prefix, ns))
-                .arg(keys::entry_prefix(&self.prefix, ns))
+                .key(keys::version_key(&prefix, ns))
+                .arg(keys::entry_prefix(&prefix, ns))
                 .arg(query)
                 .arg(self.created_counter_ttl_secs)
                 .invoke_async(&mut conn)
@@ -165,23 +166,20 @@ impl Store {
     /// Stores an entry with its TTL (`SET .. EX`) under the rules of
     /// [`STORE`]; returns whether it was stored.
     pub async fn store_entry(&self, entry: StoreEntry<'_>) -> StoreResult<bool> {
+        let prefix = self.cache_prefix();
         self.bounded(async {
             let mut conn = self.conn().await?;
             let stored: i64 = self
                 .store
                 .key(keys::entry_key(
-                    &self.prefix,
+                    &prefix,
                     entry.ns,
                     entry.version,
                     entry.query,
                 ))
-                .key(keys::version_key(&self.prefix, entry.ns))
-                .key(keys::stored_count_key(
-                    &self.prefix,
-                    entry.ns,
-                    entry.version,
-                ))
-                .key(keys::index_key(&self.prefix, entry.ns))
+                .key(keys::version_key(&prefix, entry.ns))
+                .key(keys::stored_count_key(&prefix, entry.ns, entry.version))
+                .key(keys::index_key(&prefix, entry.ns))
                 .arg(entry.version)
                 .arg(entry.value)
                 .arg(entry.ttl_secs)
@@ -201,9 +199,11 @@ impl Store {
     /// Each [`Store::version`] is bounded, and they go out together over the
     /// same multiplexed connection.
     pub async fn versions(&self, namespaces: &[Namespace]) -> StoreResult<Vec<Option<u64>>> {
+        let prefix = self.cache_prefix();
+        let prefix = &prefix;
         let calls = namespaces
             .iter()
-            .map(|ns| async move { self.version(&keys::version_key(&self.prefix, ns)).await });
+            .map(|ns| async move { self.version(&keys::version_key(prefix, ns)).await });
         futures_util::future::try_join_all(calls).await
     }
 

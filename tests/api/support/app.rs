@@ -76,6 +76,18 @@ pub async fn spawn_app_on(
 }
 
 impl TestApp {
+    /// The prefix of this app's cache keys now, `<CACHE_PREFIX>:e<epoch>`,
+    /// with the cache epoch its database holds (`cache_epoch`).
+    pub async fn key_prefix(&self) -> String {
+        let epoch = super::database::query_strings(
+            &self.database_url,
+            "SELECT epoch::text AS value FROM cache_epoch",
+        )
+        .await;
+        let epoch = epoch.first().expect("the cache_epoch row");
+        format!("{}:e{epoch}", self.settings.cache_prefix)
+    }
+
     /// A client for an app (in this process or not) listening on `port`;
     /// `database_url` is the database as the test reaches it.
     pub fn at(port: u16, database_url: &str, settings: Settings) -> TestApp {
@@ -152,14 +164,20 @@ pub async fn spawn_cached() -> TestApp {
     spawn_cached_with(|_| {}).await
 }
 
-/// An instance on the same database, its own key space and the cache disabled:
-/// every read it answers comes straight from PostgreSQL.
+/// An instance on the same database with the cache disabled: every read it
+/// answers comes straight from PostgreSQL. It shares `app`'s Redis and key
+/// space, as every instance on one database must: a cache-off instance still
+/// delivers what is owed (its own writes' bumps, changes made outside the
+/// API), and a delivery into another key space would be lost to `app`.
 pub async fn spawn_truth(app: &TestApp) -> TestApp {
     spawn_app_on(
         &app.database_url,
-        &unique_name("truth"),
+        &app.settings.cache_prefix,
         |s: &mut Settings| {
             s.cache_enabled = false;
+            s.redis_url = app.settings.redis_url.clone();
+            s.redis_cluster_urls = app.settings.redis_cluster_urls.clone();
+            s.redis_timeout = app.settings.redis_timeout;
         },
     )
     .await
