@@ -1,3 +1,5 @@
+DROP EVENT TRIGGER IF EXISTS linkhub_cache_ddl;
+DROP FUNCTION linkhub_cache_ddl_changed();
 DROP TABLE cache_instances;
 DROP FUNCTION linkhub_cache_owe_user(BIGINT);
 DROP TRIGGER cache_owed_insert ON socials;

@@ -272,3 +272,31 @@ CREATE UNLOGGED TABLE cache_instances (
     epoch      BIGINT NOT NULL,
     owed       BIGINT NOT NULL
 );
+
+-- A migration that rewrites a cached table's data with DDL (`ALTER TABLE …
+-- ALTER COLUMN … TYPE … USING …` fires no row trigger) moves the epoch.
+-- Event triggers need a superuser: where the migrating role is not one, the
+-- guard is left out and such a migration needs `linkhub cache invalidate
+-- --all` (README, migrations).
+CREATE FUNCTION linkhub_cache_ddl_changed() RETURNS EVENT_TRIGGER
+LANGUAGE plpgsql AS $$
+DECLARE
+    altered RECORD;
+BEGIN
+    FOR altered IN SELECT objid, object_identity FROM pg_event_trigger_ddl_commands() LOOP
+        IF altered.objid IN (to_regclass('users'), to_regclass('links'), to_regclass('socials')) THEN
+            PERFORM linkhub_cache_move_epoch('ALTER TABLE ' || altered.object_identity);
+            RETURN;
+        END IF;
+    END LOOP;
+END;
+$$;
+
+DO $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        CREATE EVENT TRIGGER linkhub_cache_ddl ON ddl_command_end
+            WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION linkhub_cache_ddl_changed();
+    END IF;
+END;
+$$;

@@ -366,3 +366,23 @@ async fn measure_bulk_changes() {
         );
     }
 }
+
+/// A migration that rewrites data with DDL fires no row trigger: the event
+/// trigger moves the epoch instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_rewriting_a_column_shows_within_a_second() {
+    let app = spawn_cached().await;
+    let truth = spawn_truth(&app).await;
+    let owner = Owner::create(&app, 1, 1).await;
+    let paths = owner.own_reads();
+    warm_all(&app, &paths).await;
+    let epoch_before = epoch(&app).await;
+
+    execute_sql(
+        &app.database_url,
+        "ALTER TABLE links ALTER COLUMN title TYPE text USING upper(title)",
+    )
+    .await;
+    assert_eq!(epoch(&app).await, epoch_before + 1);
+    until_fresh(&app, &truth, &paths, Duration::from_secs(1)).await;
+}
