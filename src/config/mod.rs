@@ -26,7 +26,7 @@ use table::settings;
 
 settings! {
     /// Everything linkhub can be configured with, one environment variable
-    /// each. See README.md for the table.
+    /// each. See docs/CONFIGURATION.md for the table.
     #[derive(Debug, Clone)]
     pub struct Settings {
         /// The PostgreSQL database; created at start-up when missing.

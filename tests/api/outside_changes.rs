@@ -299,7 +299,7 @@ async fn the_operator_invalidates_what_the_triggers_could_not_see() {
     assert!(stdout.contains("status: ok"), "{stdout}");
 }
 
-/// Figures for the README, not a gate (`cargo test --test api --
+/// Figures for docs/CACHE.md, not a gate (`cargo test --test api --
 /// --ignored measure_`): a data migration renaming 2,000 users (per-row
 /// namespaces) and one rewriting 1,000,000 rows (one epoch move), each with
 /// reads warmed on two instances; the time until every sampled read is fresh,

@@ -69,7 +69,7 @@ async fn only_the_writer_lost_redis() {
     for round in 0..3 {
         let bio = format!("written while the writer had no Redis, round {round}");
         owner.patch_user(&writer, json!({ "bio": bio })).await;
-        // The known window (README, "Several instances"): the reader learns of
+        // The known window (docs/RUNNING.md, "Several instances"): the reader learns of
         // the owed bump over NOTIFY, which may arrive a moment after the write
         // answered when the machine is loaded. Once it has arrived, the very
         // next reads on the other instance show the write.

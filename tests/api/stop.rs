@@ -1,4 +1,4 @@
-//! A clean stop of the `linkhub` binary (README "Stopping"): after `SIGTERM`
+//! A clean stop of the `linkhub` binary (docs/RUNNING.md, "Stopping"): after `SIGTERM`
 //! no new connection is taken, the write in flight answers within the grace
 //! (exit `0`) or is cut and leaves nothing half-done (exit `3`), and owed
 //! cache bumps outlive the stop in the outbox.

@@ -151,7 +151,7 @@ fn the_protocol_survives_failovers() {
 #[test]
 fn the_protocol_survives_losses_outages_and_purges() {
     let checker = assert_correct(FAULTS, &[A_HIT]);
-    // The window README.md documents is real in the model too: a read on the
+    // The window docs/RUNNING.md documents is real in the model too: a read on the
     // other instance before it handled the NOTIFY of an owed bump.
     let window = checker.assert_any_discovery(FRESH_READS_IN_NOTIFY_WINDOW);
     let notify_pending_at_start = window.clone().into_vec().iter().any(|(state, _)| {

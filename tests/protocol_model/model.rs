@@ -863,7 +863,7 @@ impl Model for Protocol {
 pub const FRESH_READS: &str = "no read starting after an acknowledged write returns older data";
 /// A counter never takes a value it held before, across losses and failovers.
 pub const VERSIONS_NEVER_REPEAT: &str = "versions never repeat";
-/// The same as [`FRESH_READS`] without the exception README.md documents
+/// The same as [`FRESH_READS`] without the exception docs/RUNNING.md documents
 /// (`cache::listener`): a read on another instance that starts after an
 /// owed write answered but before its `NOTIFY` was handled. Expected to fail.
 pub const FRESH_READS_IN_NOTIFY_WINDOW: &str =
