@@ -11,10 +11,33 @@ diesel::table! {
 }
 
 diesel::table! {
+    cache_epoch (id) {
+        id -> Bool,
+        epoch -> Int8,
+        redis_runs -> Text,
+        reason -> Text,
+        moved_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    cache_instances (instance) {
+        instance -> Text,
+        started_at -> Timestamptz,
+        seen_at -> Timestamptz,
+        cache -> Text,
+        epoch -> Int8,
+        owed -> Int8,
+    }
+}
+
+diesel::table! {
     cache_outbox (id) {
         id -> Int8,
         namespace -> Text,
         created_at -> Timestamptz,
+        xact -> Int8,
+        writer -> Nullable<Text>,
     }
 }
 
@@ -60,4 +83,12 @@ diesel::joinable!(auth_tokens -> users (user_id));
 diesel::joinable!(links -> users (user_id));
 diesel::joinable!(socials -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(auth_tokens, cache_outbox, links, socials, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    auth_tokens,
+    cache_epoch,
+    cache_instances,
+    cache_outbox,
+    links,
+    socials,
+    users,
+);

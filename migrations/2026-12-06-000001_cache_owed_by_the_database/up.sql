@@ -112,16 +112,11 @@ END;
 $$;
 
 -- What a change to `users` rows owes: the users list, each user's own reads
--- and the profile under each name the rows had or have. Past the bulk
--- threshold, one epoch move instead.
-CREATE FUNCTION linkhub_cache_owe_users(op TEXT, ids BIGINT[], names TEXT[]) RETURNS VOID
+-- and the profile under each name the rows had or have.
+CREATE FUNCTION linkhub_cache_owe_users(ids BIGINT[], names TEXT[]) RETURNS VOID
 LANGUAGE plpgsql AS $$
-DECLARE
-    changed BIGINT := COALESCE(array_length(ids, 1), 0);
 BEGIN
-    IF changed > linkhub_cache_bulk_rows() THEN
-        PERFORM linkhub_cache_move_epoch(op || ' of ' || changed || ' users rows');
-    ELSIF changed > 0 THEN
+    IF COALESCE(array_length(ids, 1), 0) > 0 THEN
         PERFORM linkhub_cache_owe(ARRAY(
             SELECT 'user:' || id FROM unnest(ids) AS id
             UNION SELECT 'profile:' || name FROM unnest(names) AS name
@@ -132,19 +127,29 @@ $$;
 
 -- What a change to `links` or `socials` rows owes: each item, and its
 -- owner's reads and profile (the users list does not show them).
-CREATE FUNCTION linkhub_cache_owe_items(op TEXT, item TEXT, ids BIGINT[], owners BIGINT[]) RETURNS VOID
+CREATE FUNCTION linkhub_cache_owe_items(item TEXT, ids BIGINT[], owners BIGINT[]) RETURNS VOID
 LANGUAGE plpgsql AS $$
-DECLARE
-    changed BIGINT := COALESCE(array_length(ids, 1), 0);
 BEGIN
-    IF changed > linkhub_cache_bulk_rows() THEN
-        PERFORM linkhub_cache_move_epoch(op || ' of ' || changed || ' ' || item || ' rows');
-    ELSIF changed > 0 THEN
+    IF COALESCE(array_length(ids, 1), 0) > 0 THEN
         PERFORM linkhub_cache_owe(ARRAY(
             SELECT item || ':' || id FROM unnest(ids) AS id
             UNION SELECT 'user:' || owner FROM unnest(owners) AS owner
             UNION SELECT 'profile:' || u.username FROM users u WHERE u.id = ANY (owners)));
     END IF;
+END;
+$$;
+
+-- Whether a statement that touched `touched` rows of `tbl` is past the bulk
+-- threshold; when it is, the epoch moved instead of owing its rows one by
+-- one (a million-row UPDATE pays a count, not a join).
+CREATE FUNCTION linkhub_cache_moved_for_bulk(op TEXT, tbl TEXT, touched BIGINT) RETURNS BOOLEAN
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF touched > linkhub_cache_bulk_rows() THEN
+        PERFORM linkhub_cache_move_epoch(op || ' of ' || touched || ' ' || tbl || ' rows');
+        RETURN TRUE;
+    END IF;
+    RETURN FALSE;
 END;
 $$;
 
@@ -157,15 +162,12 @@ DECLARE
     names TEXT[];
     touched BIGINT;
 BEGIN
-    -- A statement past the bulk threshold moves the epoch without looking
-    -- at its rows one by one (a million-row UPDATE pays a count, not a join).
     IF TG_OP = 'DELETE' THEN
         SELECT count(*) INTO touched FROM old_rows;
     ELSE
         SELECT count(*) INTO touched FROM new_rows;
     END IF;
-    IF touched > linkhub_cache_bulk_rows() THEN
-        PERFORM linkhub_cache_move_epoch(TG_OP || ' of ' || touched || ' ' || TG_TABLE_NAME || ' rows');
+    IF linkhub_cache_moved_for_bulk(TG_OP, TG_TABLE_NAME, touched) THEN
         RETURN NULL;
     END IF;
     IF TG_OP = 'INSERT' THEN
@@ -180,7 +182,7 @@ BEGIN
             SELECT n.id, n.username FROM old_rows o JOIN new_rows n ON n.id = o.id
                 WHERE o IS DISTINCT FROM n AND (n.id, n.username) IS DISTINCT FROM (o.id, o.username)) x;
     END IF;
-    PERFORM linkhub_cache_owe_users(TG_OP, ids, names);
+    PERFORM linkhub_cache_owe_users(ids, names);
     RETURN NULL;
 END;
 $$;
@@ -193,15 +195,12 @@ DECLARE
     owners BIGINT[];
     touched BIGINT;
 BEGIN
-    -- A statement past the bulk threshold moves the epoch without looking
-    -- at its rows one by one (a million-row UPDATE pays a count, not a join).
     IF TG_OP = 'DELETE' THEN
         SELECT count(*) INTO touched FROM old_rows;
     ELSE
         SELECT count(*) INTO touched FROM new_rows;
     END IF;
-    IF touched > linkhub_cache_bulk_rows() THEN
-        PERFORM linkhub_cache_move_epoch(TG_OP || ' of ' || touched || ' ' || TG_TABLE_NAME || ' rows');
+    IF linkhub_cache_moved_for_bulk(TG_OP, TG_TABLE_NAME, touched) THEN
         RETURN NULL;
     END IF;
     IF TG_OP = 'INSERT' THEN
@@ -216,7 +215,7 @@ BEGIN
             SELECT n.id, n.user_id FROM old_rows o JOIN new_rows n ON n.id = o.id
                 WHERE o IS DISTINCT FROM n AND n.user_id IS DISTINCT FROM o.user_id) x;
     END IF;
-    PERFORM linkhub_cache_owe_items(TG_OP, item, ids, owners);
+    PERFORM linkhub_cache_owe_items(item, ids, owners);
     RETURN NULL;
 END;
 $$;

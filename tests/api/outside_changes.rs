@@ -46,6 +46,29 @@ async fn until_fresh(
     }
 }
 
+/// A cached instance, a cache-off one to compare with, and an owner whose
+/// reads are warmed to `HIT`.
+struct Warmed {
+    app: TestApp,
+    truth: TestApp,
+    owner: Owner,
+    paths: Vec<String>,
+}
+
+async fn warmed(links: usize, socials: usize) -> Warmed {
+    let app = spawn_cached().await;
+    let truth = spawn_truth(&app).await;
+    let owner = Owner::create(&app, links, socials).await;
+    let paths = owner.own_reads();
+    warm_all(&app, &paths).await;
+    Warmed {
+        app,
+        truth,
+        owner,
+        paths,
+    }
+}
+
 async fn outbox_rows(app: &TestApp) -> usize {
     query_strings(
         &app.database_url,
@@ -68,11 +91,12 @@ async fn epoch(app: &TestApp) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admins_update_shows_in_every_read_within_a_second() {
-    let app = spawn_cached().await;
-    let truth = spawn_truth(&app).await;
-    let owner = Owner::create(&app, 2, 1).await;
-    let paths = owner.own_reads();
-    warm_all(&app, &paths).await;
+    let Warmed {
+        app,
+        truth,
+        owner,
+        paths,
+    } = warmed(2, 1).await;
 
     execute_sql(
         &app.database_url,
@@ -93,11 +117,12 @@ async fn an_admins_update_shows_in_every_read_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insert_and_a_delete_by_sql_show_within_a_second() {
-    let app = spawn_cached().await;
-    let truth = spawn_truth(&app).await;
-    let owner = Owner::create(&app, 1, 0).await;
-    let paths = owner.own_reads();
-    warm_all(&app, &paths).await;
+    let Warmed {
+        app,
+        truth,
+        owner,
+        paths,
+    } = warmed(1, 0).await;
 
     execute_sql(
         &app.database_url,
@@ -217,11 +242,12 @@ async fn a_bulk_change_moves_the_epoch_and_shows_within_five_seconds() {
 /// operator's to invalidate: `linkhub cache invalidate --user` and `--all`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_invalidates_what_the_triggers_could_not_see() {
-    let app = spawn_cached().await;
-    let truth = spawn_truth(&app).await;
-    let owner = Owner::create(&app, 1, 1).await;
-    let paths = owner.own_reads();
-    warm_all(&app, &paths).await;
+    let Warmed {
+        app,
+        truth,
+        owner,
+        paths,
+    } = warmed(1, 1).await;
     let unseen = |bio: &str| {
         format!(
             "SET session_replication_role = replica; \
@@ -371,11 +397,9 @@ async fn measure_bulk_changes() {
 /// trigger moves the epoch instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_rewriting_a_column_shows_within_a_second() {
-    let app = spawn_cached().await;
-    let truth = spawn_truth(&app).await;
-    let owner = Owner::create(&app, 1, 1).await;
-    let paths = owner.own_reads();
-    warm_all(&app, &paths).await;
+    let Warmed {
+        app, truth, paths, ..
+    } = warmed(1, 1).await;
     let epoch_before = epoch(&app).await;
 
     execute_sql(
