@@ -39,9 +39,7 @@ cleanup() {
   stop "$load_pid"
   stop "$prometheus_pid"
   stop "$linkhub_pid"
-  drop_database "$tag" "$pg_server"
-  redis-cli -u "$redis_url" --scan --pattern "$tag:*" 2>/dev/null \
-    | xargs -r -n 500 redis-cli -u "$redis_url" unlink >/dev/null 2>&1 || true
+  forget_run "$tag" "$pg_server" "$redis_url"
   if [ "$status" -ne 0 ]; then
     echo "check-dashboards: FAILED (exit $status); logs in $work" >&2
   else

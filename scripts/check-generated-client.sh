@@ -32,9 +32,7 @@ cleanup() {
     kill "$LINKHUB_PID" 2>/dev/null || true
     wait "$LINKHUB_PID" 2>/dev/null || true
   fi
-  drop_database "$tag" "$pg_server"
-  redis-cli -u "$redis_url" --scan --pattern "$tag:*" 2>/dev/null \
-    | xargs -r -n 500 redis-cli -u "$redis_url" unlink >/dev/null 2>&1 || true
+  forget_run "$tag" "$pg_server" "$redis_url"
   if [ "$status" -ne 0 ]; then
     echo "generated client: FAILED (exit $status); files in $work" >&2
   else

@@ -74,3 +74,11 @@ drop_database() {
   psql -q "${2:-postgres://postgres@127.0.0.1:5432}/postgres" \
     -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || true
 }
+
+# forget_run TAG SERVER REDIS_URL: what a script's private linkhub left
+# behind: its database TAG on SERVER and its Redis keys under `TAG:`.
+forget_run() {
+  drop_database "$1" "$2"
+  redis-cli -u "$3" --scan --pattern "$1:*" 2>/dev/null \
+    | xargs -r -n 500 redis-cli -u "$3" unlink >/dev/null 2>&1 || true
+}

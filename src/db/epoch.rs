@@ -41,43 +41,35 @@ pub async fn current(conn: &mut AsyncPgConnection) -> QueryResult<Epoch> {
 /// processes, else a new one (moved once, whichever instance gets there
 /// first), recorded with `runs`.
 pub async fn trust_runs(conn: &mut AsyncPgConnection, runs: &str) -> QueryResult<i64> {
-    #[derive(QueryableByName)]
-    struct Trusted {
-        #[diesel(sql_type = BigInt)]
-        epoch: i64,
-    }
-    diesel::sql_query("SELECT linkhub_cache_trust_runs($1) AS epoch")
+    diesel::sql_query("SELECT linkhub_cache_trust_runs($1) AS value")
         .bind::<Text, _>(runs)
-        .get_result::<Trusted>(conn)
+        .get_result::<Number>(conn)
         .await
-        .map(|t| t.epoch)
+        .map(|n| n.value)
 }
 
 /// Moves the epoch for `reason`: every instance drops every entry.
 pub async fn move_epoch(conn: &mut AsyncPgConnection, reason: &str) -> QueryResult<i64> {
-    #[derive(QueryableByName)]
-    struct Moved {
-        #[diesel(sql_type = BigInt)]
-        epoch: i64,
-    }
-    diesel::sql_query("SELECT linkhub_cache_move_epoch($1) AS epoch")
+    diesel::sql_query("SELECT linkhub_cache_move_epoch($1) AS value")
         .bind::<Text, _>(reason)
-        .get_result::<Moved>(conn)
+        .get_result::<Number>(conn)
         .await
-        .map(|m| m.epoch)
+        .map(|n| n.value)
 }
 
 /// Owes every namespace `user_id` shows in, through the triggers' own
 /// function; the number of namespaces (0: no such user).
 pub async fn owe_user(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<i64> {
-    #[derive(QueryableByName)]
-    struct Owed {
-        #[diesel(sql_type = BigInt)]
-        owed: i64,
-    }
-    diesel::sql_query("SELECT linkhub_cache_owe_user($1) AS owed")
+    diesel::sql_query("SELECT linkhub_cache_owe_user($1) AS value")
         .bind::<BigInt, _>(user_id)
-        .get_result::<Owed>(conn)
+        .get_result::<Number>(conn)
         .await
-        .map(|o| o.owed)
+        .map(|n| n.value)
+}
+
+/// What the functions of the migration answer: one number, as `value`.
+#[derive(QueryableByName)]
+struct Number {
+    #[diesel(sql_type = BigInt)]
+    value: i64,
 }
