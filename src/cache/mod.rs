@@ -66,9 +66,11 @@
 //! never capped, so an attacker filling a cap cannot evict a profile.
 
 pub mod breaker;
+mod config;
 mod entry;
 mod epoch;
 mod index;
+mod invalidate;
 mod janitor;
 pub mod keys;
 pub mod limits;
@@ -89,18 +91,19 @@ use rand::RngExt;
 use tracing::Instrument;
 
 use self::breaker::Breaker;
+pub use self::config::CacheConfig;
 use self::entry::failed_load;
 pub use self::entry::{Entry, Loaded, ReadError};
 use self::epoch::CacheEpoch;
+pub use self::invalidate::deliver;
 use self::janitor::Janitor;
 use self::keys::QueryKey;
 use self::near::NearCache;
 use self::owed::OwedBumps;
 use self::purge::Purger;
 use self::single_flight::{FreshFlights, SingleFlight};
-use self::store::{ConnectionsStatus, CounterLifetimes, Lookup, Store, StoreEntry, StoreError};
-use crate::config::{RedisTopology, Settings};
-use crate::db::{DbPool, outbox};
+use self::store::{ConnectionsStatus, Lookup, Store, StoreEntry, StoreError};
+use crate::db::DbPool;
 use crate::metrics::{CacheResult, Metrics};
 use crate::namespace::Namespace;
 use crate::tasks::BackgroundTasks;
@@ -141,75 +144,6 @@ pub struct Cache {
     first_recovery: tokio::sync::watch::Receiver<bool>,
     /// How long the start waits for that first attempt.
     warm_up_within: Duration,
-}
-
-/// How the cache is set up: the part of [`Settings`] it reads.
-#[derive(Debug, Clone)]
-pub struct CacheConfig {
-    pub topology: RedisTopology,
-    /// For the dedicated connection that listens for other instances' owed bumps.
-    pub database_url: String,
-    pub prefix: String,
-    pub pool_size: usize,
-    pub timeout: Duration,
-    /// `CACHE_NEAR_MAX_BYTES`: the near cache's bound; 0 turns it off.
-    pub near_max_bytes: u64,
-    pub ttl: Duration,
-    /// TTL of cached `404`s and of counters a read created.
-    pub negative_ttl: Duration,
-    /// Cap of page and search entries per namespace version.
-    pub max_entries_per_version: u64,
-    pub enabled: bool,
-    /// `REDIS_CA_FILE`: verify `rediss://` servers against this CA only.
-    pub ca_file: Option<std::path::PathBuf>,
-    /// `CACHE_JANITOR_KEYS_PER_SEC`: the janitor's SCAN budget (0: no janitor).
-    pub janitor_keys_per_sec: u64,
-    /// What an entry holds: a short digest of the shapes of the cached
-    /// resources and of the page template (`startup` derives it), part of
-    /// every entry key. Two releases whose entries differ in shape never
-    /// read each other's entries; the counters are shared, so a write
-    /// through either invalidates both.
-    pub format: String,
-}
-
-impl From<&Settings> for CacheConfig {
-    fn from(settings: &Settings) -> Self {
-        Self {
-            topology: settings.redis_topology(),
-            database_url: settings.database_url.clone(),
-            prefix: settings.cache_prefix.clone(),
-            pool_size: settings.redis_pool_size,
-            timeout: settings.redis_timeout,
-            near_max_bytes: settings.cache_near_max_bytes,
-            ttl: settings.cache_ttl,
-            negative_ttl: settings.cache_negative_ttl.min(settings.cache_ttl),
-            max_entries_per_version: settings.cache_max_entries_per_version,
-            enabled: settings.cache_enabled,
-            ca_file: settings.redis_ca_file.clone(),
-            janitor_keys_per_sec: settings.cache_janitor_keys_per_sec,
-            format: String::new(),
-        }
-    }
-}
-
-impl CacheConfig {
-    /// How long a linkhub writer's own outbox rows are left to it before
-    /// other instances deliver them: its bump and `WAIT` take at most
-    /// twice the Redis timeout, and a second on top keeps the others from
-    /// bumping what is being delivered.
-    fn writer_grace(&self) -> Duration {
-        self.timeout * 2 + Duration::from_secs(1)
-    }
-
-    /// Counters outlive every entry stored under them (twice the longest
-    /// entry TTL), except the ones a read creates: those may be of something
-    /// that does not exist, so they live as long as a cached `404`.
-    fn counter_lifetimes(&self) -> CounterLifetimes {
-        CounterLifetimes {
-            created_by_read: self.negative_ttl,
-            bumped: self.ttl * 2,
-        }
-    }
 }
 
 impl Cache {
@@ -546,85 +480,6 @@ impl Cache {
         self.served(ns, outcome, CacheResult::Bypass)
     }
 
-    /// Makes the entries of a committed write's namespaces unreachable, before
-    /// the write answers. When Redis cannot take the bump it is owed: the
-    /// outbox rows stay for recovery, and those namespaces bypass meanwhile.
-    #[tracing::instrument(name = "cache.bump", level = "debug", skip_all, fields(namespaces = pending.namespaces.len()))]
-    pub async fn invalidate(&self, pending: outbox::Pending) {
-        if pending.namespaces.is_empty() {
-            return;
-        }
-        // Bump under the epoch the write committed in, at least (see `epoch.rs`).
-        self.epoch.adopt(pending.epoch);
-        if !self.breaker.lets_through() {
-            self.owe(&pending.namespaces).await;
-            return;
-        }
-        match self.store.bump(&pending.namespaces).await {
-            Ok(()) => {
-                for ns in &pending.namespaces {
-                    self.metrics.cache_bump(ns.kind());
-                }
-                self.forget_outbox_rows(pending.ids);
-                self.purger.enqueue(pending.namespaces);
-            }
-            // Redis works, but a failover could lose the bump: owed, and
-            // the breaker stays closed (the other namespaces are fine).
-            // Counted in `linkhub_cache_version_bump_failures_total`; a log
-            // line per write would flood while a replica lags.
-            Err(e @ StoreError::NotReplicated { .. }) => {
-                tracing::debug!("cache: {e}; owed until a replica has it");
-                self.owe(&pending.namespaces).await;
-            }
-            Err(e) => {
-                self.redis_failed("version bump", &e);
-                self.owe(&pending.namespaces).await;
-            }
-        }
-    }
-
-    /// Leaves a bump to the outbox: this instance bypasses the namespaces
-    /// until recovery delivered it, and tells the other instances, before the
-    /// write answers, to do the same (they may reach Redis and deliver it).
-    async fn owe(&self, namespaces: &[Namespace]) {
-        self.owed.owe(namespaces);
-        for ns in namespaces {
-            self.metrics.cache_bump_failure(ns.kind());
-        }
-        let announced = match self.db.get().await {
-            Ok(mut conn) => outbox::notify_owed(&mut conn, namespaces)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = announced {
-            tracing::warn!("cache: could not announce owed bumps to other instances: {e}");
-        }
-    }
-
-    /// Deletes delivered outbox rows off the request path; rows that survive a
-    /// failure here are only bumped once more by a later replay.
-    fn forget_outbox_rows(&self, ids: Vec<i64>) {
-        if ids.is_empty() {
-            return;
-        }
-        let db = self.db.clone();
-        tokio::spawn(
-            async move {
-                let deleted = match db.get().await {
-                    Ok(mut conn) => outbox::delete(&mut conn, &ids)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Err(e) = deleted {
-                    tracing::warn!("cache: outbox rows {ids:?} stay for the next replay: {e}");
-                }
-            }
-            .in_current_span(),
-        );
-    }
-
     fn redis_failed(&self, what: &str, err: &StoreError) {
         if self.breaker.trip() {
             tracing::warn!("cache: {what} failed ({err}); reads bypass Redis until it recovers");
@@ -647,24 +502,4 @@ impl Cache {
 /// current where the load's flight starts: the request's.
 fn load_span(kind: &'static str) -> tracing::Span {
     tracing::debug_span!("db.load", namespace = kind)
-}
-
-/// Bumps the namespaces of a write made outside the server (the CLI), with
-/// no breaker: the caller decides what to do when Redis does not answer.
-pub async fn deliver(config: &CacheConfig, pending: &outbox::Pending) -> Result<(), StoreError> {
-    let epoch = Arc::new(CacheEpoch::default());
-    epoch.adopt(pending.epoch);
-    let store = Store::new(
-        &config.topology,
-        &config.prefix,
-        epoch,
-        1,
-        config.timeout,
-        config.ca_file.as_deref(),
-        config.counter_lifetimes(),
-    )
-    .map_err(StoreError::Protocol)?;
-    // Which shards have replicas to wait for.
-    store.refresh_topology().await?;
-    store.bump(&pending.namespaces).await
 }
