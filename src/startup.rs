@@ -257,7 +257,7 @@ impl Application {
                     self.in_flight.pending(),
                     self.grace.as_secs(),
                 );
-                self.in_flight.start_draining();
+                self.in_flight.start_draining(self.grace);
                 // The server future carries out the stop, so it is polled meanwhile.
                 let (ended, ()) = tokio::join!(&mut server, handle.stop(true));
                 ended?;
@@ -266,8 +266,14 @@ impl Application {
         if let Some(metrics_server) = self.metrics_server {
             metrics_server.stop().await;
         }
+        let abandoned = self.in_flight.abandoned();
+        if abandoned > 0 {
+            tracing::info!(
+                "stop: {abandoned} request(s) in this process's life ended unanswered because their clients went away (not cut)"
+            );
+        }
         let stopped = Stopped {
-            cut_requests: self.in_flight.pending(),
+            cut_requests: self.in_flight.cut(),
             tasks_left: self.tasks.stop(TASKS_STOP_WITHIN).await,
             owed_bumps_left: owed_bumps_left(&self.db, self.db_timeout).await,
         };
