@@ -15,8 +15,9 @@
 //! `{<namespace>}` is a Redis Cluster hash tag: a counter, its index and every
 //! entry of its namespace live in one slot, so one script can read and remove
 //! them together. Namespaces are per user, per link and per social, so the
-//! tags spread over the slots; only `{users}` (the global list) is a single
-//! slot, and it is read-mostly.
+//! tags spread over the slots; only `{users}` and `{users_added}` (the global
+//! list: its full pages, and its totals and tails) are single slots, and they
+//! are read-mostly.
 //!
 //! The index is what makes invalidation cost what the namespace holds, not
 //! what Redis holds: after a bump, the entries of older versions are the

@@ -82,7 +82,7 @@ pub struct PageMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<i64>,
     pub limit: u64,
-    /// Exact up to [`EXACT_TOTAL_UP_TO`] matches; above, it may be an estimate.
+    /// Exact up to 10,000 matches; above, it may be an estimate.
     pub total: u64,
     /// Page-numbered lists only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -91,6 +91,7 @@ pub struct PageMeta {
     pub total_exact: bool,
     /// The id of the page's last item when more may follow (pass it as
     /// `after`), else `null`.
+    #[schema(required = true)]
     pub next_after: Option<i64>,
 }
 
