@@ -180,10 +180,13 @@ mod tests {
     #[test]
     fn documented_envelopes_have_the_fields_that_are_sent() {
         let meta = PageMeta {
-            page: 1,
+            page: Some(1),
+            after: None,
             limit: 10,
             total: 0,
-            total_pages: 0,
+            total_pages: Some(0),
+            total_exact: true,
+            next_after: None,
         };
         assert_eq!(documented::<LinkData>(), sent(DataBody { data: 0 }));
         assert_eq!(

@@ -7,6 +7,7 @@ mod contract;
 mod errors;
 mod limits;
 mod links;
+mod list_plans;
 mod ops;
 mod pages;
 mod profiles;
