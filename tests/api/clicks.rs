@@ -222,11 +222,12 @@ async fn a_cached_profile_stays_hit_under_many_clicks() {
         .await;
     assert_eq!(bumps_before, bumps_after, "a click bumped a namespace");
     assert_eq!(stored_clicks(&app.database_url, &link["id"]).await, 300);
-    // Fewer commits than clicks: they were grouped.
+    // Fewer commits than clicks: 16 clicks in flight share commits.
     let commits = app
         .metric_sum("linkhub_click_batches_total", &[("outcome", "committed")])
         .await;
-    assert!(commits >= 1.0 && commits <= 300.0, "{commits} commits");
+    println!("300 clicks, 16 in flight: {commits} commits");
+    assert!((1.0..300.0).contains(&commits), "{commits} commits");
 }
 
 #[tokio::test]
