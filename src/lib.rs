@@ -16,6 +16,8 @@
 //! - [`db`]: every SQL query, one file per table, the outbox included.
 //! - [`metrics`]: the Prometheus registry and counters.
 //! - [`cache`]: everything Redis.
+//! - [`clicks`]: link clicks counted exactly once (group commit) and
+//!   their distinct visitors (HyperLogLog).
 //! - [`auth`]: passwords, tokens, the login throttle, the [`auth::Caller`] extractor.
 //! - [`state`]: [`state::AppState`], what the services reach.
 //! - [`service`]: one function per use case (cached reads, writes, login).
@@ -29,6 +31,7 @@ pub mod admin;
 pub mod auth;
 pub mod cache;
 pub mod cli;
+pub mod clicks;
 pub mod config;
 pub mod db;
 pub mod domain;

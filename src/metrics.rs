@@ -101,6 +101,9 @@ pub struct Metrics {
     cache_breaker_open: IntGaugeVec,
     cache_outbox_rows: IntGauge,
     owed_notify_delay: prometheus::Histogram,
+    clicks: IntCounterVec,
+    click_batches: IntCounterVec,
+    click_visitors_dropped: IntCounter,
 }
 
 /// How a cached read was served.
@@ -185,7 +188,26 @@ impl Default for Metrics {
         )
         .unwrap_or_else(|e| unreachable!("gauge is well-formed: {e}"));
         register(&registry, Box::new(cache_outbox_rows.clone()));
+        let click_visitors_dropped = IntCounter::new(
+            "linkhub_click_visitors_dropped_total",
+            "Visitors of counted clicks left out of the estimate: CLICKS_VISITORS_PENDING_MAX were waiting",
+        )
+        .unwrap_or_else(|e| unreachable!("counter is well-formed: {e}"));
+        register(&registry, Box::new(click_visitors_dropped.clone()));
         Self {
+            click_visitors_dropped,
+            clicks: counter(
+                &registry,
+                "linkhub_clicks_total",
+                "Link clicks by outcome: counted (committed, then redirected), failed (not committed: 503), busy (queue full: 503)",
+                &["outcome"],
+            ),
+            click_batches: counter(
+                &registry,
+                "linkhub_click_batches_total",
+                "Commits of click batches by outcome (committed, found_applied by a retry, retried, failed)",
+                &["outcome"],
+            ),
             cache_outbox_rows,
             http_series: Resolved::new(),
             cache_series: Resolved::new(),
@@ -265,6 +287,20 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// `n` clicks that came to `outcome` (`counted`, `failed`, `busy`).
+    pub fn clicks(&self, outcome: &'static str, n: u64) {
+        self.clicks.with_label_values(&[outcome]).inc_by(n);
+    }
+
+    /// One attempt of a click batch's commit that came to `outcome`.
+    pub fn click_batch(&self, outcome: &'static str) {
+        self.click_batches.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn click_visitor_dropped(&self) {
+        self.click_visitors_dropped.inc();
+    }
+
     pub fn cache_request(&self, namespace: &'static str, result: CacheResult) {
         self.cache_series
             .get((address(namespace), result), || {

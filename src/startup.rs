@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use crate::auth::password::Hashing;
 use crate::auth::throttle::{Limit, LoginThrottle};
 use crate::cache::{Cache, CacheConfig};
+use crate::clicks::Clicks;
 use crate::config::Settings;
 use crate::db::{self, DatabaseSetupError, DbPool};
 use crate::metrics::Metrics;
@@ -80,6 +81,9 @@ pub struct Application {
     /// The `METRICS_BIND_ADDR` listener, when there is one.
     metrics_server: Option<MetricsServer>,
     tasks: BackgroundTasks,
+    /// Stopped after the server, so a click queued before the stop is still
+    /// committed, and the visitors seen are merged.
+    clicks: Arc<Clicks>,
     in_flight: Arc<InFlight>,
     db: DbPool,
     grace: Duration,
@@ -142,6 +146,7 @@ impl Application {
             );
         }
         sweep_expired_tokens(&tasks, pool.clone());
+        let clicks = Arc::new(Clicks::start(&settings, pool.clone(), Arc::clone(&metrics)));
         let (listener, port) = bind("BIND_ADDR", &settings.bind_addr)?;
         let metrics_listener = settings
             .metrics_bind_addr
@@ -163,6 +168,7 @@ impl Application {
         let state = web::Data::new(AppState {
             db: pool.clone(),
             cache,
+            clicks: Arc::clone(&clicks),
             metrics,
             login_throttle: LoginThrottle::new(
                 Limit {
@@ -218,6 +224,7 @@ impl Application {
             server,
             metrics_server,
             tasks,
+            clicks,
             in_flight,
             db: pool,
             grace,
@@ -272,6 +279,7 @@ impl Application {
                 "stop: {abandoned} request(s) in this process's life ended unanswered because their clients went away (not cut)"
             );
         }
+        self.clicks.stop(TASKS_STOP_WITHIN).await;
         let stopped = Stopped {
             cut_requests: self.in_flight.cut(),
             tasks_left: self.tasks.stop(TASKS_STOP_WITHIN).await,

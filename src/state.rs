@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::auth::password::Hashing;
 use crate::auth::throttle::LoginThrottle;
 use crate::cache::Cache;
+use crate::clicks::Clicks;
 use crate::config::Settings;
 use crate::db::{DbPool, ReadinessProbe};
 use crate::metrics::Metrics;
@@ -16,6 +17,8 @@ use crate::metrics::Metrics;
 pub struct AppState {
     pub db: DbPool,
     pub cache: Cache,
+    /// The counting of link clicks (its committers and visitor merges).
+    pub clicks: Arc<Clicks>,
     pub metrics: Arc<Metrics>,
     pub login_throttle: LoginThrottle,
     /// The bounded password hashing slots and their queue.

@@ -154,6 +154,27 @@ settings! {
         /// `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`) are read by the exporter.
         otel_exporter_otlp_endpoint: Option<String> = "OTEL_EXPORTER_OTLP_ENDPOINT"
             => Rule::optional_url(HTTP),
+        /// Clicks one commit of the click counts carries at most.
+        clicks_batch_max: usize = "CLICKS_BATCH_MAX"
+            => Rule::number(1000, "a positive whole number").positive(),
+        /// Clicks that may wait for their commit; one more is answered `503`
+        /// with `Retry-After`.
+        clicks_queue_max: usize = "CLICKS_QUEUE_MAX"
+            => Rule::number(10_000, "a positive whole number").positive(),
+        /// Commits of click counts in flight at once (group commit).
+        clicks_committers: usize = "CLICKS_COMMITTERS"
+            => Rule::number(2, "a positive whole number").positive(),
+        /// How long a click's commit may take, retries included, before its
+        /// redirect answers `503`.
+        clicks_commit_timeout: Duration = "CLICKS_COMMIT_TIMEOUT_MS"
+            => Rule::millis(5000).positive(),
+        /// How often the visitors seen are merged into PostgreSQL.
+        clicks_visitors_flush: Duration = "CLICKS_VISITORS_FLUSH_MS"
+            => Rule::millis(1000).positive(),
+        /// Visitor observations waiting for that merge, at most; past it a
+        /// click still counts but its visitor does not.
+        clicks_visitors_pending_max: usize = "CLICKS_VISITORS_PENDING_MAX"
+            => Rule::number(100_000, "a positive whole number").positive(),
     }
 }
 

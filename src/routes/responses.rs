@@ -19,6 +19,7 @@
 //! never built; the test below keeps their fields those of the generic types
 //! that are.
 
+use crate::domain::clicks::ClickDay;
 use crate::domain::resources::{
     Link, LoginView, PageMeta, PrivateUser, Profile, PublicUser, Social,
 };
@@ -70,6 +71,7 @@ envelopes! {
         PrivateUserData as DataBody_PrivateUser: PrivateUser;
         ProfileData as DataBody_Profile: Profile;
         LoginData as DataBody_LoginView: LoginView;
+        ClickDaysData as DataBody_Vec_ClickDay: Vec<ClickDay>;
     }
     message {
         LinkMessage as MessageBody_Link: Link;

@@ -2,6 +2,7 @@ mod support;
 
 mod abuse_login;
 mod auth;
+mod clicks;
 mod concurrency;
 mod contract;
 mod errors;
