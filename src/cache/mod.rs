@@ -83,6 +83,7 @@ pub mod single_flight;
 pub mod store;
 mod tls;
 mod topology;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +104,8 @@ use self::owed::OwedBumps;
 use self::purge::Purger;
 use self::single_flight::{FreshFlights, SingleFlight};
 use self::store::{ConnectionsStatus, Lookup, Store, StoreEntry, StoreError};
+pub use self::verify::ObserverConfig;
+use self::verify::{Hit, Observer, Watched};
 use crate::db::DbPool;
 use crate::metrics::{CacheResult, Metrics};
 use crate::namespace::Namespace;
@@ -134,6 +137,8 @@ pub struct Cache {
     flights: SingleFlight<LoadOutcome>,
     bypass_flights: FreshFlights<LoadOutcome>,
     near: NearCache,
+    /// Checks a share of the `HIT`s against PostgreSQL (`verify.rs`).
+    observer: Observer,
     purger: Purger,
     db: DbPool,
     enabled: bool,
@@ -210,9 +215,23 @@ impl Cache {
                 report: recovery::Report::new(config.enabled),
             },
         );
+        let observer = Observer::start(
+            config.observer,
+            config.enabled,
+            Watched {
+                store: Arc::clone(&store),
+                breaker: Arc::clone(&breaker),
+                owed: Arc::clone(&owed),
+                db: db.clone(),
+                metrics: Arc::clone(&metrics),
+                bump_within: config.writer_grace(),
+            },
+            tasks,
+        );
         Ok(Self {
             store,
             epoch,
+            observer,
             format: config.format.clone(),
             breaker,
             owed,
@@ -279,7 +298,7 @@ impl Cache {
         load: F,
     ) -> Result<Served, ReadError>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Loaded, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
@@ -298,6 +317,9 @@ impl Cache {
                             .get(&counter, query.as_str(), version, trust_period)
                     {
                         self.metrics.cache_near_hit();
+                        self.observer.offer(load, || {
+                            Hit::new(&ns, query, &counter, trust_period, &entry, version)
+                        });
                         return self.served(&ns, Ok(entry), CacheResult::Hit);
                     }
                 }
@@ -322,6 +344,10 @@ impl Cache {
                 lookup.entry_ttl,
                 Arc::clone(&entry),
             );
+            self.observer.offer(load, || {
+                let version = lookup.version.parse().unwrap_or_default();
+                Hit::new(&ns, query, &counter, trust_period, &entry, version)
+            });
             return self.served(&ns, Ok(entry), CacheResult::Hit);
         }
         let loaded = self
