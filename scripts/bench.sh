@@ -48,21 +48,32 @@ bash scripts/services.sh
 # between the `verify` markers (replaced on each run; `loadtest bench`
 # rewrites the file whole, so run this part after it).
 #   scripts/bench.sh verify      # REPS=4 DURATION=10s CONNECTIONS=64 VERIFY_PORT_BASE=7550
+# LINKHUB_BIN=path/to/linkhub uses that binary instead of building one (the
+# section then names it: a figure of a debug build is only indicative).
 verify_cost() {
   local reps="${REPS:-4}" duration="${DURATION:-10s}" connections="${CONNECTIONS:-64}"
-  local base="${VERIFY_PORT_BASE:-7550}" db="linkhub_bench_verify_$$"
+  local base="${VERIFY_PORT_BASE:-7550}"
   local redis_port=$base off_port=$((base + 1)) on_port=$((base + 2))
+  # What the EXIT trap cleans up, global: it runs after this function returned.
+  VERIFY_DB="linkhub_bench_verify_$$" VERIFY_REDIS_PORT=$redis_port
+  local db=$VERIFY_DB
   local started
   started=$(date -u '+%Y-%m-%d %H:%M UTC')
   VERIFY_WORK=$(mktemp -d /tmp/linkhub-bench-verify.XXXXXX)
   VERIFY_PIDS=()
-  cargo build --release --locked -p linkhub
-  cp "$CARGO_TARGET_DIR/release/linkhub" "$VERIFY_WORK/linkhub"
+  local build="release build"
+  if [ -n "${LINKHUB_BIN:-}" ]; then
+    build="the binary $LINKHUB_BIN (not a fresh release build)"
+    cp "$LINKHUB_BIN" "$VERIFY_WORK/linkhub"
+  else
+    cargo build --release --locked -p linkhub
+    cp "$CARGO_TARGET_DIR/release/linkhub" "$VERIFY_WORK/linkhub"
+  fi
   # shellcheck disable=SC2317  # run by the trap
   cleanup_verify() {
     for p in "${VERIFY_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
-    drop_database "$db"
+    redis-cli -p "$VERIFY_REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+    drop_database "$VERIFY_DB"
     rm -rf "$VERIFY_WORK"
   }
   trap cleanup_verify EXIT
@@ -128,7 +139,7 @@ verify_cost() {
     echo '<!-- verify:start: written by `scripts/bench.sh verify`, the rest of this file by `scripts/bench.sh` -->'
     echo '## The consistency observer'"'"'s cost'
     echo
-    echo "Written by \`scripts/bench.sh verify\` on $started: two release-build instances on one database and" \
+    echo "Written by \`scripts/bench.sh verify\` on $started: two instances ($build) on one database and" \
       "one private redis-server, \`CACHE_VERIFY_SAMPLE=0\` (off) and \`0.01\` (the default)," \
       "\`wrk -t2 -c$connections -d$duration --latency\` on one profile (5 links, 3 socials; every read a \`HIT\`)," \
       "$reps repetitions each, in ABBA order. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."

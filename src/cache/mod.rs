@@ -53,6 +53,11 @@
 //!    write acknowledged in between): a burst costs about two loads, not one
 //!    per request.
 //!
+//! # Whether it holds in production
+//! A share of the `HIT`s (`CACHE_VERIFY_SAMPLE`) is checked against
+//! PostgreSQL later, off the request path, and counted fresh, stale or
+//! skipped (`verify.rs`); a `HIT` hands its unused loader to the check.
+//!
 //! # What a client can grow, and the bounds
 //! Everything linkhub writes to Redis has a TTL. The reads a client can make
 //! up without end are bounded so: a read of an id or name that does not exist
