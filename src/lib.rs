@@ -13,6 +13,7 @@
 //! - [`domain`]: parsed, valid values and the resources.
 //! - [`pages`]: the HTML profile page (maud), rendered from a domain profile.
 //! - [`namespace`]: cache namespaces and which ones each write touches.
+//! - [`current_request`]: the id of the request a task serves, for code below HTTP.
 //! - [`db`]: every SQL query, one file per table, the outbox included.
 //! - [`metrics`]: the Prometheus registry and counters.
 //! - [`cache`]: everything Redis.
@@ -33,6 +34,7 @@ pub mod cache;
 pub mod cli;
 pub mod clicks;
 pub mod config;
+pub mod current_request;
 pub mod db;
 pub mod domain;
 pub mod error;

@@ -104,7 +104,55 @@ pub struct Metrics {
     clicks: IntCounterVec,
     click_batches: IntCounterVec,
     click_visitors_dropped: IntCounter,
+    /// The consistency observer's verdicts, one series per result
+    /// (`fresh`, `stale`, `skipped`), resolved once.
+    cache_verify: [IntCounter; 3],
+    cache_verify_skipped: IntCounterVec,
+    cache_verify_stale_age: Histogram,
 }
+
+/// Why the consistency observer gave a sampled read no verdict (each is
+/// counted as `skipped` too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifySkip {
+    /// A write moved the namespace's version (or the cache epoch), or was
+    /// committed and its bump not yet delivered: the served entry may
+    /// rightly differ from PostgreSQL.
+    Raced,
+    /// Redis was not trusted at the time (breaker open, a bump owed, a new
+    /// trust period since the read): its versions prove nothing.
+    Untrusted,
+    /// The observer's queue was full: the check was never made.
+    Dropped,
+    /// PostgreSQL had no connection to spare: requests come first.
+    Busy,
+    /// Redis or PostgreSQL failed during the check.
+    Failed,
+}
+
+impl VerifySkip {
+    pub const ALL: [Self; 5] = [
+        Self::Raced,
+        Self::Untrusted,
+        Self::Dropped,
+        Self::Busy,
+        Self::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Raced => "raced",
+            Self::Untrusted => "untrusted",
+            Self::Dropped => "dropped",
+            Self::Busy => "busy",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// The `result` labels of `linkhub_cache_verify_total`, in the order of
+/// [`Metrics`]'s resolved series.
+const VERIFY_RESULTS: [&str; 3] = ["fresh", "stale", "skipped"];
 
 /// How a cached read was served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -194,6 +242,36 @@ impl Default for Metrics {
         )
         .unwrap_or_else(|e| unreachable!("counter is well-formed: {e}"));
         register(&registry, Box::new(click_visitors_dropped.clone()));
+        let cache_verify_total = counter(
+            &registry,
+            "linkhub_cache_verify_total",
+            "Sampled cached reads the consistency observer checked against PostgreSQL, by result (fresh, stale, skipped)",
+            &["result"],
+        );
+        // Every result has its series from the start, at 0: an alert on
+        // `stale` and a dashboard see a value before the first finding.
+        let cache_verify =
+            VERIFY_RESULTS.map(|result| cache_verify_total.with_label_values(&[result]));
+        let cache_verify_skipped = counter(
+            &registry,
+            "linkhub_cache_verify_skipped_total",
+            "Checks of the consistency observer without a verdict, by reason (raced, untrusted, dropped, busy, failed)",
+            &["reason"],
+        );
+        for reason in VerifySkip::ALL {
+            cache_verify_skipped.with_label_values(&[reason.as_str()]);
+        }
+        let cache_verify_stale_age = Histogram::with_opts(
+            HistogramOpts::new(
+                "linkhub_cache_verify_stale_age_seconds",
+                "Age of the namespace version a stale cached read was served under: how long the wrong entry can have been served at most",
+            )
+            .buckets(vec![
+                0.1, 1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 7200.0, 21600.0, 86400.0,
+            ]),
+        )
+        .unwrap_or_else(|e| unreachable!("histogram is well-formed: {e}"));
+        register(&registry, Box::new(cache_verify_stale_age.clone()));
         Self {
             click_visitors_dropped,
             clicks: counter(
@@ -208,6 +286,9 @@ impl Default for Metrics {
                 "Commits of click batches by outcome (committed, found_applied by a retry, retried, failed)",
                 &["outcome"],
             ),
+            cache_verify,
+            cache_verify_skipped,
+            cache_verify_stale_age,
             cache_outbox_rows,
             http_series: Resolved::new(),
             cache_series: Resolved::new(),
@@ -372,6 +453,26 @@ impl Metrics {
 
     pub fn owed_notification(&self, delay_secs: f64) {
         self.owed_notify_delay.observe(delay_secs);
+    }
+
+    /// A sampled read the observer found equal to PostgreSQL.
+    pub fn cache_verified_fresh(&self) {
+        self.cache_verify[0].inc();
+    }
+
+    /// A sampled read the observer found different from PostgreSQL, whose
+    /// version was `age` old.
+    pub fn cache_verified_stale(&self, age: Duration) {
+        self.cache_verify[1].inc();
+        self.cache_verify_stale_age.observe(age.as_secs_f64());
+    }
+
+    /// A sampled read the observer gave no verdict, and why.
+    pub fn cache_verify_skipped(&self, reason: VerifySkip) {
+        self.cache_verify[2].inc();
+        self.cache_verify_skipped
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     /// The gauge that is 1 while the cache's breaker is open; the breaker

@@ -53,6 +53,11 @@
 //!    write acknowledged in between): a burst costs about two loads, not one
 //!    per request.
 //!
+//! # Whether it holds in production
+//! A share of the `HIT`s (`CACHE_VERIFY_SAMPLE`) is checked against
+//! PostgreSQL later, off the request path, and counted fresh, stale or
+//! skipped (`verify.rs`); a `HIT` hands its unused loader to the check.
+//!
 //! # What a client can grow, and the bounds
 //! Everything linkhub writes to Redis has a TTL. The reads a client can make
 //! up without end are bounded so: a read of an id or name that does not exist
@@ -83,6 +88,7 @@ pub mod single_flight;
 pub mod store;
 mod tls;
 mod topology;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +109,8 @@ use self::owed::OwedBumps;
 use self::purge::Purger;
 use self::single_flight::{FreshFlights, SingleFlight};
 use self::store::{ConnectionsStatus, Lookup, Store, StoreEntry, StoreError};
+pub use self::verify::ObserverConfig;
+use self::verify::{Hit, Observer, Watched};
 use crate::db::DbPool;
 use crate::metrics::{CacheResult, Metrics};
 use crate::namespace::Namespace;
@@ -134,6 +142,8 @@ pub struct Cache {
     flights: SingleFlight<LoadOutcome>,
     bypass_flights: FreshFlights<LoadOutcome>,
     near: NearCache,
+    /// Checks a share of the `HIT`s against PostgreSQL (`verify.rs`).
+    observer: Observer,
     purger: Purger,
     db: DbPool,
     enabled: bool,
@@ -210,9 +220,23 @@ impl Cache {
                 report: recovery::Report::new(config.enabled),
             },
         );
+        let observer = Observer::start(
+            config.observer,
+            config.enabled,
+            Watched {
+                store: Arc::clone(&store),
+                breaker: Arc::clone(&breaker),
+                owed: Arc::clone(&owed),
+                db: db.clone(),
+                metrics: Arc::clone(&metrics),
+                bump_within: config.writer_grace(),
+            },
+            tasks,
+        );
         Ok(Self {
             store,
             epoch,
+            observer,
             format: config.format.clone(),
             breaker,
             owed,
@@ -279,7 +303,7 @@ impl Cache {
         load: F,
     ) -> Result<Served, ReadError>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Loaded, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
@@ -298,6 +322,9 @@ impl Cache {
                             .get(&counter, query.as_str(), version, trust_period)
                     {
                         self.metrics.cache_near_hit();
+                        self.observer.offer(load, || {
+                            Hit::new(&ns, query, &counter, trust_period, &entry, version)
+                        });
                         return self.served(&ns, Ok(entry), CacheResult::Hit);
                     }
                 }
@@ -322,6 +349,10 @@ impl Cache {
                 lookup.entry_ttl,
                 Arc::clone(&entry),
             );
+            self.observer.offer(load, || {
+                let version = lookup.version.parse().unwrap_or_default();
+                Hit::new(&ns, query, &counter, trust_period, &entry, version)
+            });
             return self.served(&ns, Ok(entry), CacheResult::Hit);
         }
         let loaded = self

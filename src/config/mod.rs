@@ -111,6 +111,17 @@ settings! {
         /// most (0: no janitor).
         cache_janitor_keys_per_sec: u64 = "CACHE_JANITOR_KEYS_PER_SEC"
             => Rule::number(2000, "a whole number (0: no janitor)"),
+        /// Share of cached reads (`HIT`s) the consistency observer checks
+        /// against PostgreSQL, off the request path (0 to 1; 0 turns it off).
+        cache_verify_sample: f64 = "CACHE_VERIFY_SAMPLE" => Rule::fraction(0.01),
+        /// How long after a sampled `HIT` its check begins.
+        cache_verify_settle: Duration = "CACHE_VERIFY_SETTLE_MS" => Rule::millis(1000),
+        /// Checks waiting to begin, at most; more are dropped and counted.
+        cache_verify_queue: usize = "CACHE_VERIFY_QUEUE"
+            => Rule::number(1024, "a positive whole number").positive(),
+        /// Checks that may hold a PostgreSQL connection at once.
+        cache_verify_db_connections: usize = "CACHE_VERIFY_DB_CONNECTIONS"
+            => Rule::number(2, "a positive whole number").positive(),
         /// Mixed into the digest of what a cache entry holds (part of every
         /// entry key). A release whose entries change shape gets new keys on
         /// its own; a new value forces it (a fix the shapes do not show, a test).

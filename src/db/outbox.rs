@@ -146,6 +146,16 @@ pub async fn count_up_to(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<i
         .await
 }
 
+/// Whether a committed change to `ns` still owes its bump (a row names it):
+/// the consistency observer's test for a write whose bump is on its way.
+pub async fn owes(conn: &mut AsyncPgConnection, ns: &Namespace) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        cache_outbox::table.filter(cache_outbox::namespace.eq(ns.to_string())),
+    ))
+    .get_result(conn)
+    .await
+}
+
 /// How many bumps are owed: what a stopping instance leaves to the next one.
 pub async fn count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
     cache_outbox::table.count().get_result(conn).await

@@ -21,6 +21,7 @@ mod cache_resilience;
 mod cache_rules;
 mod invalidation;
 mod near_cache;
+mod observer;
 mod outside_changes;
 mod redis_restarts;
 mod releases;
