@@ -15,6 +15,7 @@
 //! - [`namespace`]: cache namespaces and which ones each write touches.
 //! - [`db`]: every SQL query, one file per table, the outbox included.
 //! - [`metrics`]: the Prometheus registry and counters.
+//! - [`bulkhead`]: a bounded share of the PostgreSQL pool for list loads.
 //! - [`cache`]: everything Redis.
 //! - [`auth`]: passwords, tokens, the login throttle, the [`auth::Caller`] extractor.
 //! - [`state`]: [`state::AppState`], what the services reach.
@@ -27,6 +28,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bulkhead;
 pub mod cache;
 pub mod cli;
 pub mod config;

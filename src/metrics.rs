@@ -101,6 +101,12 @@ pub struct Metrics {
     cache_breaker_open: IntGaugeVec,
     cache_outbox_rows: IntGauge,
     owed_notify_delay: prometheus::Histogram,
+    /// Loads a full bulkhead refused, by bulkhead (`bulkhead.rs`).
+    bulkhead_refused: IntCounterVec,
+    /// Requests a per-address limit refused (`429`), by limit.
+    limited: IntCounterVec,
+    /// PostgreSQL checks `/readyz` made (one per reuse period at most).
+    readiness_checks: IntCounter,
 }
 
 /// How a cached read was served.
@@ -185,7 +191,26 @@ impl Default for Metrics {
         )
         .unwrap_or_else(|e| unreachable!("gauge is well-formed: {e}"));
         register(&registry, Box::new(cache_outbox_rows.clone()));
+        let readiness_checks = IntCounter::new(
+            "linkhub_readiness_checks_total",
+            "PostgreSQL checks made for /readyz (its answers reuse one check for READINESS_REUSE_MS)",
+        )
+        .unwrap_or_else(|e| unreachable!("counter is well-formed: {e}"));
+        register(&registry, Box::new(readiness_checks.clone()));
         Self {
+            readiness_checks,
+            bulkhead_refused: counter(
+                &registry,
+                "linkhub_bulkhead_refused_total",
+                "Loads a full bulkhead refused (503), by bulkhead",
+                &["bulkhead"],
+            ),
+            limited: counter(
+                &registry,
+                "linkhub_limited_requests_total",
+                "Requests a per-address limit refused (429), by limit",
+                &["limit"],
+            ),
             cache_outbox_rows,
             http_series: Resolved::new(),
             cache_series: Resolved::new(),
@@ -265,6 +290,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A full bulkhead refused a load; `name` is one the code defines.
+    pub fn bulkhead_refused(&self, name: &'static str) {
+        self.bulkhead_refused.with_label_values(&[name]).inc();
+    }
+
+    /// A per-address limit refused a request; `limit` is one the code defines.
+    pub fn limited(&self, limit: &'static str) {
+        self.limited.with_label_values(&[limit]).inc();
+    }
+
+    /// `/readyz` asked PostgreSQL.
+    pub fn readiness_check(&self) {
+        self.readiness_checks.inc();
+    }
+
     pub fn cache_request(&self, namespace: &'static str, result: CacheResult) {
         self.cache_series
             .get((address(namespace), result), || {

@@ -6,6 +6,7 @@
 //! cacheable answer here, and the cache's [`crate::cache::ReadError`] comes
 //! back as the loader's own error.
 
+use crate::bulkhead::Bulkhead;
 use crate::cache::keys::QueryKey;
 use crate::cache::{Loaded, Served};
 use crate::db::{self, DbConn};
@@ -34,10 +35,17 @@ pub async fn users_list(
 ) -> Result<Served, ApiError> {
     let search = search.as_ref().map(SearchTerm::as_str).map(str::to_owned);
     let query = QueryKey::users_list(search.as_deref(), page.page, page.limit);
-    cached(state, Namespace::Users, query, move |mut conn| async move {
+    let load = move |mut conn: DbConn| async move {
         let (data, total) = db::users::list(&mut conn, search.as_deref(), page).await?;
         page_json(data, page, total)
-    })
+    };
+    cached_behind(
+        state,
+        Some(&state.list_loads),
+        Namespace::Users,
+        query,
+        load,
+    )
     .await
 }
 
@@ -149,8 +157,30 @@ where
     F: FnOnce(DbConn) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
 {
+    cached_behind(state, None, ns, query, load).await
+}
+
+/// [`cached`], with a load that first enters `bulkhead` (when given), before
+/// it takes a connection: the list loads a client can vary without end take
+/// a bounded share of the pool, and a hit enters nothing.
+async fn cached_behind<F, Fut>(
+    state: &AppState,
+    bulkhead: Option<&Bulkhead>,
+    ns: Namespace,
+    query: QueryKey,
+    load: F,
+) -> Result<Served, ApiError>
+where
+    F: FnOnce(DbConn) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
+{
     let pool = state.db.clone();
+    let bulkhead = bulkhead.cloned();
     let load = move || async move {
+        let _place = match bulkhead {
+            Some(bulkhead) => Some(bulkhead.enter().await?),
+            None => None,
+        };
         let loaded = match pool.get().await {
             Ok(conn) => load(conn).await,
             Err(e) => Err(e.into()),
