@@ -344,9 +344,9 @@ mod tests {
             ("registration 2", Priority::Registration),
             ("login", Priority::Account),
         ] {
-            let (hashing, order) = (Arc::clone(&hashing), Arc::clone(&order));
+            let (waiter, order) = (Arc::clone(&hashing), Arc::clone(&order));
             waiters.push(tokio::spawn(async move {
-                let _slot = hashing.slot(priority).await.expect("a slot");
+                let _slot = waiter.slot(priority).await.expect("a slot");
                 order.lock().expect("order").push(name);
             }));
             // Each is in line before the next one comes.

@@ -51,7 +51,6 @@ static HEALTHY: LazyLock<bytes::Bytes> = LazyLock::new(|| {
 });
 
 /// Readiness: `200` while PostgreSQL answers (a degraded cache still serves), else `503`.
-/// One PostgreSQL check answers every request for `READINESS_REUSE_MS`.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Readiness),
