@@ -71,12 +71,23 @@ struct SlotState {
 
 /// A hashing slot; dropping it frees the slot for the next waiter.
 struct SlotPermit {
-    slots: Arc<Slots>,
+    /// `None` once the slot was counted free (nothing left to release).
+    slots: Option<Arc<Slots>>,
+}
+
+impl SlotPermit {
+    fn of(slots: &Arc<Slots>) -> Self {
+        Self {
+            slots: Some(Arc::clone(slots)),
+        }
+    }
 }
 
 impl Drop for SlotPermit {
     fn drop(&mut self) {
-        Slots::release(&self.slots);
+        if let Some(slots) = self.slots.take() {
+            Slots::release(&slots);
+        }
     }
 }
 
@@ -104,9 +115,7 @@ impl Slots {
             .any(|queue| !queue.is_empty());
         if state.free > 0 && !ahead {
             state.free -= 1;
-            return Some(Ok(SlotPermit {
-                slots: Arc::clone(this),
-            }));
+            return Some(Ok(SlotPermit::of(this)));
         }
         let queue = &mut state.waiting[priority.index()];
         if queue.len() >= queue_max {
@@ -121,9 +130,7 @@ impl Slots {
     /// or counts it free. A waiter whose wait ended meanwhile hands the slot
     /// back when its receiver drops the permit (it comes back here).
     fn release(this: &Arc<Self>) {
-        let mut permit = SlotPermit {
-            slots: Arc::clone(this),
-        };
+        let mut permit = SlotPermit::of(this);
         let mut state = this.lock();
         for queue in state.waiting.iter_mut() {
             while let Some(waiter) = queue.pop_front() {
@@ -134,9 +141,8 @@ impl Slots {
             }
         }
         state.free += 1;
-        drop(state);
-        // The permit we made for the hand-over must not release again.
-        std::mem::forget(permit);
+        // The permit made for the hand-over is the slot just counted free.
+        permit.slots = None;
     }
 }
 
