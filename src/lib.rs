@@ -16,6 +16,7 @@
 //! - [`current_request`]: the id of the request a task serves, for code below HTTP.
 //! - [`db`]: every SQL query, one file per table, the outbox included.
 //! - [`metrics`]: the Prometheus registry and counters.
+//! - [`bulkhead`]: a bounded share of the PostgreSQL pool for list loads.
 //! - [`cache`]: everything Redis.
 //! - [`clicks`]: link clicks counted exactly once (group commit) and
 //!   their distinct visitors (HyperLogLog).
@@ -30,6 +31,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bulkhead;
 pub mod cache;
 pub mod cli;
 pub mod clicks;

@@ -109,6 +109,12 @@ pub struct Metrics {
     cache_verify: [IntCounter; 3],
     cache_verify_skipped: IntCounterVec,
     cache_verify_stale_age: Histogram,
+    /// Loads a full bulkhead refused, by bulkhead (`bulkhead.rs`).
+    bulkhead_refused: IntCounterVec,
+    /// Requests a per-address limit refused (`429`), by limit.
+    limited: IntCounterVec,
+    /// PostgreSQL checks `/readyz` made (one per reuse period at most).
+    readiness_checks: IntCounter,
 }
 
 /// Why the consistency observer gave a sampled read no verdict (each is
@@ -272,6 +278,12 @@ impl Default for Metrics {
         )
         .unwrap_or_else(|e| unreachable!("histogram is well-formed: {e}"));
         register(&registry, Box::new(cache_verify_stale_age.clone()));
+        let readiness_checks = IntCounter::new(
+            "linkhub_readiness_checks_total",
+            "PostgreSQL checks made for /readyz (its answers reuse one check for READINESS_REUSE_MS)",
+        )
+        .unwrap_or_else(|e| unreachable!("counter is well-formed: {e}"));
+        register(&registry, Box::new(readiness_checks.clone()));
         Self {
             click_visitors_dropped,
             clicks: counter(
@@ -289,6 +301,19 @@ impl Default for Metrics {
             cache_verify,
             cache_verify_skipped,
             cache_verify_stale_age,
+            readiness_checks,
+            bulkhead_refused: counter(
+                &registry,
+                "linkhub_bulkhead_refused_total",
+                "Loads a full bulkhead refused (503), by bulkhead",
+                &["bulkhead"],
+            ),
+            limited: counter(
+                &registry,
+                "linkhub_limited_requests_total",
+                "Requests a per-address limit refused (429), by limit",
+                &["limit"],
+            ),
             cache_outbox_rows,
             http_series: Resolved::new(),
             cache_series: Resolved::new(),
@@ -380,6 +405,21 @@ impl Metrics {
 
     pub fn click_visitor_dropped(&self) {
         self.click_visitors_dropped.inc();
+    }
+
+    /// A full bulkhead refused a load; `name` is one the code defines.
+    pub fn bulkhead_refused(&self, name: &'static str) {
+        self.bulkhead_refused.with_label_values(&[name]).inc();
+    }
+
+    /// A per-address limit refused a request; `limit` is one the code defines.
+    pub fn limited(&self, limit: &'static str) {
+        self.limited.with_label_values(&[limit]).inc();
+    }
+
+    /// `/readyz` asked PostgreSQL.
+    pub fn readiness_check(&self) {
+        self.readiness_checks.inc();
     }
 
     pub fn cache_request(&self, namespace: &'static str, result: CacheResult) {

@@ -26,16 +26,19 @@ use tokio::task::JoinHandle;
 
 use crate::auth::password::Hashing;
 use crate::auth::throttle::{Limit, LoginThrottle};
+use crate::bulkhead::{Bulkhead, default_list_loads};
 use crate::cache::{Cache, CacheConfig};
 use crate::clicks::Clicks;
 use crate::config::Settings;
 use crate::db::{self, DatabaseSetupError, DbPool};
 use crate::metrics::Metrics;
+use crate::middleware::admission::{self, Admission};
 use crate::middleware::body_deadline::{BodyTimeout, body_deadline};
 use crate::middleware::drain::{InFlight, count_in_flight};
 use crate::middleware::request_id::request_id;
 use crate::middleware::{cors, headers, json_errors, metrics, panics};
 use crate::routes;
+use crate::service::ops::SharedReadiness;
 use crate::state::AppState;
 use crate::tasks::BackgroundTasks;
 
@@ -165,6 +168,17 @@ impl Application {
         // own, so none of them takes the whole state.
         let pool_data = web::Data::new(pool.clone());
         let metrics_data = web::Data::from(Arc::clone(&metrics));
+        let admission = web::Data::new(Admission::new(&settings, Arc::clone(&metrics)));
+        let shared_readiness = web::Data::new(SharedReadiness::new(settings.readiness_reuse));
+        let list_loads = Bulkhead::new(
+            "list_loads",
+            match settings.list_loads_max {
+                0 => default_list_loads(settings.db_pool_size),
+                n => n,
+            },
+            settings.list_load_wait,
+            Arc::clone(&metrics),
+        );
         let state = web::Data::new(AppState {
             db: pool.clone(),
             cache,
@@ -182,6 +196,7 @@ impl Application {
             ),
             hashing: Hashing::new(settings.hash_queue_max, settings.hash_wait),
             readiness,
+            list_loads,
             settings,
         });
         let metrics_server = metrics_listener
@@ -194,7 +209,10 @@ impl Application {
                 .app_data(metrics_data.clone())
                 .app_data(in_flight_data.clone())
                 .app_data(body_timeout.clone())
+                .app_data(admission.clone())
+                .app_data(shared_readiness.clone())
                 .configure(routes::extractor_errors)
+                .wrap(from_fn(admission::admit))
                 .wrap(from_fn(body_deadline))
                 .wrap(from_fn(metrics::track))
                 .wrap(from_fn(panics::catch_panic))

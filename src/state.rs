@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::auth::password::Hashing;
 use crate::auth::throttle::LoginThrottle;
+use crate::bulkhead::Bulkhead;
 use crate::cache::Cache;
 use crate::clicks::Clicks;
 use crate::config::Settings;
@@ -26,4 +27,6 @@ pub struct AppState {
     pub settings: Settings,
     /// `/readyz`'s own PostgreSQL connection.
     pub readiness: ReadinessProbe,
+    /// The share of the pool the users list's loads may take.
+    pub list_loads: Bulkhead,
 }

@@ -79,6 +79,31 @@ settings! {
         /// before `429` (password spraying).
         login_max_failures_per_address: u32 = "LOGIN_MAX_FAILURES_PER_ADDRESS"
             => Rule::number(100, "a whole number"),
+        /// Registrations from one client address (an IPv6 /64) within
+        /// `REGISTRATION_WINDOW_SECS` before `429`.
+        registrations_per_address: u32 = "REGISTRATIONS_PER_ADDRESS"
+            => Rule::number(10, "a whole number"),
+        /// The window registrations are counted in.
+        registration_window: Duration = "REGISTRATION_WINDOW_SECS"
+            => Rule::seconds(600).positive(),
+        /// Expensive reads (users list with a search, an `after`, or beyond
+        /// `EXPENSIVE_PAGE_DEPTH`) that missed the cache, from one client
+        /// address within `EXPENSIVE_READS_WINDOW_SECS`, before `429`.
+        expensive_reads_per_address: u32 = "EXPENSIVE_READS_PER_ADDRESS"
+            => Rule::number(30, "a whole number"),
+        /// The window expensive reads are counted in.
+        expensive_reads_window: Duration = "EXPENSIVE_READS_WINDOW_SECS"
+            => Rule::seconds(60).positive(),
+        /// A users-list page whose `page × limit` is above this is an
+        /// expensive read.
+        expensive_page_depth: u64 = "EXPENSIVE_PAGE_DEPTH"
+            => Rule::number(1000, "a positive whole number").positive(),
+        /// Users-list loads (every page and search that misses the cache)
+        /// running at once at most; 0: a quarter of `DB_POOL_SIZE`, at least 1.
+        list_loads_max: usize = "LIST_LOADS_MAX"
+            => Rule::number(0, "a whole number (0: a quarter of DB_POOL_SIZE)"),
+        /// The longest a users-list load waits for the bulkhead before `503`.
+        list_load_wait: Duration = "LIST_LOAD_WAIT_MS" => Rule::millis(250).positive(),
         /// Peers (IPs or CIDRs, comma-separated) whose `X-Forwarded-For`
         /// names the client; empty: the header is never trusted.
         trusted_proxies: Vec<ipnet::IpNet> = "TRUSTED_PROXIES" => Rule::networks(),
@@ -134,6 +159,9 @@ settings! {
             => Rule::millis(10_000).positive(),
         /// How long `/readyz` waits for PostgreSQL on its own connection.
         readiness_timeout: Duration = "READINESS_TIMEOUT_MS" => Rule::millis(1000).positive(),
+        /// How long one PostgreSQL check answers every `/readyz` (one check
+        /// in flight at a time; 0: a check per request, still one at a time).
+        readiness_reuse: Duration = "READINESS_REUSE_MS" => Rule::millis(500),
         /// Time a client has to send a request's head.
         http_client_request_timeout: Duration = "HTTP_CLIENT_REQUEST_TIMEOUT_MS"
             => Rule::millis(5000).positive(),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::bulkhead::Bulkhead;
 use crate::cache::keys::QueryKey;
 use crate::cache::{Entry, Loaded, Served};
 use crate::db::{self, DbConn};
@@ -97,7 +98,8 @@ async fn users_page(
     } else {
         QueryKey::users_tail(search.as_deref(), request.start, request.limit)
     };
-    let served = cached(state, ns, query, move |mut conn| async move {
+    let list_loads = Some(&state.list_loads);
+    let served = cached_behind(state, list_loads, ns, query, move |mut conn| async move {
         let rows = db::users::list(&mut conn, search.as_deref(), request).await?;
         if full_only && (rows.len() as u64) < request.limit {
             Ok(StoredPage::TAIL_MARK.to_vec())
@@ -117,8 +119,9 @@ async fn users_total(
     search: Option<String>,
 ) -> Result<(CacheResult, Total), ApiError> {
     let query = QueryKey::users_total(search.as_deref());
-    let served = cached(
+    let served = cached_behind(
         state,
+        Some(&state.list_loads),
         Namespace::UsersAdded,
         query,
         move |mut conn| async move {
@@ -308,8 +311,30 @@ where
     F: FnOnce(DbConn) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
 {
+    cached_behind(state, None, ns, query, load).await
+}
+
+/// [`cached`], with a load that first enters `bulkhead` (when given), before
+/// it takes a connection: the list loads a client can vary without end take
+/// a bounded share of the pool, and a hit enters nothing.
+async fn cached_behind<F, Fut>(
+    state: &AppState,
+    bulkhead: Option<&Bulkhead>,
+    ns: Namespace,
+    query: QueryKey,
+    load: F,
+) -> Result<Served, ApiError>
+where
+    F: FnOnce(DbConn) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
+{
     let pool = state.db.clone();
+    let bulkhead = bulkhead.cloned();
     let load = move || async move {
+        let _place = match bulkhead {
+            Some(bulkhead) => Some(bulkhead.enter().await?),
+            None => None,
+        };
         let loaded = match pool.get().await {
             Ok(conn) => load(conn).await,
             Err(e) => Err(e.into()),

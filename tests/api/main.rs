@@ -26,6 +26,7 @@ mod outside_changes;
 mod redis_restarts;
 mod releases;
 
+mod abuse_bulkheads;
 mod abuse_cache;
 mod abuse_limits;
 
