@@ -14,10 +14,10 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use model::{
-    A_REPEAT_AFTER_A_CLOCK_WENT_BEHIND, A_CACHE_OFF_BUMP_DELIVERED_BY_THE_OTHER, A_FAILOVER, A_HIT, A_HIT_AFTER_A_FAILOVER_REPLAY,
-    A_HIT_AFTER_AN_EPOCH_MOVE, A_REPLAY_AFTER_FAILOVER, A_RESTORE, AN_EPOCH_MOVE, Action, Bounds,
-    Clocks, FRESH_READS, FRESH_READS_IN_NOTIFY_WINDOW, Protocol, State, VERSIONS_NEVER_REPEAT,
-    Variant,
+    A_CACHE_OFF_BUMP_DELIVERED_BY_THE_OTHER, A_FAILOVER, A_HIT, A_HIT_AFTER_A_FAILOVER_REPLAY,
+    A_HIT_AFTER_AN_EPOCH_MOVE, A_REPEAT_AFTER_A_CLOCK_WENT_BEHIND, A_REPLAY_AFTER_FAILOVER,
+    A_RESTORE, AN_EPOCH_MOVE, Action, Bounds, Clocks, FRESH_READS, FRESH_READS_IN_NOTIFY_WINDOW,
+    Protocol, State, VERSIONS_NEVER_REPEAT, Variant,
 };
 use stateright::{Checker, HasDiscoveries, Model, Path};
 
@@ -251,7 +251,10 @@ fn the_protocol_survives_failovers() {
     );
 }
 
+/// 3.2 million states, minutes: run by hand (`-- --ignored`); in CI the
+/// two-replica shard is explored by the `WAIT 1` variant's search.
 #[test]
+#[ignore = "minutes: run by hand (docs/protocol-model.md)"]
 fn the_protocol_survives_failovers_with_two_replicas() {
     assert_correct(
         TWO_REPLICAS,

@@ -306,9 +306,15 @@ pub enum WriteStep {
     NotStarted,
     /// Committed: the row and its outbox row (the triggers) in one
     /// transaction, under epoch `epoch` (`outbox::recorded`).
-    Committed { epoch: u8 },
+    Committed {
+        epoch: u8,
+    },
     /// The bump reached the master; `WAIT` for `need` replicas is next.
-    Bumped { run: u8, pos: u8, need: u8 },
+    Bumped {
+        run: u8,
+        pos: u8,
+        need: u8,
+    },
     /// The write answered `2xx`.
     Answered,
 }
@@ -327,9 +333,16 @@ pub struct Write {
 pub enum ReadStep {
     NotStarted,
     /// `Store::lookup` answered `version` of `epoch` and no entry.
-    Looked { epoch: u8, version: u8 },
+    Looked {
+        epoch: u8,
+        version: u8,
+    },
     /// The loader ran (`reads.rs`).
-    Loaded { epoch: u8, version: u8, data: u8 },
+    Loaded {
+        epoch: u8,
+        version: u8,
+        data: u8,
+    },
     Done(Served),
 }
 
@@ -397,66 +410,109 @@ pub enum Action {
     /// the triggers record its outbox row under the current epoch
     /// (`routes::commit`, `outbox::recorded`); with `BumpBeforeCommit` it
     /// bumps first instead.
-    StartWrite { write: u8, on: u8 },
+    StartWrite {
+        write: u8,
+        on: u8,
+    },
     /// `cache::Cache::invalidate`: `CacheEpoch::adopt` of the write's epoch,
     /// then `Store::bump` (every epoch of `CacheEpoch::bumped`); owes when
     /// the breaker is open or Redis fails (`Cache::owe`: `OwedBumps::owe`,
     /// `outbox::notify_owed`, answer). Where the instance's topology lists no
     /// replica the bump counts at once.
-    Bump { write: u8 },
+    Bump {
+        write: u8,
+    },
     /// `WAIT` on the bump's connection. `delivered`: enough replicas have the
     /// bump (`ship`: a bit per replica brought up to it now), so
     /// `Cache::forget_outbox_rows` and answer; else timed out or failed:
     /// `Cache::owe` and answer.
-    Wait { write: u8, delivered: bool, ship: u8 },
+    Wait {
+        write: u8,
+        delivered: bool,
+        ship: u8,
+    },
     /// `cache::Cache::read` on instance `on`: the read starts, checks the
     /// breaker and the owed set (BYPASS: loads and answers), else
     /// `Store::lookup` under the instance's epoch (version, re-creating a
     /// missing counter from `TIME`, and entry; a HIT answers).
-    StartRead { read: u8, on: u8 },
+    StartRead {
+        read: u8,
+        on: u8,
+    },
     /// The loader of `reads.rs` reads PostgreSQL (rule 1: after the version).
-    Load { read: u8 },
+    Load {
+        read: u8,
+    },
     /// `Store::store_entry` (`STORE`: only while the counter of the
     /// instance's epoch now still holds the version), then the MISS answers.
-    Put { read: u8 },
+    Put {
+        read: u8,
+    },
     /// `cache::listener` handles a `NOTIFY` of write `write`'s owed bump.
-    Notify { write: u8, to: u8 },
+    Notify {
+        write: u8,
+        to: u8,
+    },
     /// `cache::listener` (`NOTIFY epoch`) or `Recovery::poll_epoch`:
     /// `CacheEpoch::adopt` of `cache_epoch.epoch`.
-    AdoptEpoch { on: u8 },
+    AdoptEpoch {
+        on: u8,
+    },
     /// `CacheEpoch::bumped` stops including the previous epoch: 10 s after
     /// the move, by when every instance serving from Redis adopted it.
-    MoveSettles { on: u8 },
+    MoveSettles {
+        on: u8,
+    },
     /// `cache::recovery`: with the breaker open, `Store::refresh_topology`
     /// and `Recovery::trust_epoch` (`linkhub_cache_trust_runs`: a new run
     /// moves the epoch) first; then snapshot the owed set, read the whole
     /// outbox (`outbox::pending`), bump (closes the breaker at once when
     /// the outbox is empty).
-    ReplayBump { on: u8 },
+    ReplayBump {
+        on: u8,
+    },
     /// `cache::recovery`: `WAIT`; delivered: `outbox::delete`,
     /// `OwedBumps::settle`, `Breaker::close`.
-    ReplayWait { on: u8, delivered: bool, ship: u8 },
+    ReplayWait {
+        on: u8,
+        delivered: bool,
+        ship: u8,
+    },
     /// The master dies after shipping `shipped` more of its writes to replica
     /// `promote`, which takes over; the other replica resyncs from it.
     /// `behind`: the new master's clock is behind what it lacks.
-    Failover { promote: u8, shipped: u8, behind: bool },
+    Failover {
+        promote: u8,
+        shipped: u8,
+        behind: bool,
+    },
     /// `SAVE` (or `BGSAVE`, an RDB rule, a managed backup): the snapshot is
     /// the master as it is now.
     Save,
     /// The master restarts from the snapshot (RDB/AOF, a restored backup):
     /// its keys as they were then, a new run id; its replicas resync.
-    Restore { behind: bool },
+    Restore {
+        behind: bool,
+    },
     /// An instance notices that the master changed: a connection error
     /// (`Cache::redis_failed`) or `cache::recovery`'s watch
     /// (`Store::refresh_topology`: node ids, slots, run ids): its breaker opens.
-    NoticeChange { on: u8 },
+    NoticeChange {
+        on: u8,
+    },
     /// A counter is evicted, deleted or expires.
-    LoseCounter { epoch: u8 },
+    LoseCounter {
+        epoch: u8,
+    },
     /// `cache::purge` / `cache::janitor`: `UNLINK` of entries older than their counter.
     Purge,
     /// Instance `on` loses Redis (it stays reachable for the others).
-    Cut { on: u8 },
-    Heal { on: u8 },
+    Cut {
+        on: u8,
+    },
+    Heal {
+        on: u8,
+    },
 }
 
 /// What a `WAIT` can answer: `(delivered, ship)`.
@@ -1048,9 +1104,7 @@ impl Model for Protocol {
                         actions.push(Action::ReplayBump { on });
                     }
                 }
-                Recovery::Bumped {
-                    run, pos, need, ..
-                } => {
+                Recovery::Bumped { run, pos, need, .. } => {
                     for (delivered, ship) in self.wait_outcomes(s, on, run, pos, need) {
                         actions.push(Action::ReplayWait {
                             on,
@@ -1248,9 +1302,7 @@ impl Model for Protocol {
             Property::<Self>::sometimes(A_FAILOVER, |_, s| s.used.failovers > 0),
             Property::<Self>::sometimes(A_RESTORE, |_, s| s.used.restores > 0),
             Property::<Self>::sometimes(AN_EPOCH_MOVE, |_, s| s.epoch > 1),
-            Property::<Self>::sometimes(A_HIT_AFTER_AN_EPOCH_MOVE, |_, s| {
-                s.epoch > 1 && hit(s)
-            }),
+            Property::<Self>::sometimes(A_HIT_AFTER_AN_EPOCH_MOVE, |_, s| s.epoch > 1 && hit(s)),
             Property::<Self>::sometimes(A_REPLAY_AFTER_FAILOVER, |_, s| s.replayed_after_failover),
             Property::<Self>::sometimes(A_HIT_AFTER_A_FAILOVER_REPLAY, |_, s| {
                 s.replayed_after_failover && hit(s)
