@@ -352,7 +352,8 @@ impl Cache {
 
     /// Loads a missed entry once per key in this process (rule 7) and stores
     /// it under the version taken before the load, with a TTL (rule 6). The
-    /// load runs as its own task, under the span of the request that started it.
+    /// load is driven by the readers that share it, and dropped once none
+    /// waits (`single_flight.rs`), under the span of the request that started it.
     async fn load_once_and_store<Fut, E>(
         &self,
         ns: &Namespace,
@@ -418,7 +419,10 @@ impl Cache {
                             .await;
                         if let Err(e) = stored {
                             tracing::warn!("cache: storing {task_key} failed: {e}");
-                            breaker.trip();
+                            // A slot moving is no Redis failure (`store`).
+                            if !e.is_slot_moving() {
+                                breaker.trip();
+                            }
                         }
                         Ok(entry)
                     }
@@ -481,6 +485,12 @@ impl Cache {
     }
 
     fn redis_failed(&self, what: &str, err: &StoreError) {
+        // A slot moving between masters costs this one read its cache, not
+        // every read (`store`'s header).
+        if err.is_slot_moving() {
+            tracing::debug!("cache: {what} met a slot being moved ({err}); bypassed");
+            return;
+        }
         if self.breaker.trip() {
             tracing::warn!("cache: {what} failed ({err}); reads bypass Redis until it recovers");
         }

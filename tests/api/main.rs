@@ -27,6 +27,7 @@ mod abuse_cache;
 mod abuse_limits;
 
 mod failover;
+mod topology;
 mod scale_out;
 mod tls;
 
