@@ -250,6 +250,9 @@ impl Store {
             None if wait => {
                 return Err(StoreError::Protocol("WAIT gave no answer".to_owned()));
             }
+            // No replica to wait for: the master's answer is all there is.
+            None if group.replicas == 0 => GroupOutcome::Counted,
+            // A lagging master's bumps, sent without a `WAIT` (see the header).
             None => GroupOutcome::Unacknowledged(format!(
                 "the replicas of the master of {} lag",
                 group.keys[0].1
