@@ -29,9 +29,10 @@
 //!    also after a restart, since the breaker starts open. At start the first
 //!    replay runs before the server answers (bounded: 8 × `REDIS_TIMEOUT_MS`), so
 //!    a fresh instance serves from Redis at once when Redis is up.
-//!    A bump counts once a replica of its shard acknowledges it (`WAIT`, in
-//!    the store's bumps); one no live replica acknowledged in time is owed the
-//!    same way, the breaker aside, since a failover could lose it.
+//!    A bump counts once every replica of its shard acknowledges it (`WAIT`,
+//!    in the store's bumps); one they did not all acknowledge in time is owed
+//!    the same way (its namespaces only), the breaker aside, since a failover
+//!    could lose it.
 //! 5. **Removal off the request path, and never a pass per write.** Every
 //!    stored entry is listed in its namespace's index (a sorted set scored by
 //!    version, same hash tag: `keys.rs`, `index.rs`). After a bump, a
@@ -419,8 +420,13 @@ impl Cache {
                             .await;
                         if let Err(e) = stored {
                             tracing::warn!("cache: storing {task_key} failed: {e}");
-                            // A slot moving is no Redis failure (`store`).
-                            if !e.is_slot_moving() {
+                            // A slot moving is no Redis failure (`store`),
+                            // nor is a store that outlasted its bound right
+                            // after this read's lookup answered (a script
+                            // retried with `TRYAGAIN` while its slot
+                            // migrates): it costs this entry; the next
+                            // lookup trips the breaker if Redis is gone.
+                            if !e.is_slot_moving() && !matches!(e, StoreError::Timeout(_)) {
                                 breaker.trip();
                             }
                         }

@@ -347,7 +347,11 @@ impl Recovery {
     /// linkhub writer made, and linkhub writers' rows older than
     /// `writer_grace`), in steps of `batch` rows at most (see the module
     /// header), and deletes the rows whose bumps counted.
-    async fn replay(&self, writer_grace: Duration, batch: &mut i64) -> Result<Replayed, ReplayError> {
+    async fn replay(
+        &self,
+        writer_grace: Duration,
+        batch: &mut i64,
+    ) -> Result<Replayed, ReplayError> {
         let db = |e: String| ReplayError::Database(e);
         let mut conn = self.db.get().await.map_err(|e| db(e.to_string()))?;
         let mut replayed = Replayed::default();

@@ -30,11 +30,14 @@ use futures_util::future::{BoxFuture, Shared, WeakShared};
 
 type InFlight<T> = Shared<BoxFuture<'static, T>>;
 
+/// The loads under way by key, each with its generation, held weakly.
+type Loads<T> = Arc<Mutex<HashMap<String, (u64, WeakShared<BoxFuture<'static, T>>)>>>;
+
 /// The loads under way, by key; each hands a clone of its value to every
 /// caller that joined it (the misses of the cache: the key holds the version).
 pub struct SingleFlight<T: Clone> {
     /// Held weakly: a load nobody waits for any more is dropped.
-    inflight: Arc<Mutex<HashMap<String, (u64, WeakShared<BoxFuture<'static, T>>)>>>,
+    inflight: Loads<T>,
     generation: AtomicU64,
 }
 
@@ -49,7 +52,7 @@ impl<T: Clone> Default for SingleFlight<T> {
 
 /// Forgets load `generation` of `key` when the load ends or is dropped.
 struct Forget<T: Clone> {
-    map: Arc<Mutex<HashMap<String, (u64, WeakShared<BoxFuture<'static, T>>)>>>,
+    map: Loads<T>,
     key: String,
     generation: u64,
 }
@@ -57,7 +60,10 @@ struct Forget<T: Clone> {
 impl<T: Clone> Drop for Forget<T> {
     fn drop(&mut self) {
         let mut map = lock(&self.map);
-        if map.get(&self.key).is_some_and(|(g, _)| *g == self.generation) {
+        if map
+            .get(&self.key)
+            .is_some_and(|(g, _)| *g == self.generation)
+        {
             map.remove(&self.key);
         }
     }
@@ -94,7 +100,10 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
                     let fallback = on_panic();
                     let shared = async move {
                         let _forget = forget;
-                        AssertUnwindSafe(load).catch_unwind().await.unwrap_or(fallback)
+                        AssertUnwindSafe(load)
+                            .catch_unwind()
+                            .await
+                            .unwrap_or(fallback)
                     }
                     .boxed()
                     .shared();

@@ -160,11 +160,7 @@ impl Topology {
         };
         // A replica, failed or suspected or not, may be promoted (now, or
         // once it returns): a bump waits for it (see the module header).
-        let joined = |flags: &[&str]| {
-            !flags
-                .iter()
-                .any(|f| matches!(*f, "noaddr" | "handshake"))
-        };
+        let joined = |flags: &[&str]| !flags.iter().any(|f| matches!(*f, "noaddr" | "handshake"));
         let mut masters: Vec<Master> = lines
             .iter()
             .filter(|l| l.flags.contains(&"master") && !failing(&l.flags) && !l.slots.is_empty())
@@ -222,9 +218,14 @@ impl Topology {
 }
 
 impl Master {
-    /// The first slot it serves (every master in a [`Topology`] serves one).
+    /// A slot to reach it by: the first of its widest range (every master
+    /// in a [`Topology`] serves one). Not a slot it just received in a
+    /// resharding, which the cluster client's map may not know yet.
     pub fn first_slot(&self) -> u16 {
-        self.slots.first().map_or(0, |&(a, _)| a)
+        self.slots
+            .iter()
+            .max_by_key(|&&(a, b)| (b - a, std::cmp::Reverse(a)))
+            .map_or(0, |&(a, _)| a)
     }
 }
 
@@ -326,7 +327,13 @@ ab12 127.0.0.1:7003@17003 master - 0 1 3 connected 10923-16383
         assert_eq!(joining.replicas_for("foo"), 0);
         assert_eq!(
             topology.replicas_for("lh:ver:{a}"),
-            if key_slot("a") <= 5460 { 2 } else if key_slot("a") <= 10922 { 1 } else { 0 }
+            if key_slot("a") <= 5460 {
+                2
+            } else if key_slot("a") <= 10922 {
+                1
+            } else {
+                0
+            }
         );
     }
 
@@ -346,6 +353,9 @@ ab12 127.0.0.1:7003@17003 master - 0 1 3 connected 10923-16383
             ]
         );
         assert_eq!(topology.master_slots(), vec![0, 8192]);
+        let received =
+            Topology::cluster(&nodes.replace("connected 0-8191", "connected 9000 0-8191"));
+        assert_eq!(received.master_slots(), vec![0, 8192]);
         assert_eq!(topology.masters[0].replicas, 1);
     }
 

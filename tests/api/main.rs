@@ -27,9 +27,9 @@ mod abuse_cache;
 mod abuse_limits;
 
 mod failover;
-mod topology;
 mod scale_out;
 mod tls;
+mod topology;
 
 mod metrics_access;
 mod telemetry;

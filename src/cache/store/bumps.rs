@@ -204,7 +204,12 @@ impl Store {
     /// `WAIT` blocks the connection, so one per master, not per counter).
     /// Bumps answered `ASK`/`MOVED` are sent to the node named (see the
     /// module header).
-    async fn bump_group(&self, mut conn: Shared, group: &Group<'_>, wait: bool) -> StoreResult<GroupOutcome> {
+    async fn bump_group(
+        &self,
+        mut conn: Shared,
+        group: &Group<'_>,
+        wait: bool,
+    ) -> StoreResult<GroupOutcome> {
         let mut pipe = redis::pipe();
         for (_, key) in &group.keys {
             pipe.add_command(self.bump_command(key));
@@ -221,7 +226,28 @@ impl Store {
                     group.keys[0].1.as_bytes(),
                     SlotAddr::Master,
                 ));
-                cluster.route_pipeline(pipe, 0, count, route).await?
+                match cluster.route_pipeline(pipe, 0, count, route).await {
+                    Ok(replies) => replies,
+                    // The crate answers a redirection of a pipeline as an
+                    // error of the whole: every bump of the group goes to
+                    // the node named (they share the slot's master).
+                    Err(e) if super::redis_slot_moving(&e) => {
+                        let Some((node, asking)) = redirection(&e) else {
+                            return Ok(GroupOutcome::Unacknowledged(format!(
+                                "a slot is moving: {e}"
+                            )));
+                        };
+                        let redirected: Vec<(String, bool, &str)> = group
+                            .keys
+                            .iter()
+                            .map(|(_, key)| (node.clone(), asking, *key))
+                            .collect();
+                        return self
+                            .bump_redirected(cluster, &redirected, group.replicas)
+                            .await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         };
         let mut replies = replies.into_iter();
@@ -261,9 +287,13 @@ impl Store {
         };
         if !redirected.is_empty() {
             let Shared::Cluster(cluster) = &mut conn else {
-                return Err(StoreError::Protocol("a single node redirected a bump".to_owned()));
+                return Err(StoreError::Protocol(
+                    "a single node redirected a bump".to_owned(),
+                ));
             };
-            let again = self.bump_redirected(cluster, &redirected, group.replicas).await?;
+            let again = self
+                .bump_redirected(cluster, &redirected, group.replicas)
+                .await?;
             if let GroupOutcome::Unacknowledged(_) = again {
                 outcome = again;
             }
@@ -286,7 +316,10 @@ impl Store {
         nodes.dedup();
         let mut outcome = GroupOutcome::Counted;
         for node in nodes {
-            let Some((host, port)) = node.rsplit_once(':').and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?))) else {
+            let Some((host, port)) = node
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            else {
                 return Err(StoreError::Protocol(format!("a redirection to {node}")));
             };
             let mut pipe = redis::pipe();
@@ -308,13 +341,22 @@ impl Store {
                 Ok(replies) => replies,
                 // A node the client has no connection to yet, or one that
                 // moved the slot on: owed, and the next replay tries again.
-                Err(e) if e.kind() == redis::ErrorKind::ClusterConnectionNotFound || super::redis_slot_moving(&e) => {
-                    return Ok(GroupOutcome::Unacknowledged(format!("a bump redirected to {node}: {e}")));
+                Err(e)
+                    if e.kind() == redis::ErrorKind::ClusterConnectionNotFound
+                        || super::redis_slot_moving(&e) =>
+                {
+                    return Ok(GroupOutcome::Unacknowledged(format!(
+                        "a bump redirected to {node}: {e}"
+                    )));
                 }
                 Err(e) => return Err(e.into()),
             };
             let mut replies = replies.into_iter();
-            let acks = if replicas > 0 { replies.next_back() } else { None };
+            let acks = if replicas > 0 {
+                replies.next_back()
+            } else {
+                None
+            };
             for reply in replies {
                 if let Err(e) = reply.extract_error() {
                     if super::redis_slot_moving(&e) {
@@ -326,7 +368,8 @@ impl Store {
                 }
             }
             if let Some(acks) = acks
-                && let GroupOutcome::Unacknowledged(reason) = self.acknowledged(acks, replicas, node)?
+                && let GroupOutcome::Unacknowledged(reason) =
+                    self.acknowledged(acks, replicas, node)?
             {
                 outcome = GroupOutcome::Unacknowledged(reason);
             }
@@ -374,6 +417,24 @@ impl Store {
     }
 }
 
+/// The node an `ASK` (`true`) or `MOVED` (`false`) error names, from its
+/// text (`Ask: <slot> <host:port>`): a pipeline's error carries no detail.
+fn redirection(e: &redis::RedisError) -> Option<(String, bool)> {
+    let asking = match e.kind() {
+        redis::ErrorKind::Server(redis::ServerErrorKind::Ask) => true,
+        redis::ErrorKind::Server(redis::ServerErrorKind::Moved) => false,
+        _ => return None,
+    };
+    if let Some((node, _)) = e.redirect_node() {
+        return Some((node.to_owned(), asking));
+    }
+    let text = e.to_string();
+    let mut words = text.split_whitespace().rev();
+    let node = words.next()?;
+    let slot = words.next()?;
+    (slot.parse::<u16>().is_ok() && node.contains(':')).then(|| (node.to_owned(), asking))
+}
+
 /// The keys grouped by the master that serves them, as `topology` says:
 /// one group for a single node; on a cluster, keys whose master the view
 /// does not know go one by one, each waiting for as many replicas as the
@@ -387,10 +448,7 @@ fn group_by_master<'k>(topology: Option<&Topology>, keys: &'k [(usize, String)])
             (Some(t), Some(m)) => Some(t.masters[m].id.clone()),
             _ => None,
         };
-        match groups
-            .iter_mut()
-            .find(|g| id.is_some() && g.master == id)
-        {
+        match groups.iter_mut().find(|g| id.is_some() && g.master == id) {
             Some(group) => group.keys.push((*i, key.as_str())),
             None => groups.push(Group {
                 master: id,

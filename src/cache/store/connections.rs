@@ -279,12 +279,10 @@ impl Store {
     /// A bump's own connection: an idle one, or a new one (never a reads'
     /// connection); waits while [`BUMP_CONNECTIONS`] bumps hold theirs.
     pub(super) async fn bump_conn(&self) -> StoreResult<HeldConnection<'_>> {
-        let permit = self
-            .bumps
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Protocol("the bumps' connections are closed".to_owned()))?;
+        let permit =
+            self.bumps.permits.acquire().await.map_err(|_| {
+                StoreError::Protocol("the bumps' connections are closed".to_owned())
+            })?;
         let idle = self
             .bumps
             .idle
@@ -304,7 +302,10 @@ impl Store {
 
     /// Bounds an operation that holds its own connections (a bump): twice
     /// the timeout, connecting included.
-    pub(super) async fn within<T>(&self, op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    pub(super) async fn within<T>(
+        &self,
+        op: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
         tokio::time::timeout(self.timeout * 2, op)
             .await
             .unwrap_or(Err(StoreError::Timeout(self.timeout * 2)))
