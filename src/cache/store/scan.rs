@@ -56,29 +56,13 @@ impl Store {
                         "CLUSTER NODES lists no master".to_owned(),
                     ));
                 }
-                let before = self.topology();
                 for master in &mut topology.masters {
-                    // Routed by the client's slot map, which may be behind
-                    // a slot that just moved: the node that answers says
-                    // who it is, and a stranger's run id is not taken for
-                    // this master's (its last known one stays).
-                    let slot = Some(master.first_slot());
-                    let id: String = self
-                        .query_on(slot, redis::cmd("CLUSTER").arg("MYID").clone())
-                        .await?;
                     let mut info_server = redis::cmd("INFO");
                     info_server.arg("server");
-                    let info: String = self.query_on(slot, info_server).await?;
-                    master.run_id = if id == master.id {
-                        Topology::single(&info).masters[0].run_id.clone()
-                    } else {
-                        before.as_ref().and_then(|b| {
-                            b.masters
-                                .iter()
-                                .find(|m| m.id == master.id)
-                                .and_then(|m| m.run_id.clone())
-                        })
-                    };
+                    let info: String = self
+                        .query_on(Some(master.first_slot()), info_server)
+                        .await?;
+                    master.run_id = Topology::single(&info).masters[0].run_id.clone();
                 }
                 topology
             }
