@@ -29,9 +29,10 @@
 //!    also after a restart, since the breaker starts open. At start the first
 //!    replay runs before the server answers (bounded: 8 × `REDIS_TIMEOUT_MS`), so
 //!    a fresh instance serves from Redis at once when Redis is up.
-//!    A bump counts once a replica of its shard acknowledges it (`WAIT`, in
-//!    the store's bumps); one no live replica acknowledged in time is owed the
-//!    same way, the breaker aside, since a failover could lose it.
+//!    A bump counts once every replica of its shard acknowledges it (`WAIT`,
+//!    in the store's bumps); one they did not all acknowledge in time is owed
+//!    the same way (its namespaces only), the breaker aside, since a failover
+//!    could lose it.
 //! 5. **Removal off the request path, and never a pass per write.** Every
 //!    stored entry is listed in its namespace's index (a sorted set scored by
 //!    version, same hash tag: `keys.rs`, `index.rs`). After a bump, a
@@ -383,7 +384,8 @@ impl Cache {
 
     /// Loads a missed entry once per key in this process (rule 7) and stores
     /// it under the version taken before the load, with a TTL (rule 6). The
-    /// load runs as its own task, under the span of the request that started it.
+    /// load is driven by the readers that share it, and dropped once none
+    /// waits (`single_flight.rs`), under the span of the request that started it.
     async fn load_once_and_store<Fut, E>(
         &self,
         ns: &Namespace,
@@ -449,7 +451,15 @@ impl Cache {
                             .await;
                         if let Err(e) = stored {
                             tracing::warn!("cache: storing {task_key} failed: {e}");
-                            breaker.trip();
+                            // A slot moving is no Redis failure (`store`),
+                            // nor is a store that outlasted its bound right
+                            // after this read's lookup answered (a script
+                            // retried with `TRYAGAIN` while its slot
+                            // migrates): it costs this entry; the next
+                            // lookup trips the breaker if Redis is gone.
+                            if !e.is_slot_moving() && !matches!(e, StoreError::Timeout(_)) {
+                                breaker.trip();
+                            }
                         }
                         Ok(entry)
                     }
@@ -512,6 +522,12 @@ impl Cache {
     }
 
     fn redis_failed(&self, what: &str, err: &StoreError) {
+        // A slot moving between masters costs this one read its cache, not
+        // every read (`store`'s header).
+        if err.is_slot_moving() {
+            tracing::debug!("cache: {what} met a slot being moved ({err}); bypassed");
+            return;
+        }
         if self.breaker.trip() {
             tracing::warn!("cache: {what} failed ({err}); reads bypass Redis until it recovers");
         }

@@ -33,6 +33,7 @@ mod abuse_limits;
 mod failover;
 mod scale_out;
 mod tls;
+mod topology;
 
 mod metrics_access;
 mod telemetry;
