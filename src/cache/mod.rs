@@ -314,7 +314,12 @@ impl Cache {
         // Read before anything is asked of Redis (see `near`).
         let trust_period = self.breaker.trust_period();
         let query = &query.in_format(&self.format);
-        let counter = keys::version_key(&self.store.cache_prefix(), &ns);
+        // One epoch for the whole read: the lookup, the key a miss stores
+        // under and the counter all name the same one. A store under an
+        // epoch adopted after the lookup would file a row read under the
+        // old epoch's version as current in the new one.
+        let prefix = self.store.cache_prefix();
+        let counter = keys::version_key(&prefix, &ns);
         if self.near.is_on() {
             match self.store.version(&counter).await {
                 Ok(Some(version)) => {
@@ -337,7 +342,7 @@ impl Cache {
                 }
             }
         }
-        let Some(lookup) = self.look_up(&ns, query).await else {
+        let Some(lookup) = self.look_up(&prefix, &ns, query).await else {
             return self.bypass(&ns, query, load).await;
         };
         if let Some(entry) = lookup.entry.and_then(Entry::decode) {
@@ -357,7 +362,7 @@ impl Cache {
             return self.served(&ns, Ok(entry), CacheResult::Hit);
         }
         let loaded = self
-            .load_once_and_store(&ns, &lookup.version, query, load())
+            .load_once_and_store(&prefix, &ns, &lookup.version, query, load())
             .await;
         self.served(&ns, loaded, CacheResult::Miss)
     }
@@ -372,8 +377,8 @@ impl Cache {
     /// taken before any database read); `None` when Redis failed. Its span
     /// (debug: for traces) is a child of the request's.
     #[tracing::instrument(name = "cache.lookup", level = "debug", skip_all, fields(namespace = ns.kind()))]
-    async fn look_up(&self, ns: &Namespace, query: &QueryKey) -> Option<Lookup> {
-        match self.store.lookup(ns, query.as_str()).await {
+    async fn look_up(&self, prefix: &str, ns: &Namespace, query: &QueryKey) -> Option<Lookup> {
+        match self.store.lookup(prefix, ns, query.as_str()).await {
             Ok(lookup) => Some(lookup),
             Err(e) => {
                 self.redis_failed("lookup", &e);
@@ -388,6 +393,7 @@ impl Cache {
     /// waits (`single_flight.rs`), under the span of the request that started it.
     async fn load_once_and_store<Fut, E>(
         &self,
+        prefix: &str,
         ns: &Namespace,
         version: &str,
         query: &QueryKey,
@@ -397,7 +403,7 @@ impl Cache {
         Fut: Future<Output = Result<Loaded, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let key = keys::entry_key(&self.store.cache_prefix(), ns, version, query.as_str());
+        let key = keys::entry_key(prefix, ns, version, query.as_str());
         let kind = ns.kind();
         let ttl = self.jittered_ttl_secs();
         let negative_ttl = self.negative_ttl.as_secs().clamp(1, ttl);
@@ -406,7 +412,12 @@ impl Cache {
         } else {
             0
         };
-        let (task_ns, task_version, task_query) = (ns.clone(), version.to_owned(), query.clone());
+        let (task_prefix, task_ns, task_version, task_query) = (
+            prefix.to_owned(),
+            ns.clone(),
+            version.to_owned(),
+            query.clone(),
+        );
         let store = Arc::clone(&self.store);
         let breaker = Arc::clone(&self.breaker);
         let metrics = Arc::clone(&self.metrics);
@@ -421,12 +432,24 @@ impl Cache {
                         // previous flight of this key stored its entry starts
                         // a new flight after that one ended: it finds the
                         // entry here instead of loading again (rule 7).
-                        if let Ok(Some(entry)) = store
-                            .get(&task_key)
-                            .await
-                            .map(|raw| raw.and_then(Entry::decode))
-                        {
-                            return Ok(Arc::new(entry));
+                        match store.get(&task_key).await {
+                            Ok(raw) => {
+                                if let Some(entry) = raw.and_then(Entry::decode) {
+                                    return Ok(Arc::new(entry));
+                                }
+                            }
+                            // The error may be the only sign that Redis
+                            // went away (a restart from a snapshot, say):
+                            // swallowed, the next command would reach the
+                            // new process on a fresh connection and trust
+                            // what it restored. It trips the breaker as
+                            // any failed read does, so recovery checks the
+                            // run ids before Redis is trusted again.
+                            Err(e) => {
+                                if trips_the_breaker(&e) {
+                                    breaker.trip();
+                                }
+                            }
                         }
                         metrics.cache_load(kind);
                         let load = load.instrument(load_span(kind));
@@ -440,6 +463,7 @@ impl Cache {
                         };
                         let stored = store
                             .store_entry(StoreEntry {
+                                prefix: &task_prefix,
                                 ns: &task_ns,
                                 version: &task_version,
                                 query: task_query.as_str(),
@@ -451,13 +475,7 @@ impl Cache {
                             .await;
                         if let Err(e) = stored {
                             tracing::warn!("cache: storing {task_key} failed: {e}");
-                            // A slot moving is no Redis failure (`store`),
-                            // nor is a store that outlasted its bound right
-                            // after this read's lookup answered (a script
-                            // retried with `TRYAGAIN` while its slot
-                            // migrates): it costs this entry; the next
-                            // lookup trips the breaker if Redis is gone.
-                            if !e.is_slot_moving() && !matches!(e, StoreError::Timeout(_)) {
+                            if trips_the_breaker(&e) {
                                 breaker.trip();
                             }
                         }
@@ -549,4 +567,13 @@ impl Cache {
 /// current where the load's flight starts: the request's.
 fn load_span(kind: &'static str) -> tracing::Span {
     tracing::debug_span!("db.load", namespace = kind)
+}
+
+/// Whether a failed store or get inside a load means Redis failed: a slot
+/// moving is no failure, nor is a command that outlasted its bound right
+/// after this read's lookup answered (a script retried with `TRYAGAIN`
+/// while its slot migrates). Either costs only this entry; the next lookup
+/// trips the breaker if Redis is really gone.
+fn trips_the_breaker(e: &StoreError) -> bool {
+    !e.is_slot_moving() && !matches!(e, StoreError::Timeout(_))
 }

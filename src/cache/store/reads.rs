@@ -88,6 +88,9 @@ const INDEX_MAX_MEMBERS: u64 = 10_000;
 
 /// How one entry is to be stored: see [`STORE`].
 pub struct StoreEntry<'a> {
+    /// The prefix, with its epoch, that the read's lookup used: the entry is
+    /// kept in that epoch, whatever this instance has adopted since.
+    pub prefix: &'a str,
     /// The namespace whose counter decides whether the entry is kept.
     pub ns: &'a Namespace,
     /// The version the read took before it loaded.
@@ -115,15 +118,15 @@ pub struct Lookup {
 }
 
 impl Store {
-    /// One round trip: the namespace's version and the entry under it.
-    pub async fn lookup(&self, ns: &Namespace, query: &str) -> StoreResult<Lookup> {
-        let prefix = self.cache_prefix();
+    /// One round trip: the namespace's version and the entry under it, in
+    /// the epoch `prefix` names ([`Store::cache_prefix`], taken once per read).
+    pub async fn lookup(&self, prefix: &str, ns: &Namespace, query: &str) -> StoreResult<Lookup> {
         self.bounded(async {
             let mut conn = self.conn().await?;
             let (version, entry, ttl_ms): (String, Option<Vec<u8>>, Option<i64>) = self
                 .lookup
-                .key(keys::version_key(&prefix, ns))
-                .arg(keys::entry_prefix(&prefix, ns))
+                .key(keys::version_key(prefix, ns))
+                .arg(keys::entry_prefix(prefix, ns))
                 .arg(query)
                 .arg(self.created_counter_ttl_secs)
                 .invoke_async(&mut conn)
@@ -166,20 +169,20 @@ impl Store {
     /// Stores an entry with its TTL (`SET .. EX`) under the rules of
     /// [`STORE`]; returns whether it was stored.
     pub async fn store_entry(&self, entry: StoreEntry<'_>) -> StoreResult<bool> {
-        let prefix = self.cache_prefix();
+        let prefix = entry.prefix;
         self.bounded(async {
             let mut conn = self.conn().await?;
             let stored: i64 = self
                 .store
                 .key(keys::entry_key(
-                    &prefix,
+                    prefix,
                     entry.ns,
                     entry.version,
                     entry.query,
                 ))
-                .key(keys::version_key(&prefix, entry.ns))
-                .key(keys::stored_count_key(&prefix, entry.ns, entry.version))
-                .key(keys::index_key(&prefix, entry.ns))
+                .key(keys::version_key(prefix, entry.ns))
+                .key(keys::stored_count_key(prefix, entry.ns, entry.version))
+                .key(keys::index_key(prefix, entry.ns))
                 .arg(entry.version)
                 .arg(entry.value)
                 .arg(entry.ttl_secs)
