@@ -69,6 +69,10 @@ DURATION = re.compile(
 BACKGROUND = re.compile(r"^ [^:]*: (SELECT \$1$|LISTEN |.*\bcache_(outbox|epoch|instances)\b)")
 
 
+DETAIL = re.compile(r"^\S+ \S+ \S+ \[(\d+)\] \S+ DETAIL:  parameters: (.*)$")
+PARAM = re.compile(r"\$(\d+) = ('(?:[^']|'')*'|NULL)")
+
+
 def spare_port():
     """The first free port of this benchmark's range."""
     for port in PORTS:
@@ -111,21 +115,59 @@ class PgLog:
             self.offset = os.path.getsize(self.path)
 
     def since_mark(self):
-        """(total ms, statements) logged for the database since the mark,
-        what runs in the background (`BACKGROUND`) left out."""
+        """What was logged for the database since the mark, what runs in the
+        background (`BACKGROUND`) left out: (total ms, statements, slowest),
+        the slowest being the (ms, SQL, parameters) of the longest execute."""
         if not self.readable:
             return None
-        total, statements = 0.0, 0
+        total, statements, slowest = 0.0, 0, None
+        current = None  # [ms, phase, sql lines, pid] of the last line of ours
         with open(self.path, "rb") as f:
             f.seek(self.offset)
-            for raw in f.read().decode("utf-8", "replace").splitlines():
-                m = DURATION.match(raw)
-                if not m or m.group(2) != self.db_name or BACKGROUND.search(m.group(5)):
-                    continue
-                total += float(m.group(3))
-                if m.group(4) in ("execute", "statement"):
-                    statements += 1
-        return total, statements
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        for raw in lines:
+            if raw.startswith("\t") and current is not None:
+                current[2].append(raw[1:])
+                continue
+            detail = DETAIL.match(raw)
+            if detail and current is not None and detail.group(1) == current[3]:
+                current.append(PARAM.findall(detail.group(2)))
+                continue
+            if current is not None:
+                slowest = keep_slowest(slowest, current)
+                current = None
+            m = DURATION.match(raw)
+            if not m or m.group(2) != self.db_name or BACKGROUND.search(m.group(5)):
+                continue
+            total += float(m.group(3))
+            if m.group(4) in ("execute", "statement"):
+                statements += 1
+            text = m.group(5).split(": ", 1)[1] if ": " in m.group(5) else m.group(5)
+            current = [float(m.group(3)), m.group(4), [text], m.group(1)]
+        if current is not None:
+            slowest = keep_slowest(slowest, current)
+        return total, statements, slowest
+
+
+def keep_slowest(slowest, record):
+    ms, phase, text, _pid, *params = record
+    if phase not in ("execute", "statement") or (slowest and slowest[0] >= ms):
+        return slowest
+    return ms, "\n".join(text), [(int(n), v) for n, v in (params[0] if params else [])]
+
+
+def explain(db_url, statement):
+    """EXPLAIN ANALYZE of a logged statement with its logged parameters:
+    (execution ms, the plan's lines)."""
+    _, text, params = statement
+    values = [v for _, v in sorted(params)]
+    script = (f"PREPARE q AS {text};\n"
+              f"EXPLAIN (ANALYZE, COSTS OFF) EXECUTE q{'(' + ', '.join(values) + ')' if values else ''};\n")
+    done = subprocess.run(["psql", "-X", "-q", "-A", "-t", db_url], input=script, capture_output=True,
+                          text=True, check=False)
+    plan = done.stdout.splitlines()
+    m = re.search(r"Execution Time: ([0-9.]+) ms", done.stdout)
+    return (float(m.group(1)) if m else None), (plan or [done.stderr.strip()])
 
 
 def start_trusted(instance):
@@ -178,7 +220,7 @@ def shapes(n, users, max_id, after_supported):
     return out
 
 
-def miss_costs(base, db_name, shape_list, pglog, samples):
+def miss_costs(base, db_url, shape_list, pglog, samples):
     host, port = base.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
     results = {}
@@ -191,9 +233,17 @@ def miss_costs(base, db_name, shape_list, pglog, samples):
             pg = pglog.since_mark()
             rows.append({"path": path, "status": status, "x_cache": xcache, "http_ms": ms,
                          "pg_ms": pg[0] if pg else None, "pg_statements": pg[1] if pg else None,
+                         "slowest": pg[2] if pg else None,
                          "total": (body or {}).get("meta", {}).get("total") if isinstance(body, dict) else None,
                          "total_exact": (body or {}).get("meta", {}).get("total_exact") if isinstance(body, dict) else None})
         results[key] = {"desc": desc, "samples": rows}
+        slow = [r["slowest"] for r in rows if r.get("slowest")]
+        if slow:
+            # The median sample's slowest statement, explained again.
+            statement = sorted(slow)[len(slow) // 2]
+            explain_ms, plan = explain(db_url, statement)
+            results[key]["plan"] = {"logged_ms": statement[0], "sql": statement[1],
+                                    "params": statement[2], "explain_ms": explain_ms, "plan": plan}
         med = statistics.median(r["http_ms"] for r in rows)
         pgs = [r["pg_ms"] for r in rows if r["pg_ms"] is not None]
         print(f"  {key:9} HTTP {med:8.2f} ms  PG {statistics.median(pgs) if pgs else float('nan'):8.2f} ms  "
@@ -229,7 +279,7 @@ def reader(base, stop, tally):
     conn.close()
 
 
-def registrar(base, stop, every, tag, tally):
+def registrar(base, stop, every, tally):
     """One registration every `every` seconds, open loop: each in a thread of
     its own, so a slow answer (argon2) does not thin the stream."""
     lock = threading.Lock()
@@ -259,13 +309,13 @@ def registrar(base, stop, every, tag, tally):
         t.join()
 
 
-def stream(base, secs, readers, register_every, tag):
+def stream(base, secs, readers, register_every):
     stop = threading.Event()
     tallies = [{"reads": 0, "hits": 0, "errors": 0} for _ in range(readers)]
     reg = {"registrations": 0, "registered": 0, "failed": {}}
     threads = [threading.Thread(target=reader, args=(base, stop, t)) for t in tallies]
     if register_every:
-        threads.append(threading.Thread(target=registrar, args=(base, stop, register_every, tag, reg)))
+        threads.append(threading.Thread(target=registrar, args=(base, stop, register_every, reg)))
     for t in threads:
         t.start()
     time.sleep(secs)
@@ -293,6 +343,16 @@ def hostile(base, workdir):
         except ValueError:
             continue
     return {"exit": done.returncode, "error": f"no JSON summary; see {log}"}
+
+
+def drop_abandoned():
+    """Drops the databases of runs whose process is gone (`lhc_scale_<pid>_<n>`):
+    a million users take about a gigabyte."""
+    for (name,) in sql(f"{harness.PG_ADMIN_URL}/postgres",
+                       "SELECT datname FROM pg_database WHERE datname LIKE 'lhc\\_scale\\_%'"):
+        pid = name.split("_")[2]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            harness.drop_database(name)
 
 
 def run_scale(args, n, workdir):
@@ -325,12 +385,13 @@ def run_scale(args, n, workdir):
         picks = sql(db_url, "SELECT username, id FROM users WHERE id IN ("
                     + ",".join(str(max(1, max_id * k // 11)) for k in range(1, 11)) + ") ORDER BY id")
         users = [(u, int(i)) for u, i in picks]
-        status, body, _ = harness.request(logged.base, "GET", f"/api/v1/users?after={max_id - 200}&limit=100")
+        # Whether this build has keyset pages (a query no shape below repeats).
+        status, body, _ = harness.request(logged.base, "GET", f"/api/v1/users?after={max_id - 1}&limit=1")
         after_supported = status == 200 and "next_after" in (body or {}).get("meta", {})
         pglog = PgLog(tag)
         out["pg_log_readable"] = pglog.readable
         print(f"== {n} users: miss costs ({time.strftime('%H:%M:%S')})", flush=True)
-        out["misses"] = miss_costs(logged.base, tag, shapes(n, users, max_id, after_supported), pglog,
+        out["misses"] = miss_costs(logged.base, db_url, shapes(n, users, max_id, after_supported), pglog,
                                    args.samples)
         out["after_supported"] = after_supported
         if args.smoke:
@@ -343,8 +404,8 @@ def run_scale(args, n, workdir):
         instances.append(plain)
         start_trusted(plain)
         print(f"== {n} users: list under registrations ({time.strftime('%H:%M:%S')})", flush=True)
-        quiet = stream(plain.base, args.secs, args.readers, 0, tag)
-        busy = stream(plain.base, args.secs, args.readers, args.register_every, tag)
+        quiet = stream(plain.base, args.secs, args.readers, 0)
+        busy = stream(plain.base, args.secs, args.readers, args.register_every)
         out["stream"] = {"without": quiet, "with": busy,
                          "ratio": busy["reads"] / quiet["reads"] if quiet["reads"] else 0.0}
         print(f"  without: {quiet}\n  with:    {busy}", flush=True)
@@ -450,6 +511,23 @@ def report(args, results, started, elapsed, loads, commit):
                      + "; ".join(f"{n:,} users `{p}` → {st} {xc or '-'}" for n, p, xc, st in not_miss) + ".")
     else:
         lines.append("Every sample answered `200` with `X-Cache: MISS`.")
+    big = results[-1]
+    planned = [(m["desc"], m["plan"]) for m in big["misses"].values() if m.get("plan")]
+    if planned:
+        lines += [
+            "",
+            f"The slowest statement of each shape at {big['users']:,} users (of its median sample), as "
+            "PostgreSQL logged it and as `EXPLAIN (ANALYZE)` runs it again with the logged parameters "
+            "(warm buffers by then); the plan's scan, sort and aggregate nodes:",
+            "",
+            "| shape | logged ms | EXPLAIN ANALYZE ms | plan |",
+            "|---|---|---|---|",
+        ]
+        for desc, plan in planned:
+            nodes = [re.sub(r" \(actual.*", "", line.strip().lstrip("-> ")) for line in plan["plan"]
+                     if re.search(r"Scan|Sort|Aggregate|Limit|Join|Nested Loop|Append|Gather", line)]
+            lines.append(f"| {desc} | {fmt_ms(plan['logged_ms'])} | {fmt_ms(plan['explain_ms'])} | "
+                         + ("; ".join(f"`{n}`" for n in nodes[:6]) or "-") + " |")
     lines += [
         "",
         "### The users list beside a registration stream",
@@ -521,6 +599,7 @@ def main():
     args.samples = max(1, min(5, args.samples))
     scales = [int(s) for s in args.scales.split(",") if s]
     workdir = tempfile.mkdtemp(prefix="linkhub-scale.")
+    drop_abandoned()
     started = time.time()
     loads = [load_average()]
     results = []
