@@ -400,7 +400,9 @@ def run_scale(args, n, workdir):
 
         # Pass 2: reads beside registrations, no statement logging.
         plain = harness.Linkhub(args.linkhub, tag, redis_url, os.path.join(workdir, f"linkhub-{n}-b.log"),
-                                env={"RUST_LOG": "warn", "CACHE_PREFIX": f"{tag}_b"}, port=spare_port())
+                                # hostile.py names each client by X-Forwarded-For.
+                                env={"RUST_LOG": "warn", "CACHE_PREFIX": f"{tag}_b",
+                                     "TRUSTED_PROXIES": "127.0.0.1/32"}, port=spare_port())
         instances.append(plain)
         start_trusted(plain)
         print(f"== {n} users: list under registrations ({time.strftime('%H:%M:%S')})", flush=True)
