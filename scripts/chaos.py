@@ -23,7 +23,10 @@ answered) until it is restored. The run fails unless:
     the API;
   * no read that started after a write's acknowledgement showed older data;
   * the process's resident memory after the run is within 20 % of what it
-    was after warm-up.
+    was after warm-up;
+  * the consistency observer, which checks every cached HIT against
+    PostgreSQL here (`CACHE_VERIFY_SAMPLE=1`), found no stale entry, and
+    found some fresh (else it did not run, and proves nothing).
 
 With `--failover` linkhub runs instead on a private Redis
 Cluster of three masters with one replica each, and each round is a
@@ -51,6 +54,7 @@ CHAOS_TIMEOUT_SECS (12: per request).
 
 import calendar
 import http.client
+import secrets
 import subprocess
 import os
 import random
@@ -68,6 +72,15 @@ from harness import (
 )
 
 RECOVERY_LIMIT_SECS = 2.0
+# The instance's observer checks every HIT; its /metrics asks for this token
+# (an operator's METRICS_TOKEN or METRICS_BIND_ADDR in the environment would
+# otherwise decide where and how it answers).
+METRICS_TOKEN = secrets.token_hex(16)
+OBSERVER_ENV = {
+    "CACHE_VERIFY_SAMPLE": "1",
+    "METRICS_TOKEN": METRICS_TOKEN,
+    "METRICS_BIND_ADDR": "",
+}
 MEMORY_LIMIT = 0.20
 MAX_LINKS_PER_USER = 20
 
@@ -505,7 +518,8 @@ def main():
         cluster_env = {"REDIS_CLUSTER_URLS": cluster.urls()}
     app = Linkhub(
         binary, name, f"redis://127.0.0.1:{redis_proxy.port}", os.path.join(workdir, "linkhub.log"),
-        database_url=f"postgres://postgres@127.0.0.1:{pg_proxy.port}/{name}", env=cluster_env,
+        database_url=f"postgres://postgres@127.0.0.1:{pg_proxy.port}/{name}",
+        env={**cluster_env, **OBSERVER_ENV},
     )
     faults = []  # Fault
     ok = False
@@ -566,8 +580,10 @@ def main():
         load_secs = time.monotonic() - started
         time.sleep(2)
         rss_end = app.rss_kib()
+        observer = observer_settled(app.base)
         alive = app.proc.poll() is None and app.proc.pid == pid
-        ok = report(app, model, recorder, faults, timeout, load_secs, rss_warm, rss_end, alive, workdir)
+        ok = report(app, model, recorder, faults, timeout, load_secs, rss_warm, rss_end, alive, workdir,
+                    observer)
         return 0 if ok else 1
     finally:
         app.stop()
@@ -579,6 +595,62 @@ def main():
         app.drop_database()
         if ok:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def scrape(base):
+    """linkhub's /metrics as {(name, ((label, value), ...)): value}."""
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        res = conn.getresponse()
+        text = res.read().decode()
+        if res.status != 200:
+            raise RuntimeError(f"/metrics answered {res.status}: {text[:200]}")
+    finally:
+        conn.close()
+    samples = {}
+    for line in text.splitlines():
+        found = re.match(r'^(\w+)(?:\{(.*)\})? (\S+)$', line)
+        if found:
+            labels = tuple(re.findall(r'(\w+)="([^"]*)"', found.group(2) or ""))
+            samples[(found.group(1), labels)] = float(found.group(3))
+    return samples
+
+
+class Observer(NamedTuple):
+    """The consistency observer's figures: checks by result, skips by reason."""
+    results: dict
+    skipped: dict
+
+    def checks(self):
+        return int(sum(self.results.values()))
+
+
+def observer_figures(base):
+    samples = scrape(base)
+    results, skipped = {}, {}
+    for (name, labels), value in samples.items():
+        label = dict(labels)
+        if name == "linkhub_cache_verify_total":
+            results[label["result"]] = int(value)
+        elif name == "linkhub_cache_verify_skipped_total":
+            skipped[label["reason"]] = int(value)
+    return Observer(results, skipped)
+
+
+def observer_settled(base):
+    """The observer's figures once its last checks (a settle delay, and up to
+    2 x REDIS_TIMEOUT_MS + 1 s for a difference) have ended: unchanged for 3 s."""
+    last = observer_figures(base)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(3)
+        now = observer_figures(base)
+        if now == last:
+            break
+        last = now
+    return last
 
 
 def verify_final(app, model):
@@ -644,7 +716,7 @@ def replayed_counts(logfile):
     return counts
 
 
-def report(app, model, rec, faults, timeout, load_secs, rss_warm, rss_end, alive, workdir):
+def report(app, model, rec, faults, timeout, load_secs, rss_warm, rss_end, alive, workdir, observer):
     pg_windows = [(f.start, f.end + RECOVERY_LIMIT_SECS) for f in faults if f.kind == "pg"]
     pg_cuts = [(f.start, f.end) for f in faults if f.kind == "pg"]
     redis_faults = [(f.start, f.end) for f in faults if f.kind == "redis"]
@@ -711,6 +783,13 @@ def report(app, model, rec, faults, timeout, load_secs, rss_warm, rss_end, alive
     row("acknowledged writes missing in PostgreSQL", missing_db, "0", missing_db == 0)
     row("final reads not showing PostgreSQL's data", missing_api, "0", missing_api == 0)
     row("reads older than an acknowledged write", len(rec.stale), "0", not rec.stale)
+    res = observer.results
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(observer.skipped.items()) if n)
+    row("observer checks (CACHE_VERIFY_SAMPLE=1): fresh / stale / skipped",
+        f"{observer.checks()}: {res.get('fresh', 0)} / {res.get('stale', 0)} / {res.get('skipped', 0)}"
+        + (f" ({reasons})" if reasons else ""))
+    row("observer: stale entries served", res.get("stale", 0), "0", res.get("stale", 0) == 0)
+    row("observer: reads found fresh", res.get("fresh", 0), "> 0", res.get("fresh", 0) > 0)
     row("RSS after warm-up -> after run",
         f"{rss_warm / 1024:.1f} MiB -> {rss_end / 1024:.1f} MiB ({growth * 100:+.1f} %)",
         f"within {MEMORY_LIMIT * 100:.0f} %", abs(growth) <= MEMORY_LIMIT)
@@ -740,6 +819,12 @@ def report(app, model, rec, faults, timeout, load_secs, rss_warm, rss_end, alive
         print(f"chaos: stale {stale.op} {phase(stale.at)}: {stale.reasons}")
     for example in examples[:10]:
         print(f"chaos: final check: {example}")
+    verdicts = res.get("fresh", 0) + res.get("stale", 0)
+    if verdicts:
+        # With 0 stale in N, the stale share is below 3/N at 95 % confidence
+        # (the rule of three); a stale finding fails the run above anyway.
+        print(f"chaos: observer: {verdicts} reads checked with a verdict, {res.get('stale', 0)} stale: "
+              f"consistent to at least {1 - 3 / verdicts:.4%} (95 %)")
     ok = all(r.result != "FAIL" for r in rows)
     print("chaos: PASS" if ok else f"chaos: FAIL; linkhub log in {workdir}/linkhub.log")
     return ok

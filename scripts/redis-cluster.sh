@@ -6,8 +6,11 @@
 #   scripts/redis-cluster.sh stop    # stops the nodes and removes their files
 #   scripts/redis-cluster.sh urls    # prints REDIS_CLUSTER_URLS
 #
-# BASE_PORT (default 7101) and REPLICAS (default 0) choose the layout; data
-# lives under CLUSTER_DIR (default /var/tmp/linkhub-redis-cluster-$BASE_PORT).
+# BASE_PORT (default 7101) and REPLICAS (default 0, any number per master)
+# choose the layout; ANNOUNCE_HOSTNAME (e.g. localhost) makes every node
+# announce that host name and be addressed by it, as TLS deployments do
+# (cluster-announce-hostname, cluster-preferred-endpoint-type hostname).
+# Data lives under CLUSTER_DIR (default /var/tmp/linkhub-redis-cluster-$BASE_PORT).
 set -euo pipefail
 
 BASE_PORT="${BASE_PORT:-7101}"
@@ -15,6 +18,10 @@ REPLICAS="${REPLICAS:-0}"
 MASTERS=3
 NODES=$(( MASTERS * (1 + REPLICAS) ))
 DIR="${CLUSTER_DIR:-/var/tmp/linkhub-redis-cluster-$BASE_PORT}"
+HOSTNAME_ARGS=()
+if [[ -n "${ANNOUNCE_HOSTNAME:-}" ]]; then
+  HOSTNAME_ARGS=(--cluster-announce-hostname "$ANNOUNCE_HOSTNAME" --cluster-preferred-endpoint-type hostname)
+fi
 
 ports() { seq "$BASE_PORT" $(( BASE_PORT + NODES - 1 )); }
 urls() {
@@ -31,7 +38,8 @@ start() {
       redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
         --cluster-config-file "$DIR/$p/nodes.conf" --cluster-node-timeout 2000 \
         --save "" --appendonly no --dir "$DIR/$p" --daemonize yes \
-        --logfile "$DIR/$p/redis.log" --pidfile "$DIR/$p/redis.pid"
+        --logfile "$DIR/$p/redis.log" --pidfile "$DIR/$p/redis.pid" \
+        "${HOSTNAME_ARGS[@]}"
     fi
   done
   for p in $(ports); do

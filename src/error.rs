@@ -45,7 +45,7 @@ pub enum ApiError {
     RequestTimeout,
     #[error("validation failed")]
     Validation(FieldErrors),
-    #[error("too many failed login attempts, retry later")]
+    #[error("too many attempts, retry later")]
     RateLimited { retry_after_secs: u64 },
     #[error("the database is unavailable, retry later")]
     ServiceUnavailable(String),

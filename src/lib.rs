@@ -13,9 +13,13 @@
 //! - [`domain`]: parsed, valid values and the resources.
 //! - [`pages`]: the HTML profile page (maud), rendered from a domain profile.
 //! - [`namespace`]: cache namespaces and which ones each write touches.
+//! - [`current_request`]: the id of the request a task serves, for code below HTTP.
 //! - [`db`]: every SQL query, one file per table, the outbox included.
 //! - [`metrics`]: the Prometheus registry and counters.
+//! - [`bulkhead`]: a bounded share of the PostgreSQL pool for list loads.
 //! - [`cache`]: everything Redis.
+//! - [`clicks`]: link clicks counted exactly once (group commit) and
+//!   their distinct visitors (HyperLogLog).
 //! - [`auth`]: passwords, tokens, the login throttle, the [`auth::Caller`] extractor.
 //! - [`state`]: [`state::AppState`], what the services reach.
 //! - [`service`]: one function per use case (cached reads, writes, login).
@@ -27,9 +31,12 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bulkhead;
 pub mod cache;
 pub mod cli;
+pub mod clicks;
 pub mod config;
+pub mod current_request;
 pub mod db;
 pub mod domain;
 pub mod error;

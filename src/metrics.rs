@@ -101,7 +101,64 @@ pub struct Metrics {
     cache_breaker_open: IntGaugeVec,
     cache_outbox_rows: IntGauge,
     owed_notify_delay: prometheus::Histogram,
+    clicks: IntCounterVec,
+    click_batches: IntCounterVec,
+    click_visitors_dropped: IntCounter,
+    /// The consistency observer's verdicts, one series per result
+    /// (`fresh`, `stale`, `skipped`), resolved once.
+    cache_verify: [IntCounter; 3],
+    cache_verify_skipped: IntCounterVec,
+    cache_verify_stale_age: Histogram,
+    /// Loads a full bulkhead refused, by bulkhead (`bulkhead.rs`).
+    bulkhead_refused: IntCounterVec,
+    /// Requests a per-address limit refused (`429`), by limit.
+    limited: IntCounterVec,
+    /// PostgreSQL checks `/readyz` made (one per reuse period at most).
+    readiness_checks: IntCounter,
 }
+
+/// Why the consistency observer gave a sampled read no verdict (each is
+/// counted as `skipped` too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifySkip {
+    /// A write moved the namespace's version (or the cache epoch), or was
+    /// committed and its bump not yet delivered: the served entry may
+    /// rightly differ from PostgreSQL.
+    Raced,
+    /// Redis was not trusted at the time (breaker open, a bump owed, a new
+    /// trust period since the read): its versions prove nothing.
+    Untrusted,
+    /// The observer's queue was full: the check was never made.
+    Dropped,
+    /// PostgreSQL had no connection to spare: requests come first.
+    Busy,
+    /// Redis or PostgreSQL failed during the check.
+    Failed,
+}
+
+impl VerifySkip {
+    pub const ALL: [Self; 5] = [
+        Self::Raced,
+        Self::Untrusted,
+        Self::Dropped,
+        Self::Busy,
+        Self::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Raced => "raced",
+            Self::Untrusted => "untrusted",
+            Self::Dropped => "dropped",
+            Self::Busy => "busy",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// The `result` labels of `linkhub_cache_verify_total`, in the order of
+/// [`Metrics`]'s resolved series.
+const VERIFY_RESULTS: [&str; 3] = ["fresh", "stale", "skipped"];
 
 /// How a cached read was served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -185,7 +242,78 @@ impl Default for Metrics {
         )
         .unwrap_or_else(|e| unreachable!("gauge is well-formed: {e}"));
         register(&registry, Box::new(cache_outbox_rows.clone()));
+        let click_visitors_dropped = IntCounter::new(
+            "linkhub_click_visitors_dropped_total",
+            "Visitors of counted clicks left out of the estimate: CLICKS_VISITORS_PENDING_MAX were waiting",
+        )
+        .unwrap_or_else(|e| unreachable!("counter is well-formed: {e}"));
+        register(&registry, Box::new(click_visitors_dropped.clone()));
+        let cache_verify_total = counter(
+            &registry,
+            "linkhub_cache_verify_total",
+            "Sampled cached reads the consistency observer checked against PostgreSQL, by result (fresh, stale, skipped)",
+            &["result"],
+        );
+        // Every result has its series from the start, at 0: an alert on
+        // `stale` and a dashboard see a value before the first finding.
+        let cache_verify =
+            VERIFY_RESULTS.map(|result| cache_verify_total.with_label_values(&[result]));
+        let cache_verify_skipped = counter(
+            &registry,
+            "linkhub_cache_verify_skipped_total",
+            "Checks of the consistency observer without a verdict, by reason (raced, untrusted, dropped, busy, failed)",
+            &["reason"],
+        );
+        for reason in VerifySkip::ALL {
+            cache_verify_skipped.with_label_values(&[reason.as_str()]);
+        }
+        let cache_verify_stale_age = Histogram::with_opts(
+            HistogramOpts::new(
+                "linkhub_cache_verify_stale_age_seconds",
+                "Age of the namespace version a stale cached read was served under: how long the wrong entry can have been served at most",
+            )
+            .buckets(vec![
+                0.1, 1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 7200.0, 21600.0, 86400.0,
+            ]),
+        )
+        .unwrap_or_else(|e| unreachable!("histogram is well-formed: {e}"));
+        register(&registry, Box::new(cache_verify_stale_age.clone()));
+        let readiness_checks = IntCounter::new(
+            "linkhub_readiness_checks_total",
+            "PostgreSQL checks made for /readyz (its answers reuse one check for READINESS_REUSE_MS)",
+        )
+        .unwrap_or_else(|e| unreachable!("counter is well-formed: {e}"));
+        register(&registry, Box::new(readiness_checks.clone()));
         Self {
+            click_visitors_dropped,
+            clicks: counter(
+                &registry,
+                "linkhub_clicks_total",
+                "Link clicks by outcome: counted (committed, then redirected), failed (not committed: 503), busy (queue full: 503)",
+                &["outcome"],
+            ),
+            click_batches: counter(
+                &registry,
+                "linkhub_click_batches_total",
+                "Commits of click batches by outcome (committed, found_applied by a retry, retried, failed)",
+                &["outcome"],
+            ),
+            cache_verify,
+            cache_verify_skipped,
+            cache_verify_stale_age,
+            readiness_checks,
+            bulkhead_refused: counter(
+                &registry,
+                "linkhub_bulkhead_refused_total",
+                "Loads a full bulkhead refused (503), by bulkhead",
+                &["bulkhead"],
+            ),
+            limited: counter(
+                &registry,
+                "linkhub_limited_requests_total",
+                "Requests a per-address limit refused (429), by limit",
+                &["limit"],
+            ),
             cache_outbox_rows,
             http_series: Resolved::new(),
             cache_series: Resolved::new(),
@@ -265,6 +393,35 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// `n` clicks that came to `outcome` (`counted`, `failed`, `busy`).
+    pub fn clicks(&self, outcome: &'static str, n: u64) {
+        self.clicks.with_label_values(&[outcome]).inc_by(n);
+    }
+
+    /// One attempt of a click batch's commit that came to `outcome`.
+    pub fn click_batch(&self, outcome: &'static str) {
+        self.click_batches.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn click_visitor_dropped(&self) {
+        self.click_visitors_dropped.inc();
+    }
+
+    /// A full bulkhead refused a load; `name` is one the code defines.
+    pub fn bulkhead_refused(&self, name: &'static str) {
+        self.bulkhead_refused.with_label_values(&[name]).inc();
+    }
+
+    /// A per-address limit refused a request; `limit` is one the code defines.
+    pub fn limited(&self, limit: &'static str) {
+        self.limited.with_label_values(&[limit]).inc();
+    }
+
+    /// `/readyz` asked PostgreSQL.
+    pub fn readiness_check(&self) {
+        self.readiness_checks.inc();
+    }
+
     pub fn cache_request(&self, namespace: &'static str, result: CacheResult) {
         self.cache_series
             .get((address(namespace), result), || {
@@ -336,6 +493,26 @@ impl Metrics {
 
     pub fn owed_notification(&self, delay_secs: f64) {
         self.owed_notify_delay.observe(delay_secs);
+    }
+
+    /// A sampled read the observer found equal to PostgreSQL.
+    pub fn cache_verified_fresh(&self) {
+        self.cache_verify[0].inc();
+    }
+
+    /// A sampled read the observer found different from PostgreSQL, whose
+    /// version was `age` old.
+    pub fn cache_verified_stale(&self, age: Duration) {
+        self.cache_verify[1].inc();
+        self.cache_verify_stale_age.observe(age.as_secs_f64());
+    }
+
+    /// A sampled read the observer gave no verdict, and why.
+    pub fn cache_verify_skipped(&self, reason: VerifySkip) {
+        self.cache_verify[2].inc();
+        self.cache_verify_skipped
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     /// The gauge that is 1 while the cache's breaker is open; the breaker

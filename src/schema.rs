@@ -42,6 +42,38 @@ diesel::table! {
 }
 
 diesel::table! {
+    click_batches (writer) {
+        writer -> Text,
+        last_batch -> Int8,
+        seen_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    click_salts (day) {
+        day -> Date,
+        salt -> Bytea,
+    }
+}
+
+diesel::table! {
+    link_clicks (link_id, day) {
+        link_id -> Int8,
+        day -> Date,
+        clicks -> Int8,
+    }
+}
+
+diesel::table! {
+    link_visitors (link_id, day) {
+        link_id -> Int8,
+        day -> Date,
+        registers -> Bytea,
+        visitors -> Int8,
+    }
+}
+
+diesel::table! {
     links (id) {
         id -> Int8,
         user_id -> Int8,
@@ -80,6 +112,8 @@ diesel::table! {
 }
 
 diesel::joinable!(auth_tokens -> users (user_id));
+diesel::joinable!(link_clicks -> links (link_id));
+diesel::joinable!(link_visitors -> links (link_id));
 diesel::joinable!(links -> users (user_id));
 diesel::joinable!(socials -> users (user_id));
 
@@ -88,6 +122,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     cache_epoch,
     cache_instances,
     cache_outbox,
+    click_batches,
+    click_salts,
+    link_clicks,
+    link_visitors,
     links,
     socials,
     users,

@@ -26,15 +26,19 @@ use tokio::task::JoinHandle;
 
 use crate::auth::password::Hashing;
 use crate::auth::throttle::{Limit, LoginThrottle};
+use crate::bulkhead::{Bulkhead, default_list_loads};
 use crate::cache::{Cache, CacheConfig};
+use crate::clicks::Clicks;
 use crate::config::Settings;
 use crate::db::{self, DatabaseSetupError, DbPool};
 use crate::metrics::Metrics;
+use crate::middleware::admission::{self, Admission};
 use crate::middleware::body_deadline::{BodyTimeout, body_deadline};
 use crate::middleware::drain::{InFlight, count_in_flight};
 use crate::middleware::request_id::request_id;
 use crate::middleware::{cors, headers, json_errors, metrics, panics};
 use crate::routes;
+use crate::service::ops::SharedReadiness;
 use crate::state::AppState;
 use crate::tasks::BackgroundTasks;
 
@@ -80,6 +84,9 @@ pub struct Application {
     /// The `METRICS_BIND_ADDR` listener, when there is one.
     metrics_server: Option<MetricsServer>,
     tasks: BackgroundTasks,
+    /// Stopped after the server, so a click queued before the stop is still
+    /// committed, and the visitors seen are merged.
+    clicks: Arc<Clicks>,
     in_flight: Arc<InFlight>,
     db: DbPool,
     grace: Duration,
@@ -142,6 +149,7 @@ impl Application {
             );
         }
         sweep_expired_tokens(&tasks, pool.clone());
+        let clicks = Arc::new(Clicks::start(&settings, pool.clone(), Arc::clone(&metrics)));
         let (listener, port) = bind("BIND_ADDR", &settings.bind_addr)?;
         let metrics_listener = settings
             .metrics_bind_addr
@@ -160,9 +168,21 @@ impl Application {
         // own, so none of them takes the whole state.
         let pool_data = web::Data::new(pool.clone());
         let metrics_data = web::Data::from(Arc::clone(&metrics));
+        let admission = web::Data::new(Admission::new(&settings, Arc::clone(&metrics)));
+        let shared_readiness = web::Data::new(SharedReadiness::new(settings.readiness_reuse));
+        let list_loads = Bulkhead::new(
+            "list_loads",
+            match settings.list_loads_max {
+                0 => default_list_loads(settings.db_pool_size),
+                n => n,
+            },
+            settings.list_load_wait,
+            Arc::clone(&metrics),
+        );
         let state = web::Data::new(AppState {
             db: pool.clone(),
             cache,
+            clicks: Arc::clone(&clicks),
             metrics,
             login_throttle: LoginThrottle::new(
                 Limit {
@@ -176,6 +196,7 @@ impl Application {
             ),
             hashing: Hashing::new(settings.hash_queue_max, settings.hash_wait),
             readiness,
+            list_loads,
             settings,
         });
         let metrics_server = metrics_listener
@@ -188,7 +209,10 @@ impl Application {
                 .app_data(metrics_data.clone())
                 .app_data(in_flight_data.clone())
                 .app_data(body_timeout.clone())
+                .app_data(admission.clone())
+                .app_data(shared_readiness.clone())
                 .configure(routes::extractor_errors)
+                .wrap(from_fn(admission::admit))
                 .wrap(from_fn(body_deadline))
                 .wrap(from_fn(metrics::track))
                 .wrap(from_fn(panics::catch_panic))
@@ -218,6 +242,7 @@ impl Application {
             server,
             metrics_server,
             tasks,
+            clicks,
             in_flight,
             db: pool,
             grace,
@@ -257,7 +282,7 @@ impl Application {
                     self.in_flight.pending(),
                     self.grace.as_secs(),
                 );
-                self.in_flight.start_draining();
+                self.in_flight.start_draining(self.grace);
                 // The server future carries out the stop, so it is polled meanwhile.
                 let (ended, ()) = tokio::join!(&mut server, handle.stop(true));
                 ended?;
@@ -266,8 +291,15 @@ impl Application {
         if let Some(metrics_server) = self.metrics_server {
             metrics_server.stop().await;
         }
+        let abandoned = self.in_flight.abandoned();
+        if abandoned > 0 {
+            tracing::info!(
+                "stop: {abandoned} request(s) in this process's life ended unanswered because their clients went away (not cut)"
+            );
+        }
+        self.clicks.stop(TASKS_STOP_WITHIN).await;
         let stopped = Stopped {
-            cut_requests: self.in_flight.pending(),
+            cut_requests: self.in_flight.cut(),
             tasks_left: self.tasks.stop(TASKS_STOP_WITHIN).await,
             owed_bumps_left: owed_bumps_left(&self.db, self.db_timeout).await,
         };

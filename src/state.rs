@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use crate::auth::password::Hashing;
 use crate::auth::throttle::LoginThrottle;
+use crate::bulkhead::Bulkhead;
 use crate::cache::Cache;
+use crate::clicks::Clicks;
 use crate::config::Settings;
 use crate::db::{DbPool, ReadinessProbe};
 use crate::metrics::Metrics;
@@ -16,6 +18,8 @@ use crate::metrics::Metrics;
 pub struct AppState {
     pub db: DbPool,
     pub cache: Cache,
+    /// The counting of link clicks (its committers and visitor merges).
+    pub clicks: Arc<Clicks>,
     pub metrics: Arc<Metrics>,
     pub login_throttle: LoginThrottle,
     /// The bounded password hashing slots and their queue.
@@ -23,4 +27,6 @@ pub struct AppState {
     pub settings: Settings,
     /// `/readyz`'s own PostgreSQL connection.
     pub readiness: ReadinessProbe,
+    /// The share of the pool the users list's loads may take.
+    pub list_loads: Bulkhead,
 }

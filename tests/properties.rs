@@ -14,12 +14,13 @@
 use linkhub::cache::keys::{QueryKey, entry_key, entry_pattern, parse_entry_key, version_key};
 use linkhub::db::users::like_contains_pattern;
 use linkhub::domain::input::is_valid_username;
+use linkhub::domain::resources::ListStart;
 use linkhub::namespace::Namespace;
 use proptest::prelude::*;
 
 /// The users list's query as it is written in a key.
 fn users_list_query(search: Option<&str>, page: u64, limit: u64) -> String {
-    QueryKey::users_list(search, page, limit).to_string()
+    QueryKey::users_page(search, ListStart::Page(page), limit).to_string()
 }
 
 /// Characters that mean something in a Redis glob or break a key on the wire.
@@ -42,6 +43,7 @@ fn text() -> impl Strategy<Value = String> {
 fn namespace() -> impl Strategy<Value = Namespace> {
     prop_oneof![
         Just(Namespace::Users),
+        Just(Namespace::UsersAdded),
         any::<i64>().prop_map(Namespace::User),
         any::<i64>().prop_map(Namespace::Link),
         any::<i64>().prop_map(Namespace::Social),
@@ -63,6 +65,10 @@ fn query() -> impl Strategy<Value = String> {
         (any::<u64>(), any::<u64>()).prop_map(|(p, l)| QueryKey::links_page(p, l).to_string()),
         (proptest::option::of(text()), any::<u64>(), any::<u64>())
             .prop_map(|(s, p, l)| users_list_query(s.as_deref(), p, l)),
+        (proptest::option::of(text()), any::<i64>(), any::<u64>()).prop_map(|(s, a, l)| {
+            QueryKey::users_tail(s.as_deref(), ListStart::After(a), l).to_string()
+        }),
+        proptest::option::of(text()).prop_map(|s| QueryKey::users_total(s.as_deref()).to_string()),
     ]
 }
 

@@ -3,7 +3,7 @@
 //! ```text
 //! loadtest seed  [--users N] [--host URL]     fill a linkhub through its API
 //! loadtest bench [options]                    the benchmark suite (docs/BENCHMARKS.md)
-//! loadtest --host URL <goose options>         run scenarios: profiles, search, mixed, stampede
+//! loadtest --host URL <goose options>         run scenarios: profiles, search, mixed, stampede, clicks
 //! ```
 //!
 //! A goose run prints goose's metrics, then one `loadtest summary:` line (cache
@@ -13,6 +13,7 @@
 
 mod api;
 mod bench;
+mod clicks;
 mod data;
 mod offline_report;
 mod scenarios;

@@ -5,7 +5,9 @@
 //! * `mixed`: 95 % profile reads, 5 % writes by logged-in users, each write
 //!   read back at once (a stale read-back is a failed request and is counted);
 //! * `stampede`: every user reads the hottest profile while its owner (goose
-//!   user 1) writes it every second and reads each write back.
+//!   user 1) writes it every second and reads each write back;
+//! * `clicks`: people following profile links through `/l/{link_id}`
+//!   (`clicks.rs`).
 //!
 //! Writers log in lazily, on their first write. Each writer owns one seeded
 //! account (spread evenly over the popularity ranks, the hottest included), so
@@ -50,6 +52,9 @@ pub struct Counters {
     pub writes: u64,
     /// Read-backs that did not show their write.
     pub stale_reads: u64,
+    /// Clicks answered `302` (the `clicks` scenario).
+    #[serde(default)]
+    pub clicks: u64,
 }
 
 static HIT: AtomicU64 = AtomicU64::new(0);
@@ -65,10 +70,11 @@ pub fn counters() -> Counters {
         bypass: BYPASS.load(Ordering::Relaxed),
         writes: WRITES.load(Ordering::Relaxed),
         stale_reads: STALE.load(Ordering::Relaxed),
+        clicks: crate::clicks::ANSWERED.load(Ordering::Relaxed),
     }
 }
 
-/// Registers the four scenarios.
+/// Registers the five scenarios.
 pub fn register(attack: GooseAttack) -> GooseAttack {
     attack
         .register_scenario(
@@ -84,6 +90,12 @@ pub fn register(attack: GooseAttack) -> GooseAttack {
         .register_scenario(
             scenario!("stampede").register_transaction(transaction!(stampede).set_name("stampede")),
         )
+        .register_scenario(crate::clicks::scenario())
+}
+
+/// A seeded account drawn by popularity.
+pub fn popular_account() -> usize {
+    POPULARITY.sample()
 }
 
 /// `profiles`: one profile read, its user drawn by popularity.

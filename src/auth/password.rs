@@ -5,13 +5,20 @@
 //! core is always left for serving; and only a bounded number wait, for a
 //! bounded time. A burst beyond that is answered `503` with `Retry-After`
 //! at once, instead of every request waiting ever longer.
+//!
+//! Registrations come last ([`Priority`]): anyone can send them, and on a
+//! 2-core machine there is one slot, which ~20 registrations a second keep
+//! busy. A freed slot goes to a waiting login (or password check) before
+//! any registration, and registrations wait in a queue of their own, so a
+//! registration flood costs a login at most the one hash in progress.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::oneshot;
 
 use crate::error::ApiError;
 
@@ -19,12 +26,124 @@ use crate::error::ApiError;
 /// takes tens of milliseconds, so the queue has moved on within a second.
 const RETRY_AFTER_SECS: u64 = 1;
 
-/// The hashing slots of one application and the queue in front of them.
+/// Who a hash is for, which decides who gets a slot first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Logins and the checks of an authenticated user's password: people
+    /// who have an account. Served first.
+    Account,
+    /// Registrations: anyone can send them, as fast as they like. They get
+    /// a slot only when no account hash waits, and wait in a queue of their
+    /// own, so a registration flood can neither fill the queue logins wait
+    /// in nor take a slot a login is waiting for.
+    Registration,
+}
+
+impl Priority {
+    fn index(self) -> usize {
+        match self {
+            Self::Account => 0,
+            Self::Registration => 1,
+        }
+    }
+}
+
+/// The hashing slots of one application and the queues in front of them.
 pub struct Hashing {
-    running: Semaphore,
-    waiting: AtomicUsize,
+    slots: Arc<Slots>,
     queue_max: usize,
     wait_max: Duration,
+}
+
+/// Free slots and who waits for one, per [`Priority`]: a freed slot goes
+/// to the oldest waiter of the highest priority, handed over directly, so
+/// no newcomer can take it first.
+struct Slots {
+    state: Mutex<SlotState>,
+}
+
+struct SlotState {
+    free: usize,
+    /// Waiters by [`Priority::index`]; a sender whose receiver is gone
+    /// (its wait timed out) is skipped.
+    waiting: [VecDeque<oneshot::Sender<SlotPermit>>; 2],
+}
+
+/// A hashing slot; dropping it frees the slot for the next waiter.
+struct SlotPermit {
+    /// `None` once the slot was counted free (nothing left to release).
+    slots: Option<Arc<Slots>>,
+}
+
+impl SlotPermit {
+    fn of(slots: &Arc<Slots>) -> Self {
+        Self {
+            slots: Some(Arc::clone(slots)),
+        }
+    }
+}
+
+impl Drop for SlotPermit {
+    fn drop(&mut self) {
+        if let Some(slots) = self.slots.take() {
+            Slots::release(&slots);
+        }
+    }
+}
+
+impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A slot at once when one is free and nobody of this or a higher
+    /// priority waits (no overtaking); else the place in line of `priority`
+    /// when fewer than `queue_max` wait there; else `None` (queue full).
+    fn try_take(
+        this: &Arc<Self>,
+        priority: Priority,
+        queue_max: usize,
+    ) -> Option<Result<SlotPermit, oneshot::Receiver<SlotPermit>>> {
+        let mut state = this.lock();
+        for queue in state.waiting.iter_mut() {
+            queue.retain(|waiter| !waiter.is_closed());
+        }
+        let ahead = state.waiting[..=priority.index()]
+            .iter()
+            .any(|queue| !queue.is_empty());
+        if state.free > 0 && !ahead {
+            state.free -= 1;
+            return Some(Ok(SlotPermit::of(this)));
+        }
+        let queue = &mut state.waiting[priority.index()];
+        if queue.len() >= queue_max {
+            return None;
+        }
+        let (sender, receiver) = oneshot::channel();
+        queue.push_back(sender);
+        Some(Err(receiver))
+    }
+
+    /// Hands a freed slot to the first live waiter, highest priority first,
+    /// or counts it free. A waiter whose wait ended meanwhile hands the slot
+    /// back when its receiver drops the permit (it comes back here).
+    fn release(this: &Arc<Self>) {
+        let mut permit = SlotPermit::of(this);
+        let mut state = this.lock();
+        for queue in state.waiting.iter_mut() {
+            while let Some(waiter) = queue.pop_front() {
+                match waiter.send(permit) {
+                    Ok(()) => return,
+                    Err(back) => permit = back,
+                }
+            }
+        }
+        state.free += 1;
+        // The permit made for the hand-over is the slot just counted free.
+        permit.slots = None;
+    }
 }
 
 /// Hashes that may run at once on a machine with `cores` cores: all but one,
@@ -34,31 +153,50 @@ pub fn hashing_slots(cores: usize) -> usize {
 }
 
 impl Hashing {
-    /// `queue_max` hashes may wait (0: none), each at most `wait_max`.
+    /// `queue_max` hashes of each [`Priority`] may wait (0: none), each at
+    /// most `wait_max`.
     pub fn new(queue_max: usize, wait_max: Duration) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self::with_slots(hashing_slots(cores), queue_max, wait_max)
+    }
+
+    fn with_slots(slots: usize, queue_max: usize, wait_max: Duration) -> Self {
         Self {
-            running: Semaphore::new(hashing_slots(cores)),
-            waiting: AtomicUsize::new(0),
+            slots: Arc::new(Slots {
+                state: Mutex::new(SlotState {
+                    free: slots,
+                    waiting: [VecDeque::new(), VecDeque::new()],
+                }),
+            }),
             queue_max,
             wait_max,
         }
     }
 
+    /// Hashes a new password of an existing account (a password change).
     pub async fn hash(&self, password: String) -> Result<String, ApiError> {
-        self.blocking(move || hash_now(&password)).await
+        self.blocking(Priority::Account, move || hash_now(&password))
+            .await
+    }
+
+    /// Hashes the password of a registration, behind every account hash.
+    pub async fn hash_registration(&self, password: String) -> Result<String, ApiError> {
+        self.blocking(Priority::Registration, move || hash_now(&password))
+            .await
     }
 
     /// `false` for a wrong password or an unreadable stored hash.
     pub async fn verify(&self, password: String, stored: String) -> Result<bool, ApiError> {
-        self.blocking(move || Ok(verify_now(&password, &stored)))
-            .await
+        self.blocking(Priority::Account, move || {
+            Ok(verify_now(&password, &stored))
+        })
+        .await
     }
 
     /// Verifies against a fixed hash, so an unknown login takes as long as
     /// a wrong password (no user enumeration by timing).
     pub async fn dummy_verify(&self, password: String) -> Result<(), ApiError> {
-        self.blocking(move || {
+        self.blocking(Priority::Account, move || {
             static DUMMY: std::sync::OnceLock<Result<String, ApiError>> =
                 std::sync::OnceLock::new();
             let stored = DUMMY.get_or_init(|| hash_now("linkhub-timing-equalizer"));
@@ -68,33 +206,28 @@ impl Hashing {
         .await
     }
 
-    /// A free slot, or `503` when `queue_max` others already wait or none
-    /// frees up within `wait_max`.
-    async fn slot(&self) -> Result<SemaphorePermit<'_>, ApiError> {
-        if let Ok(permit) = self.running.try_acquire() {
-            return Ok(permit);
-        }
-        let queued = self
-            .waiting
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.queue_max).then_some(n + 1)
-            });
-        if queued.is_err() {
-            tracing::warn!(
-                "password hashing queue is full ({} waiting)",
-                self.queue_max
-            );
-            return Err(ApiError::busy(RETRY_AFTER_SECS));
-        }
-        let waited = tokio::time::timeout(self.wait_max, self.running.acquire()).await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        match waited {
+    /// A free slot, or `503` when `queue_max` others of `priority` already
+    /// wait or none frees up within `wait_max`.
+    async fn slot(&self, priority: Priority) -> Result<SlotPermit, ApiError> {
+        let receiver = match Slots::try_take(&self.slots, priority, self.queue_max) {
+            Some(Ok(permit)) => return Ok(permit),
+            Some(Err(receiver)) => receiver,
+            None => {
+                tracing::warn!(
+                    "password hashing queue ({priority:?}) is full ({} waiting)",
+                    self.queue_max
+                );
+                return Err(ApiError::busy(RETRY_AFTER_SECS));
+            }
+        };
+        match tokio::time::timeout(self.wait_max, receiver).await {
             Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(e)) => Err(ApiError::internal(format!(
-                "password hashing is shut down: {e}"
-            ))),
+            Ok(Err(_)) => Err(ApiError::internal("password hashing is shut down")),
             Err(_) => {
-                tracing::warn!("no password hashing slot within {:?}", self.wait_max);
+                tracing::warn!(
+                    "no password hashing slot ({priority:?}) within {:?}",
+                    self.wait_max
+                );
                 Err(ApiError::busy(RETRY_AFTER_SECS))
             }
         }
@@ -102,9 +235,10 @@ impl Hashing {
 
     async fn blocking<T: Send + 'static>(
         &self,
+        priority: Priority,
         f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _permit = self.slot().await?;
+        let _permit = self.slot(priority).await?;
         // The blocking thread logs under the span of the request that hashes.
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || span.in_scope(f))
@@ -164,10 +298,21 @@ mod tests {
         assert_eq!(hashing_slots(8), 7);
     }
 
+    /// Every slot, taken.
+    fn take_all(hashing: &Hashing) -> Vec<SlotPermit> {
+        std::iter::from_fn(
+            || match Slots::try_take(&hashing.slots, Priority::Account, 0) {
+                Some(Ok(permit)) => Some(permit),
+                _ => None,
+            },
+        )
+        .collect()
+    }
+
     #[tokio::test]
     async fn a_full_queue_answers_busy_at_once() {
         let hashing = Hashing::new(0, Duration::from_secs(5));
-        let slots: Vec<_> = std::iter::from_fn(|| hashing.running.try_acquire().ok()).collect();
+        let slots = take_all(&hashing);
         assert!(!slots.is_empty());
         let refused = hashing.hash("password".into()).await;
         assert!(
@@ -182,11 +327,70 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_hash_that_waits_too_long_answers_busy() {
-        let hashing = Hashing::new(8, Duration::from_millis(50));
-        let _slots: Vec<_> = std::iter::from_fn(|| hashing.running.try_acquire().ok()).collect();
+    async fn a_hash_that_waits_too_long_answers_busy_and_leaves_the_slot() {
+        let hashing = Hashing::with_slots(1, 8, Duration::from_millis(50));
+        let slot = take_all(&hashing);
         let refused = hashing.hash("password".into()).await;
         assert!(matches!(refused, Err(ApiError::Busy { .. })), "{refused:?}");
-        assert_eq!(hashing.waiting.load(Ordering::Acquire), 0);
+        drop(slot);
+        // The waiter that gave up is skipped: the freed slot is free again.
+        assert_eq!(hashing.slots.lock().free, 1);
+        hashing.hash("password".into()).await.expect("a free slot");
+    }
+
+    #[tokio::test]
+    async fn a_freed_slot_goes_to_a_waiting_login_before_registrations() {
+        let hashing = Arc::new(Hashing::with_slots(1, 8, Duration::from_secs(10)));
+        let held = take_all(&hashing);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        // Registrations queue first, then one login.
+        for (name, priority) in [
+            ("registration 1", Priority::Registration),
+            ("registration 2", Priority::Registration),
+            ("login", Priority::Account),
+        ] {
+            let (waiter, order) = (Arc::clone(&hashing), Arc::clone(&order));
+            waiters.push(tokio::spawn(async move {
+                let _slot = waiter.slot(priority).await.expect("a slot");
+                order.lock().expect("order").push(name);
+            }));
+            // Each is in line before the next one comes.
+            while hashing
+                .slots
+                .lock()
+                .waiting
+                .iter()
+                .map(VecDeque::len)
+                .sum::<usize>()
+                < waiters.len()
+            {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(held);
+        for waiter in waiters {
+            waiter.await.expect("waiter");
+        }
+        assert_eq!(
+            *order.lock().expect("order"),
+            ["login", "registration 1", "registration 2"]
+        );
+    }
+
+    #[tokio::test]
+    async fn registrations_cannot_fill_the_queue_logins_wait_in() {
+        let hashing = Hashing::with_slots(1, 1, Duration::from_secs(10));
+        let _held = take_all(&hashing);
+        let _registration =
+            Slots::try_take(&hashing.slots, Priority::Registration, 1).expect("a place in line");
+        assert!(
+            Slots::try_take(&hashing.slots, Priority::Registration, 1).is_none(),
+            "the registrations' queue is full"
+        );
+        assert!(
+            Slots::try_take(&hashing.slots, Priority::Account, 1).is_some(),
+            "a login still gets in line"
+        );
     }
 }

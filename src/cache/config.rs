@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::store::CounterLifetimes;
+use super::verify::ObserverConfig;
 use crate::config::{RedisTopology, Settings};
 
 /// How the cache is set up: the part of [`Settings`] it reads.
@@ -34,6 +35,8 @@ pub struct CacheConfig {
     /// read each other's entries; the counters are shared, so a write
     /// through either invalidates both.
     pub format: String,
+    /// `CACHE_VERIFY_*`: the consistency observer (`verify.rs`).
+    pub observer: ObserverConfig,
 }
 
 impl From<&Settings> for CacheConfig {
@@ -52,6 +55,12 @@ impl From<&Settings> for CacheConfig {
             ca_file: settings.redis_ca_file.clone(),
             janitor_keys_per_sec: settings.cache_janitor_keys_per_sec,
             format: String::new(),
+            observer: ObserverConfig {
+                sample: settings.cache_verify_sample,
+                settle: settings.cache_verify_settle,
+                queue: settings.cache_verify_queue,
+                db_connections: settings.cache_verify_db_connections,
+            },
         }
     }
 }

@@ -44,8 +44,10 @@ pub enum ReadError {
 }
 
 impl Entry {
-    /// The entry of a loader's answer, its ETag a digest of the body.
-    pub(super) fn render(loaded: Loaded) -> Self {
+    /// The entry of a loader's answer, its ETag a digest of the body. Also
+    /// how a caller composes one answer of several entries (the users list:
+    /// a page and a total).
+    pub fn render(loaded: Loaded) -> Self {
         let (status, body) = match loaded {
             Loaded::Found(body) => (200, body),
             Loaded::NotFound(body) => (404, body),

@@ -28,21 +28,36 @@ impl Cache {
             self.owe(&pending.namespaces).await;
             return;
         }
-        match self.store.bump(&pending.namespaces).await {
-            Ok(()) => {
+        match self.store.bump(&pending.namespaces, false).await {
+            Ok(bumped) if bumped.delivered_all() => {
                 for ns in &pending.namespaces {
                     self.metrics.cache_bump(ns.kind());
                 }
                 self.forget_outbox_rows(pending.ids);
                 self.purger.enqueue(pending.namespaces);
             }
-            // Redis works, but a failover could lose the bump: owed, and
-            // the breaker stays closed (the other namespaces are fine).
-            // Counted in `linkhub_cache_version_bump_failures_total`; a log
-            // line per write would flood while a replica lags.
-            Err(e @ StoreError::NotReplicated { .. }) => {
-                tracing::debug!("cache: {e}; owed until a replica has it");
-                self.owe(&pending.namespaces).await;
+            // Redis works, but a failover could lose the bumps of a shard
+            // whose replicas lag (or a slot was moving): those are owed, the
+            // rows stay for recovery, and the breaker stays closed (the
+            // other namespaces are fine). Counted in
+            // `linkhub_cache_version_bump_failures_total`; a log line per
+            // write would flood while a replica lags.
+            Ok(bumped) => {
+                tracing::debug!(
+                    "cache: {}; owed until the replicas have them",
+                    bumped.reason
+                );
+                let delivered: Vec<Namespace> = pending
+                    .namespaces
+                    .iter()
+                    .filter(|ns| !bumped.undelivered.contains(ns))
+                    .cloned()
+                    .collect();
+                for ns in &delivered {
+                    self.metrics.cache_bump(ns.kind());
+                }
+                self.owe(&bumped.undelivered).await;
+                self.purger.enqueue(delivered);
             }
             Err(e) => {
                 self.redis_failed("version bump", &e);
@@ -111,5 +126,13 @@ pub async fn deliver(config: &CacheConfig, pending: &outbox::Pending) -> Result<
     .map_err(StoreError::Protocol)?;
     // Which shards have replicas to wait for.
     store.refresh_topology().await?;
-    store.bump(&pending.namespaces).await
+    let bumped = store.bump(&pending.namespaces, true).await?;
+    if bumped.delivered_all() {
+        Ok(())
+    } else {
+        Err(StoreError::NotReplicated {
+            namespaces: bumped.undelivered.len(),
+            reason: bumped.reason,
+        })
+    }
 }

@@ -15,8 +15,9 @@
 //! `{<namespace>}` is a Redis Cluster hash tag: a counter, its index and every
 //! entry of its namespace live in one slot, so one script can read and remove
 //! them together. Namespaces are per user, per link and per social, so the
-//! tags spread over the slots; only `{users}` (the global list) is a single
-//! slot, and it is read-mostly.
+//! tags spread over the slots; only `{users}` and `{users_added}` (the global
+//! list: its full pages, and its totals and tails) are single slots, and they
+//! are read-mostly.
 //!
 //! The index is what makes invalidation cost what the namespace holds, not
 //! what Redis holds: after a bump, the entries of older versions are the
@@ -32,6 +33,7 @@ use std::borrow::Cow;
 
 use sha2::{Digest, Sha256};
 
+use crate::domain::resources::ListStart;
 use crate::namespace::Namespace;
 
 /// The version counter of `ns`.
@@ -185,13 +187,24 @@ impl QueryKey {
         Self::open_ended(format!("links:p{page}:l{limit}"))
     }
 
-    /// A page of the users list, optionally searched; an empty search is no
-    /// search. The term is hashed ([`hash_term`]), never written raw.
-    pub fn users_list(search: Option<&str>, page: u64, limit: u64) -> Self {
-        Self::open_ended(match search.filter(|s| !s.is_empty()) {
-            Some(term) => format!("list:p{page}:l{limit}:s{}", hash_term(term)),
-            None => format!("list:p{page}:l{limit}:s-"),
-        })
+    /// A page of the users list, optionally searched, in the `users`
+    /// namespace: the page's items when it was full, else a mark that sends
+    /// the read on to [`QueryKey::users_tail`]. The term is hashed
+    /// ([`hash_term`]), never written raw.
+    pub fn users_page(search: Option<&str>, start: ListStart, limit: u64) -> Self {
+        Self::open_ended(format!("list:{}", users_list_query(search, start, limit)))
+    }
+
+    /// The same page when it was not full, in the `users_added` namespace
+    /// (a registration may add to it).
+    pub fn users_tail(search: Option<&str>, start: ListStart, limit: u64) -> Self {
+        Self::open_ended(format!("tail:{}", users_list_query(search, start, limit)))
+    }
+
+    /// The total of the users list or of one search, in the `users_added`
+    /// namespace: one entry per search, shared by its pages.
+    pub fn users_total(search: Option<&str>) -> Self {
+        Self::open_ended(format!("total:s{}", search_part(search)))
     }
 
     /// The query as it is written in the entry key.
@@ -203,6 +216,23 @@ impl QueryKey {
     /// are capped per version.
     pub fn is_open_ended(&self) -> bool {
         self.reach == Reach::OpenEnded
+    }
+}
+
+/// Where a users-list read starts, its limit and its search, as a key writes them.
+fn users_list_query(search: Option<&str>, start: ListStart, limit: u64) -> String {
+    let start = match start {
+        ListStart::Page(page) => format!("p{page}"),
+        ListStart::After(after) => format!("a{after}"),
+    };
+    format!("{start}:l{limit}:s{}", search_part(search))
+}
+
+/// A search as a key writes it: its hash, or `-` for none.
+fn search_part(search: Option<&str>) -> String {
+    match search.filter(|s| !s.is_empty()) {
+        Some(term) => hash_term(term),
+        None => "-".to_owned(),
     }
 }
 
@@ -270,12 +300,27 @@ mod tests {
         let page = QueryKey::links_page(3, 10);
         assert!(page.is_open_ended());
         assert_eq!(page.as_str(), "links:p3:l10");
-        assert!(QueryKey::users_list(Some("x"), 1, 10).is_open_ended());
-        assert!(QueryKey::users_list(None, 1, 10).is_open_ended());
-        assert_eq!(QueryKey::users_list(None, 2, 5).as_str(), "list:p2:l5:s-");
+        let page = ListStart::Page(1);
+        assert!(QueryKey::users_page(Some("x"), page, 10).is_open_ended());
+        assert!(QueryKey::users_page(None, page, 10).is_open_ended());
+        assert!(QueryKey::users_tail(None, page, 10).is_open_ended());
+        assert!(QueryKey::users_total(Some("x")).is_open_ended());
         assert_eq!(
-            QueryKey::users_list(Some("x"), 1, 10).as_str(),
+            QueryKey::users_page(None, ListStart::Page(2), 5).as_str(),
+            "list:p2:l5:s-"
+        );
+        assert_eq!(
+            QueryKey::users_tail(None, ListStart::After(7), 5).as_str(),
+            "tail:a7:l5:s-"
+        );
+        assert_eq!(QueryKey::users_total(None).as_str(), "total:s-");
+        assert_eq!(
+            QueryKey::users_page(Some("x"), page, 10).as_str(),
             format!("list:p1:l10:s{}", hash_term("x"))
+        );
+        assert_ne!(
+            QueryKey::users_page(None, ListStart::Page(1), 10),
+            QueryKey::users_page(None, ListStart::After(1), 10)
         );
         let ns = Namespace::User(1);
         let count = stored_count_key("lh", &ns, "17");
@@ -285,7 +330,7 @@ mod tests {
     #[test]
     fn search_terms_never_reach_a_key_raw() {
         fn list(search: Option<&str>, page: u64, limit: u64) -> String {
-            QueryKey::users_list(search, page, limit).to_string()
+            QueryKey::users_page(search, ListStart::Page(page), limit).to_string()
         }
         let q = list(Some("a*b?[c]:d \r\n"), 1, 10);
         assert!(
@@ -296,5 +341,12 @@ mod tests {
         assert_ne!(list(Some("a"), 1, 10), list(None, 1, 10));
         assert_ne!(list(None, 1, 10), list(None, 11, 0));
         assert!(list(Some(&"x".repeat(10_000)), 1, 10).len() < 64);
+        let total = QueryKey::users_total(Some("a*b?[c]:d \r\n")).to_string();
+        assert!(
+            total
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b':'),
+            "{total}"
+        );
     }
 }

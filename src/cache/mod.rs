@@ -29,9 +29,10 @@
 //!    also after a restart, since the breaker starts open. At start the first
 //!    replay runs before the server answers (bounded: 8 × `REDIS_TIMEOUT_MS`), so
 //!    a fresh instance serves from Redis at once when Redis is up.
-//!    A bump counts once a replica of its shard acknowledges it (`WAIT`, in
-//!    the store's bumps); one no live replica acknowledged in time is owed the
-//!    same way, the breaker aside, since a failover could lose it.
+//!    A bump counts once every replica of its shard acknowledges it (`WAIT`,
+//!    in the store's bumps); one they did not all acknowledge in time is owed
+//!    the same way (its namespaces only), the breaker aside, since a failover
+//!    could lose it.
 //! 5. **Removal off the request path, and never a pass per write.** Every
 //!    stored entry is listed in its namespace's index (a sorted set scored by
 //!    version, same hash tag: `keys.rs`, `index.rs`). After a bump, a
@@ -52,6 +53,11 @@
 //!    it started after they arrived (a load that began earlier may predate a
 //!    write acknowledged in between): a burst costs about two loads, not one
 //!    per request.
+//!
+//! # Whether it holds in production
+//! A share of the `HIT`s (`CACHE_VERIFY_SAMPLE`) is checked against
+//! PostgreSQL later, off the request path, and counted fresh, stale or
+//! skipped (`verify.rs`); a `HIT` hands its unused loader to the check.
 //!
 //! # What a client can grow, and the bounds
 //! Everything linkhub writes to Redis has a TTL. The reads a client can make
@@ -83,6 +89,7 @@ pub mod single_flight;
 pub mod store;
 mod tls;
 mod topology;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +110,8 @@ use self::owed::OwedBumps;
 use self::purge::Purger;
 use self::single_flight::{FreshFlights, SingleFlight};
 use self::store::{ConnectionsStatus, Lookup, Store, StoreEntry, StoreError};
+pub use self::verify::ObserverConfig;
+use self::verify::{Hit, Observer, Watched};
 use crate::db::DbPool;
 use crate::metrics::{CacheResult, Metrics};
 use crate::namespace::Namespace;
@@ -134,6 +143,8 @@ pub struct Cache {
     flights: SingleFlight<LoadOutcome>,
     bypass_flights: FreshFlights<LoadOutcome>,
     near: NearCache,
+    /// Checks a share of the `HIT`s against PostgreSQL (`verify.rs`).
+    observer: Observer,
     purger: Purger,
     db: DbPool,
     enabled: bool,
@@ -210,9 +221,23 @@ impl Cache {
                 report: recovery::Report::new(config.enabled),
             },
         );
+        let observer = Observer::start(
+            config.observer,
+            config.enabled,
+            Watched {
+                store: Arc::clone(&store),
+                breaker: Arc::clone(&breaker),
+                owed: Arc::clone(&owed),
+                db: db.clone(),
+                metrics: Arc::clone(&metrics),
+                bump_within: config.writer_grace(),
+            },
+            tasks,
+        );
         Ok(Self {
             store,
             epoch,
+            observer,
             format: config.format.clone(),
             breaker,
             owed,
@@ -279,7 +304,7 @@ impl Cache {
         load: F,
     ) -> Result<Served, ReadError>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Loaded, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
@@ -298,6 +323,9 @@ impl Cache {
                             .get(&counter, query.as_str(), version, trust_period)
                     {
                         self.metrics.cache_near_hit();
+                        self.observer.offer(load, || {
+                            Hit::new(&ns, query, &counter, trust_period, &entry, version)
+                        });
                         return self.served(&ns, Ok(entry), CacheResult::Hit);
                     }
                 }
@@ -322,6 +350,10 @@ impl Cache {
                 lookup.entry_ttl,
                 Arc::clone(&entry),
             );
+            self.observer.offer(load, || {
+                let version = lookup.version.parse().unwrap_or_default();
+                Hit::new(&ns, query, &counter, trust_period, &entry, version)
+            });
             return self.served(&ns, Ok(entry), CacheResult::Hit);
         }
         let loaded = self
@@ -352,7 +384,8 @@ impl Cache {
 
     /// Loads a missed entry once per key in this process (rule 7) and stores
     /// it under the version taken before the load, with a TTL (rule 6). The
-    /// load runs as its own task, under the span of the request that started it.
+    /// load is driven by the readers that share it, and dropped once none
+    /// waits (`single_flight.rs`), under the span of the request that started it.
     async fn load_once_and_store<Fut, E>(
         &self,
         ns: &Namespace,
@@ -418,7 +451,15 @@ impl Cache {
                             .await;
                         if let Err(e) = stored {
                             tracing::warn!("cache: storing {task_key} failed: {e}");
-                            breaker.trip();
+                            // A slot moving is no Redis failure (`store`),
+                            // nor is a store that outlasted its bound right
+                            // after this read's lookup answered (a script
+                            // retried with `TRYAGAIN` while its slot
+                            // migrates): it costs this entry; the next
+                            // lookup trips the breaker if Redis is gone.
+                            if !e.is_slot_moving() && !matches!(e, StoreError::Timeout(_)) {
+                                breaker.trip();
+                            }
                         }
                         Ok(entry)
                     }
@@ -481,6 +522,12 @@ impl Cache {
     }
 
     fn redis_failed(&self, what: &str, err: &StoreError) {
+        // A slot moving between masters costs this one read its cache, not
+        // every read (`store`'s header).
+        if err.is_slot_moving() {
+            tracing::debug!("cache: {what} met a slot being moved ({err}); bypassed");
+            return;
+        }
         if self.breaker.trip() {
             tracing::warn!("cache: {what} failed ({err}); reads bypass Redis until it recovers");
         }

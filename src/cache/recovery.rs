@@ -14,9 +14,22 @@
 //! end the same way. Every replay reads the topology first, so its bumps wait
 //! for the replicas the new masters have, and count at once where they have
 //! none. A replayed bump is delivered only when it would survive a failover
-//! too: a replica that does not acknowledge it leaves the rows and the owed
-//! namespaces as they were, and the next tick tries again.
+//! too: a shard whose replicas do not acknowledge it keeps its rows, and its
+//! namespaces stay owed (read with BYPASS), while every other shard's rows
+//! are deleted and the breaker closes: one sick replica costs the
+//! namespaces whose bumps it holds, not the cache. The next tick tries
+//! them again (waiting for the replicas even of a shard the writers take to
+//! lag: that is how the mark clears, `store/bumps.rs`).
+//!
+//! A replay goes through the outbox in steps of at most [`BATCH`] rows,
+//! oldest first: each step's delivered rows are deleted before the next, and
+//! rows left behind (their shard lags) are stepped over. A step cut by the
+//! Redis bound (a slow link: a step's pipeline is one round trip per chunk
+//! the link delivers) is tried again four times smaller, down to one row, so
+//! a replay on a slow link keeps what it delivered and gets through; each
+//! step that succeeds doubles the next, up to [`BATCH`].
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +40,7 @@ use super::purge::Purger;
 use super::store::{Store, StoreError};
 use crate::db::{DbPool, epoch, instances, outbox};
 use crate::metrics::Metrics;
+use crate::namespace::Namespace;
 use crate::tasks::BackgroundTasks;
 
 /// How often an open breaker retries.
@@ -40,9 +54,11 @@ const REPORT_EVERY: Duration = Duration::from_secs(5);
 /// How often the masters are read to notice a failover: a round trip per
 /// master and one `CLUSTER NODES` per second, off the request path.
 const TOPOLOGY_EVERY: Duration = Duration::from_secs(1);
-/// Rows per replay step; their namespaces are deduplicated, so a long outage
-/// of writes to few namespaces costs few bumps.
+/// Rows per replay step at most; their namespaces are deduplicated, so a
+/// long outage of writes to few namespaces costs few bumps.
 const BATCH: i64 = 5000;
+/// A step cut by its bound is tried again this many times smaller.
+const SHRINK: i64 = 4;
 
 /// What recovery works with; built by [`super::Cache::start`].
 pub struct Recovery {
@@ -95,18 +111,19 @@ impl Report {
 /// outbox and trusts Redis before it answers its first request.
 pub fn start(tasks: &BackgroundTasks, recovery: Recovery) {
     tasks.spawn("cache_recovery", async move {
-        let mut last_sweep = Instant::now();
-        let mut last_topology = Instant::now();
-        let mut trusted_before = false;
+        let mut state = Ticks {
+            last_sweep: Instant::now(),
+            last_topology: Instant::now(),
+            trusted_before: false,
+            batch: BATCH,
+        };
         let listening_by = Instant::now() + recovery.listen_wait;
         while !recovery.owed.is_listening() && Instant::now() < listening_by {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let mut last_report: Option<(Instant, (&'static str, i64))> = None;
         loop {
-            recovery
-                .tick(&mut last_sweep, &mut last_topology, &mut trusted_before)
-                .await;
+            recovery.tick(&mut state).await;
             recovery.first_attempt_done.send_replace(true);
             // Every few seconds, and at once when the state or the epoch changed.
             let state = (recovery.cache_state(), recovery.epoch.get());
@@ -119,15 +136,36 @@ pub fn start(tasks: &BackgroundTasks, recovery: Recovery) {
     });
 }
 
+/// What recovery carries from one tick to the next.
+struct Ticks {
+    last_sweep: Instant,
+    last_topology: Instant,
+    /// Whether this process has trusted Redis yet, so the log says
+    /// "trusted" on the first start and "trusted again" after an outage.
+    trusted_before: bool,
+    /// Rows the next replay step takes (see the module header).
+    batch: i64,
+}
+
+/// What a replay did.
+#[derive(Default)]
+struct Replayed {
+    /// Rows delivered and deleted.
+    rows: usize,
+    /// Namespaces whose bumps did not count: their rows stay.
+    undelivered: HashSet<Namespace>,
+    /// Why, for the log.
+    reason: String,
+}
+
 impl Recovery {
-    /// `trusted_before`: whether this process has trusted Redis yet, so the
-    /// log says "trusted" on the first start and "trusted again" after an outage.
-    async fn tick(
-        &self,
-        last_sweep: &mut Instant,
-        last_topology: &mut Instant,
-        trusted_before: &mut bool,
-    ) {
+    async fn tick(&self, ticks: &mut Ticks) {
+        let Ticks {
+            last_sweep,
+            last_topology,
+            trusted_before,
+            batch,
+        } = ticks;
         if !self.breaker.lets_through() {
             if !self.owed.is_listening() {
                 // Other instances' owed bumps could not reach this one.
@@ -140,7 +178,7 @@ impl Recovery {
                 Ok(_) => {
                     *last_topology = Instant::now();
                     match self.trust_epoch().await {
-                        Ok(()) => self.settle_owed().await,
+                        Ok(()) => self.settle_owed(batch).await,
                         Err(e) => Err(e),
                     }
                 }
@@ -158,8 +196,16 @@ impl Recovery {
                     let again = if *trusted_before { " again" } else { "" };
                     *trusted_before = true;
                     tracing::info!(
-                        "cache: Redis trusted{again} ({replayed} owed bump(s) replayed)"
+                        "cache: Redis trusted{again} ({} owed bump(s) replayed)",
+                        replayed.rows
                     );
+                    if !replayed.undelivered.is_empty() {
+                        tracing::warn!(
+                            "cache: {} namespace(s) stay owed, read with BYPASS: {}",
+                            replayed.undelivered.len(),
+                            replayed.reason
+                        );
+                    }
                 }
                 Err(e) => tracing::debug!("cache: still bypassing Redis: {e}"),
             }
@@ -171,8 +217,9 @@ impl Recovery {
                 Ok(true) => {
                     if self.breaker.trip() {
                         tracing::warn!(
-                            "cache: the Redis masters changed (a failover, a resharding or a restart); \
-                             reads bypass Redis until the outbox is replayed on them"
+                            "cache: a Redis master was replaced (a failover or a restart; masters now: {}); \
+                             reads bypass Redis until the outbox is replayed on them",
+                            self.store.master_addresses()
                         );
                     }
                 }
@@ -187,29 +234,45 @@ impl Recovery {
         } else if self.owed.has_owed() || self.owed.take_replay_request() {
             // Owed since the last recovery: a write of this instance that
             // raced it, or another instance's, announced over NOTIFY.
-            match self.settle_owed().await {
-                Ok(_) => {}
+            match self.settle_owed(batch).await {
                 // Retried every tick while a replica lags: not worth a warning each time.
-                Err(e @ ReplayError::NotReplicated(_)) => {
-                    tracing::debug!("cache: owed bumps stay owed: {e}")
-                }
+                Ok(replayed) if !replayed.undelivered.is_empty() => tracing::debug!(
+                    "cache: {} namespace(s) stay owed: {}",
+                    replayed.undelivered.len(),
+                    replayed.reason
+                ),
+                Ok(_) => {}
                 Err(e) => tracing::warn!("cache: replaying owed bumps failed: {e}"),
             }
         } else if last_sweep.elapsed() >= SWEEP_EVERY {
             *last_sweep = Instant::now();
-            if let Err(e) = self.replay(self.writer_grace).await {
-                tracing::warn!("cache: replaying leftover outbox rows failed: {e}");
+            match self.replay(self.writer_grace, batch).await {
+                // A dead writer's rows nobody announced: owed here from now on.
+                Ok(replayed) => self.owe_undelivered(&replayed),
+                Err(e) => tracing::warn!("cache: replaying leftover outbox rows failed: {e}"),
             }
         }
     }
 
     /// Replays the whole outbox, then forgets the owed namespaces it covered:
-    /// their rows were committed before the snapshot, so the replay bumped them.
-    async fn settle_owed(&self) -> Result<usize, ReplayError> {
+    /// their rows were committed before the snapshot, so the replay bumped
+    /// them, unless their bumps did not count, which stay owed.
+    async fn settle_owed(&self, batch: &mut i64) -> Result<Replayed, ReplayError> {
         let owed = self.owed.snapshot_owed();
-        let replayed = self.replay(Duration::ZERO).await?;
+        let replayed = self.replay(Duration::ZERO, batch).await?;
+        // Owed anew before the settle, so the settle cannot clear them.
+        self.owe_undelivered(&replayed);
         self.owed.settle(owed);
         Ok(replayed)
+    }
+
+    /// The namespaces a replay could not deliver are owed (read with BYPASS)
+    /// until a later one does.
+    fn owe_undelivered(&self, replayed: &Replayed) {
+        if !replayed.undelivered.is_empty() {
+            let namespaces: Vec<Namespace> = replayed.undelivered.iter().cloned().collect();
+            self.owed.owe(&namespaces);
+        }
     }
 
     /// The epoch under which the Redis processes there are now may be
@@ -282,34 +345,64 @@ impl Recovery {
 
     /// Bumps every namespace owed by an outbox row that is due (every row no
     /// linkhub writer made, and linkhub writers' rows older than
-    /// `writer_grace`), then deletes those rows. Returns how many rows were
-    /// replayed.
-    async fn replay(&self, writer_grace: Duration) -> Result<usize, ReplayError> {
+    /// `writer_grace`), in steps of `batch` rows at most (see the module
+    /// header), and deletes the rows whose bumps counted.
+    async fn replay(
+        &self,
+        writer_grace: Duration,
+        batch: &mut i64,
+    ) -> Result<Replayed, ReplayError> {
         let db = |e: String| ReplayError::Database(e);
         let mut conn = self.db.get().await.map_err(|e| db(e.to_string()))?;
-        let mut replayed = 0;
+        let mut replayed = Replayed::default();
+        let mut after = 0;
         loop {
-            let pending = outbox::pending(&mut conn, writer_grace, BATCH)
+            let rows = outbox::pending_after(&mut conn, writer_grace, after, *batch)
                 .await
                 .map_err(|e| db(e.to_string()))?;
-            if pending.ids.is_empty() {
+            let Some(&(last, _)) = rows.last() else {
                 return Ok(replayed);
-            }
-            self.store
-                .bump(&pending.namespaces)
-                .await
-                .map_err(|e| match e {
-                    StoreError::NotReplicated { .. } => ReplayError::NotReplicated(e.to_string()),
-                    other => ReplayError::Redis(other.to_string()),
-                })?;
-            for ns in &pending.namespaces {
+            };
+            let mut namespaces: Vec<Namespace> =
+                rows.iter().filter_map(|(_, ns)| ns.clone()).collect();
+            namespaces.sort();
+            namespaces.dedup();
+            let bumped = match self.store.bump(&namespaces, true).await {
+                Ok(bumped) => bumped,
+                Err(StoreError::Timeout(limit)) if *batch > 1 => {
+                    *batch = (*batch / SHRINK).max(1);
+                    tracing::debug!(
+                        "cache: a replay step took longer than {limit:?}; \
+                         the next ones take {batch} row(s)"
+                    );
+                    continue;
+                }
+                Err(e) => return Err(ReplayError::Redis(e.to_string())),
+            };
+            *batch = (*batch * 2).min(BATCH);
+            let undelivered: HashSet<&Namespace> = bumped.undelivered.iter().collect();
+            let delivered_rows: Vec<i64> = rows
+                .iter()
+                .filter(|(_, ns)| ns.as_ref().is_none_or(|ns| !undelivered.contains(ns)))
+                .map(|(id, _)| *id)
+                .collect();
+            let delivered: Vec<Namespace> = namespaces
+                .into_iter()
+                .filter(|ns| !undelivered.contains(ns))
+                .collect();
+            for ns in &delivered {
                 self.metrics.cache_bump(ns.kind());
             }
-            outbox::delete(&mut conn, &pending.ids)
+            outbox::delete(&mut conn, &delivered_rows)
                 .await
                 .map_err(|e| db(e.to_string()))?;
-            replayed += pending.ids.len();
-            self.purger.enqueue(pending.namespaces);
+            replayed.rows += delivered_rows.len();
+            if replayed.reason.is_empty() {
+                replayed.reason = bumped.reason.clone();
+            }
+            replayed.undelivered.extend(bumped.undelivered);
+            self.purger.enqueue(delivered);
+            after = last;
         }
     }
 }
@@ -319,9 +412,6 @@ impl Recovery {
 enum ReplayError {
     #[error("{0}")]
     Redis(String),
-    /// Redis took the bumps, no replica acknowledged them (yet).
-    #[error("{0}")]
-    NotReplicated(String),
     #[error("database: {0}")]
     Database(String),
 }

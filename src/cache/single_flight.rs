@@ -10,25 +10,61 @@
 //! whose lookup missed just before that store and that arrives just after it
 //! loads once more. That window is the store's round trip, so a stampede
 //! costs one load, rarely two, per process.
+//!
+//! **A [`SingleFlight`] load lives only while someone waits for it.** It is
+//! driven by the requests that share it, not by a task of its own: a reader
+//! that hangs up leaves it to the others, and when the last one is gone the
+//! load is dropped and its key forgotten (the map holds it weakly). As a
+//! detached task, a load outlived its clients, so a client hanging up on
+//! requests for made-up keys grew the tasks (and the PostgreSQL connections
+//! they wait for) with its request rate; now what runs is bounded by the
+//! requests in flight, which the server bounds.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, Shared};
+use futures_util::future::{BoxFuture, Shared, WeakShared};
 
 type InFlight<T> = Shared<BoxFuture<'static, T>>;
+
+/// The loads under way by key, each with its generation, held weakly.
+type Loads<T> = Arc<Mutex<HashMap<String, (u64, WeakShared<BoxFuture<'static, T>>)>>>;
 
 /// The loads under way, by key; each hands a clone of its value to every
 /// caller that joined it (the misses of the cache: the key holds the version).
 pub struct SingleFlight<T: Clone> {
-    inflight: Arc<Mutex<HashMap<String, InFlight<T>>>>,
+    /// Held weakly: a load nobody waits for any more is dropped.
+    inflight: Loads<T>,
+    generation: AtomicU64,
 }
 
 impl<T: Clone> Default for SingleFlight<T> {
     fn default() -> Self {
         Self {
             inflight: Arc::default(),
+            generation: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Forgets load `generation` of `key` when the load ends or is dropped.
+struct Forget<T: Clone> {
+    map: Loads<T>,
+    key: String,
+    generation: u64,
+}
+
+impl<T: Clone> Drop for Forget<T> {
+    fn drop(&mut self) {
+        let mut map = lock(&self.map);
+        if map
+            .get(&self.key)
+            .is_some_and(|(g, _)| *g == self.generation)
+        {
+            map.remove(&self.key);
         }
     }
 }
@@ -37,8 +73,9 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
     /// Runs `load` for `key` unless a load of `key` is under way, in which case
     /// it waits for that one. Returns the value and whether this call loaded it.
     ///
-    /// The load runs as its own task: a client that disconnects does not cancel
-    /// it for the others waiting on it.
+    /// The load is driven by every caller waiting on it: one that hangs up
+    /// cancels nothing for the others, and once none waits the load is
+    /// dropped (see the module header). A load that panics answers `on_panic`.
     pub async fn run<F>(
         &self,
         key: &str,
@@ -50,21 +87,29 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
     {
         let (shared, leader) = {
             let mut inflight = lock(&self.inflight);
-            match inflight.get(key) {
-                Some(existing) => (existing.clone(), false),
+            match inflight.get(key).and_then(|(_, weak)| weak.upgrade()) {
+                Some(existing) => (existing, false),
                 None => {
-                    let map = Arc::clone(&self.inflight);
-                    let owned_key = key.to_owned();
-                    let task = tokio::spawn(load());
+                    let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+                    let forget = Forget {
+                        map: Arc::clone(&self.inflight),
+                        key: key.to_owned(),
+                        generation,
+                    };
+                    let load = load();
                     let fallback = on_panic();
                     let shared = async move {
-                        let value = task.await.unwrap_or(fallback);
-                        lock(&map).remove(&owned_key);
-                        value
+                        let _forget = forget;
+                        AssertUnwindSafe(load)
+                            .catch_unwind()
+                            .await
+                            .unwrap_or(fallback)
                     }
                     .boxed()
                     .shared();
-                    inflight.insert(key.to_owned(), shared.clone());
+                    if let Some(weak) = shared.downgrade() {
+                        inflight.insert(key.to_owned(), (generation, weak));
+                    }
                     (shared, true)
                 }
             }
@@ -303,6 +348,115 @@ mod tests {
         }
         assert_eq!(started.load(Ordering::SeqCst), 2, "one load for the 20");
         assert!(flights.is_empty(), "finished loads are forgotten");
+    }
+
+    /// Counts the loads alive (started, not yet ended or dropped).
+    struct Alive(Arc<AtomicUsize>);
+
+    impl Alive {
+        fn new(count: &Arc<AtomicUsize>) -> Self {
+            count.fetch_add(1, Ordering::SeqCst);
+            Self(Arc::clone(count))
+        }
+    }
+
+    impl Drop for Alive {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Clients that hang up (here: a timeout drops the request) leave no
+    /// load behind: 2000 of them, each on a key of its own whose load would
+    /// never end, leave no load, no key and no task.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn loads_nobody_waits_for_are_dropped() {
+        let flights: Arc<SingleFlight<usize>> = Arc::default();
+        let alive = Arc::new(AtomicUsize::new(0));
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let tasks_before = metrics.num_alive_tasks();
+        let requests = (0..2000).map(|n| {
+            let (flights, alive) = (Arc::clone(&flights), Arc::clone(&alive));
+            tokio::spawn(async move {
+                let load = move || async move {
+                    let _alive = Alive::new(&alive);
+                    std::future::pending::<()>().await;
+                    n
+                };
+                tokio::time::timeout(
+                    Duration::from_millis(5),
+                    flights.run(&format!("k{n}"), load, || 0),
+                )
+                .await
+            })
+        });
+        for request in futures_util::future::join_all(requests).await {
+            assert!(request.expect("request task").is_err(), "hung up");
+        }
+        assert_eq!(alive.load(Ordering::SeqCst), 0, "loads nobody waits for");
+        assert!(flights.is_empty(), "keys of dropped loads are forgotten");
+        assert!(
+            metrics.num_alive_tasks() <= tasks_before,
+            "{} tasks alive after the hang-ups, {tasks_before} before",
+            metrics.num_alive_tasks()
+        );
+    }
+
+    /// The leader hanging up does not cancel the load for a reader that
+    /// joined it: the load goes on, driven by that reader.
+    #[tokio::test]
+    async fn a_load_outlives_its_leader_while_another_waits() {
+        let flights: Arc<SingleFlight<usize>> = Arc::default();
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let load = |gate: Arc<tokio::sync::Notify>| {
+            move || async move {
+                gate.notified().await;
+                7
+            }
+        };
+        let leader = {
+            let (flights, gate) = (Arc::clone(&flights), Arc::clone(&gate));
+            tokio::spawn(async move { flights.run("k", load(gate), || 0).await })
+        };
+        while flights.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let follower = {
+            let (flights, gate) = (Arc::clone(&flights), Arc::clone(&gate));
+            tokio::spawn(async move { flights.run("k", load(gate), || 0).await })
+        };
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        leader.abort();
+        assert!(leader.await.is_err(), "the leader hung up");
+        gate.notify_one();
+        assert_eq!(follower.await.expect("follower"), (7, false));
+        assert!(flights.is_empty());
+    }
+
+    /// `false`, opaquely to the compiler.
+    fn flights_never_panic() -> bool {
+        std::hint::black_box(false)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_load_answers_the_fallback() {
+        let flights: SingleFlight<u8> = SingleFlight::default();
+        let (value, _) = flights
+            .run(
+                "k",
+                || async {
+                    if flights_never_panic() {
+                        return 1;
+                    }
+                    panic!("a load panicked")
+                },
+                || 9,
+            )
+            .await;
+        assert_eq!(value, 9);
+        assert!(flights.is_empty());
     }
 
     #[tokio::test]

@@ -1,18 +1,33 @@
 //! What the cache knows of the Redis it writes to: which masters
-//! hold which slots, which of them have a replica that is alive, and each
-//! master's run id. Two decisions rest on it:
+//! hold which slots, how many replicas each has, and each master's run id.
+//! Two decisions rest on it:
 //!
-//! - **whether a bump must wait for a replica** (`WAIT`): only where the
-//!   master of the counter's slot has a live replica, since a failover would
-//!   promote that replica, and a bump it lacks would be lost. A shard with no
-//!   live replica has nothing to fail over to: the master's answer is all
-//!   there is to wait for (if it dies, its keys die with it, counters too,
-//!   and a missing counter comes back from the clock, rule 3);
-//! - **whether a failover happened**: a master whose slots or node id or run
-//!   id changed is a new master, which may lack bumps the old one counted
-//!   before it died (or, restarted from an older snapshot, hold counters and
-//!   entries from before them), so the breaker opens and recovery replays the
-//!   outbox on it before it is trusted.
+//! - **how many replicas a bump waits for** (`WAIT <n>`): every replica the
+//!   cluster lists for the master of the counter's slot, whatever its state.
+//!   Any of them may win an election (the rank by replication offset only
+//!   delays the others, and with `cluster-replica-validity-factor` 0 even a
+//!   long-disconnected one is eligible), and a replica marked `fail` may come
+//!   back and be promoted: so a bump counts only once *every* listed replica
+//!   has it, and one a sick or failed replica lacks is owed (`store/bumps.rs`).
+//!   Only a replica still in `handshake` (or without an address) is not
+//!   counted: it has not joined, and when it does its first full sync brings
+//!   it everything. A shard with no replica at all has nothing to fail over
+//!   to: the master's answer is all there is to wait for (if it dies, its
+//!   keys die with it, counters too, and a missing counter comes back from
+//!   the clock, rule 3). A replica removed for good must be forgotten
+//!   (`CLUSTER FORGET`): until then its shard's bumps are owed;
+//! - **whether a failover happened**: a master of the last view that is no
+//!   longer a master serving slots, or whose run id changed, was replaced (a
+//!   failover, a restart, perhaps from an older snapshot): the new master may
+//!   lack bumps the old one counted, so the breaker opens and recovery
+//!   replays the outbox on it before it is trusted. Slots moving between
+//!   masters that stay (a resharding with `MIGRATE`) are no change: the keys
+//!   travel with their values, counters included.
+//!
+//! Nodes are known by what they announce: a node announced by host name
+//! (`cluster-announce-hostname`) is addressed by that name, and commands for
+//! one master are routed by one of its slots, never by an address the client
+//! may know under another name.
 //!
 //! Parsing only: `store/scan.rs` fetches the text (`CLUSTER NODES`, `INFO`),
 //! `recovery.rs` decides what a change means. Also here: how Redis Cluster
@@ -27,13 +42,15 @@ const SLOTS: u16 = 16384;
 pub struct Master {
     /// The cluster node id (empty for a single node).
     pub id: String,
-    /// `(host, port)` for routing a command to it (`None` for a single node).
+    /// `(host, port)` as it announces itself: its host name when it
+    /// announces one, else its IP (`None` for a single node). For logs and
+    /// tests; commands are routed by [`Master::first_slot`].
     pub address: Option<(String, u16)>,
     /// Inclusive slot ranges it serves.
     pub slots: Vec<(u16, u16)>,
-    /// Replicas of it the cluster has not marked failed: the ones a failover
-    /// could promote.
-    pub live_replicas: usize,
+    /// Replicas of it that a failover could promote, now or once they
+    /// return: every listed one, failed or suspected too (see the header).
+    pub replicas: usize,
     /// `run_id` from `INFO server`; it changes when the process restarts.
     pub run_id: Option<String>,
 }
@@ -59,7 +76,7 @@ impl Topology {
                 id: String::new(),
                 address: None,
                 slots: vec![(0, SLOTS - 1)],
-                live_replicas: field("connected_slaves")
+                replicas: field("connected_slaves")
                     .and_then(|n| n.parse().ok())
                     .unwrap_or(0),
                 run_id: field("run_id"),
@@ -73,6 +90,13 @@ impl Topology {
             .iter()
             .filter_map(|master| master.address.clone())
             .collect()
+    }
+
+    /// One slot of every master, in node id order: a command routed to a
+    /// slot's master reaches that node under whatever name the cluster
+    /// client knows it by.
+    pub fn master_slots(&self) -> Vec<u16> {
+        self.masters.iter().map(Master::first_slot).collect()
     }
 
     /// A cluster, from `CLUSTER NODES`:
@@ -94,11 +118,19 @@ impl Topology {
                 if fields.len() < 8 {
                     return None;
                 }
-                let address = fields[1]
-                    .split(['@', ','])
+                // `ip:port@cport[,hostname]`: the host name when announced.
+                let (endpoint, hostname) = match fields[1].split_once(',') {
+                    Some((endpoint, hostname)) => (endpoint, Some(hostname)),
+                    None => (fields[1], None),
+                };
+                let address = endpoint
+                    .split('@')
                     .next()
                     .and_then(|a| a.rsplit_once(':'))
-                    .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)));
+                    .and_then(|(ip, port)| {
+                        let host = hostname.filter(|h| !h.is_empty()).unwrap_or(ip);
+                        Some((host.to_owned(), port.parse().ok()?))
+                    });
                 let slots = fields[8..]
                     .iter()
                     // `[slot->-node]` / `[slot-<-node]`: a slot being moved, still served here.
@@ -120,13 +152,15 @@ impl Topology {
         // `fail` is the cluster's verdict. `fail?` is one node's suspicion
         // (a busy node, a slow link): a master it flags still serves its
         // slots, and leaving it out would look like a change of master from
-        // this node's view only; a replica it flags may still be promoted,
-        // so a bump waits for it (if it is really gone, the bump is owed).
+        // this node's view only.
         let failing = |flags: &[&str]| {
             flags
                 .iter()
                 .any(|f| matches!(*f, "fail" | "noaddr" | "handshake"))
         };
+        // A replica, failed or suspected or not, may be promoted (now, or
+        // once it returns): a bump waits for it (see the module header).
+        let joined = |flags: &[&str]| !flags.iter().any(|f| matches!(*f, "noaddr" | "handshake"));
         let mut masters: Vec<Master> = lines
             .iter()
             .filter(|l| l.flags.contains(&"master") && !failing(&l.flags) && !l.slots.is_empty())
@@ -134,12 +168,12 @@ impl Topology {
                 id: l.id.to_owned(),
                 address: l.address.clone(),
                 slots: l.slots.clone(),
-                live_replicas: lines
+                replicas: lines
                     .iter()
                     .filter(|r| {
                         r.master == l.id
                             && (r.flags.contains(&"slave") || r.flags.contains(&"replica"))
-                            && !failing(&r.flags)
+                            && joined(&r.flags)
                     })
                     .count(),
                 run_id: None,
@@ -149,12 +183,15 @@ impl Topology {
         Self { masters }
     }
 
-    /// Whether a write to `key` must wait for a replica: its slot's master
-    /// has a live one. A slot no known master serves (the view is behind a
-    /// resharding) waits, which is never wrong, only slower.
-    pub fn has_live_replica(&self, key: &str) -> bool {
-        self.master_of(key)
-            .is_none_or(|m| self.masters[m].live_replicas > 0)
+    /// How many replicas a write to `key` waits for: every replica of its
+    /// slot's master. A slot no known master serves (the view is behind a
+    /// resharding) waits for as many as the master with most has, which is
+    /// never too few.
+    pub fn replicas_for(&self, key: &str) -> usize {
+        match self.master_of(key) {
+            Some(m) => self.masters[m].replicas,
+            None => self.masters.iter().map(|m| m.replicas).max().unwrap_or(1),
+        }
     }
 
     /// The index in [`Topology::masters`] of the master serving `key`'s slot.
@@ -165,17 +202,30 @@ impl Topology {
             .position(|m| m.slots.iter().any(|&(a, b)| (a..=b).contains(&slot)))
     }
 
-    /// Whether `self` has other masters than `before`: a failover, a
-    /// resharding or a restart. Replicas coming and going are not a change
-    /// of master.
+    /// Whether a master of `before` was replaced in `self`: it no longer
+    /// serves slots (a failover, a removal) or it restarted (its run id
+    /// changed). Replicas coming and going, slots moving between masters
+    /// that stay (a resharding), and masters joining are no replacement:
+    /// nothing acknowledged can be missing from them (see the header).
     pub fn masters_changed(&self, before: &Topology) -> bool {
-        let identity = |t: &Topology| {
-            t.masters
+        before.masters.iter().any(|old| {
+            !self
+                .masters
                 .iter()
-                .map(|m| (m.id.clone(), m.slots.clone(), m.run_id.clone()))
-                .collect::<Vec<_>>()
-        };
-        identity(self) != identity(before)
+                .any(|new| new.id == old.id && new.run_id == old.run_id)
+        })
+    }
+}
+
+impl Master {
+    /// A slot to reach it by: the first of its widest range (every master
+    /// in a [`Topology`] serves one). Not a slot it just received in a
+    /// resharding, which the cluster client's map may not know yet.
+    pub fn first_slot(&self) -> u16 {
+        self.slots
+            .iter()
+            .max_by_key(|&&(a, b)| (b - a, std::cmp::Reverse(a)))
+            .map_or(0, |&(a, _)| a)
     }
 }
 
@@ -259,25 +309,58 @@ ab12 127.0.0.1:7003@17003 master - 0 1 3 connected 10923-16383
 ";
 
     #[test]
-    fn live_replicas_are_counted_per_master() {
+    fn every_listed_replica_is_counted_failed_or_not() {
         let topology = Topology::cluster(NODES);
         let replicas: Vec<(&str, usize)> = topology
             .masters
             .iter()
-            .map(|m| (m.id.as_str(), m.live_replicas))
+            .map(|m| (m.id.as_str(), m.replicas))
             .collect();
-        // A suspected (`fail?`) replica still counts; a failed one does not.
-        assert_eq!(replicas, vec![("07c3", 2), ("67ed", 0), ("ab12", 0)]);
+        // A suspected (`fail?`) replica counts, and so does a failed one: it
+        // may come back and be promoted. One in `handshake` has not joined.
+        assert_eq!(replicas, vec![("07c3", 2), ("67ed", 1), ("ab12", 0)]);
         // slot 12182 is ab12's, which has no replica.
-        assert!(!topology.has_live_replica("foo"));
+        assert_eq!(topology.replicas_for("foo"), 0);
+        let joining = Topology::cluster(&format!(
+            "{NODES}7a7a 127.0.0.1:7007@17007 slave,handshake ab12 0 1 3 connected\n"
+        ));
+        assert_eq!(joining.replicas_for("foo"), 0);
         assert_eq!(
-            topology.has_live_replica("lh:ver:{a}"),
-            key_slot("a") <= 5460
+            topology.replicas_for("lh:ver:{a}"),
+            if key_slot("a") <= 5460 {
+                2
+            } else if key_slot("a") <= 10922 {
+                1
+            } else {
+                0
+            }
         );
     }
 
     #[test]
-    fn a_promoted_replica_is_a_change_of_master_a_lost_replica_is_not() {
+    fn nodes_announced_by_host_name_are_addressed_by_it() {
+        let nodes = "\
+07c3 10.0.0.1:6379@16379,redis-0.cache.svc myself,master - 0 0 1 connected 0-8191
+67ed 10.0.0.2:6379@16379,redis-1.cache.svc master - 0 1 2 connected 8192-16383
+292f 10.0.0.3:6379@16379, slave 07c3 0 1 1 connected
+";
+        let topology = Topology::cluster(nodes);
+        assert_eq!(
+            topology.addresses(),
+            vec![
+                ("redis-0.cache.svc".to_owned(), 6379),
+                ("redis-1.cache.svc".to_owned(), 6379)
+            ]
+        );
+        assert_eq!(topology.master_slots(), vec![0, 8192]);
+        let received =
+            Topology::cluster(&nodes.replace("connected 0-8191", "connected 9000 0-8191"));
+        assert_eq!(received.master_slots(), vec![0, 8192]);
+        assert_eq!(topology.masters[0].replicas, 1);
+    }
+
+    #[test]
+    fn a_replaced_master_is_a_change_a_lost_replica_or_a_resharding_is_not() {
         let before = Topology::cluster(NODES);
         let replica_gone = Topology::cluster(&NODES.replace("slave 07c3", "slave,fail 07c3"));
         assert!(!replica_gone.masters_changed(&before));
@@ -286,6 +369,13 @@ ab12 127.0.0.1:7003@17003 master - 0 1 3 connected 10923-16383
             "67ed 127.0.0.1:7002@17002 master,fail?",
         ));
         assert!(!suspected.masters_changed(&before));
+        // Slots 0-99 moved from 07c3 to 67ed (MIGRATE), both still masters.
+        let resharded = Topology::cluster(
+            &NODES
+                .replace("connected 0-5460", "connected 100-5460")
+                .replace("connected 5461-10922", "connected 0-99 5461-10922"),
+        );
+        assert!(!resharded.masters_changed(&before));
         let promoted = Topology::cluster(
             "\
 07c3 127.0.0.1:7001@17001 master,fail - 0 0 1 disconnected
@@ -295,6 +385,16 @@ ab12 127.0.0.1:7003@17003 master - 0 1 3 connected 10923-16383
 ",
         );
         assert!(promoted.masters_changed(&before));
+        // The old master came back as a replica of the new one: still a change.
+        let demoted = Topology::cluster(
+            "\
+07c3 127.0.0.1:7001@17001 slave 292f 0 0 1 connected
+292f 127.0.0.1:7004@17004 myself,master - 0 1 4 connected 0-5460
+67ed 127.0.0.1:7002@17002 master - 0 1 2 connected 5461-10922
+ab12 127.0.0.1:7003@17003 master - 0 1 3 connected 10923-16383
+",
+        );
+        assert!(demoted.masters_changed(&before));
     }
 
     #[test]
@@ -302,10 +402,10 @@ ab12 127.0.0.1:7003@17003 master - 0 1 3 connected 10923-16383
         let info =
             "# Server\r\nrun_id:abc\r\n# Replication\r\nrole:master\r\nconnected_slaves:2\r\n";
         let topology = Topology::single(info);
-        assert!(topology.has_live_replica("anything"));
+        assert_eq!(topology.replicas_for("anything"), 2);
         assert_eq!(topology.masters[0].run_id.as_deref(), Some("abc"));
         let restarted = Topology::single(&info.replace("abc", "def"));
         assert!(restarted.masters_changed(&topology));
-        assert!(!Topology::single("connected_slaves:0").has_live_replica("x"));
+        assert_eq!(Topology::single("connected_slaves:0").replicas_for("x"), 0);
     }
 }

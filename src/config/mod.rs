@@ -79,6 +79,31 @@ settings! {
         /// before `429` (password spraying).
         login_max_failures_per_address: u32 = "LOGIN_MAX_FAILURES_PER_ADDRESS"
             => Rule::number(100, "a whole number"),
+        /// Registrations from one client address (an IPv6 /64) within
+        /// `REGISTRATION_WINDOW_SECS` before `429`.
+        registrations_per_address: u32 = "REGISTRATIONS_PER_ADDRESS"
+            => Rule::number(10, "a whole number"),
+        /// The window registrations are counted in.
+        registration_window: Duration = "REGISTRATION_WINDOW_SECS"
+            => Rule::seconds(600).positive(),
+        /// Expensive reads (users list with a search, an `after`, or beyond
+        /// `EXPENSIVE_PAGE_DEPTH`) that missed the cache, from one client
+        /// address within `EXPENSIVE_READS_WINDOW_SECS`, before `429`.
+        expensive_reads_per_address: u32 = "EXPENSIVE_READS_PER_ADDRESS"
+            => Rule::number(30, "a whole number"),
+        /// The window expensive reads are counted in.
+        expensive_reads_window: Duration = "EXPENSIVE_READS_WINDOW_SECS"
+            => Rule::seconds(60).positive(),
+        /// A users-list page whose `page × limit` is above this is an
+        /// expensive read.
+        expensive_page_depth: u64 = "EXPENSIVE_PAGE_DEPTH"
+            => Rule::number(1000, "a positive whole number").positive(),
+        /// Users-list loads (every page and search that misses the cache)
+        /// running at once at most; 0: a quarter of `DB_POOL_SIZE`, at least 1.
+        list_loads_max: usize = "LIST_LOADS_MAX"
+            => Rule::number(0, "a whole number (0: a quarter of DB_POOL_SIZE)"),
+        /// The longest a users-list load waits for the bulkhead before `503`.
+        list_load_wait: Duration = "LIST_LOAD_WAIT_MS" => Rule::millis(250).positive(),
         /// Peers (IPs or CIDRs, comma-separated) whose `X-Forwarded-For`
         /// names the client; empty: the header is never trusted.
         trusted_proxies: Vec<ipnet::IpNet> = "TRUSTED_PROXIES" => Rule::networks(),
@@ -111,6 +136,17 @@ settings! {
         /// most (0: no janitor).
         cache_janitor_keys_per_sec: u64 = "CACHE_JANITOR_KEYS_PER_SEC"
             => Rule::number(2000, "a whole number (0: no janitor)"),
+        /// Share of cached reads (`HIT`s) the consistency observer checks
+        /// against PostgreSQL, off the request path (0 to 1; 0 turns it off).
+        cache_verify_sample: f64 = "CACHE_VERIFY_SAMPLE" => Rule::fraction(0.01),
+        /// How long after a sampled `HIT` its check begins.
+        cache_verify_settle: Duration = "CACHE_VERIFY_SETTLE_MS" => Rule::millis(1000),
+        /// Checks waiting to begin, at most; more are dropped and counted.
+        cache_verify_queue: usize = "CACHE_VERIFY_QUEUE"
+            => Rule::number(1024, "a positive whole number").positive(),
+        /// Checks that may hold a PostgreSQL connection at once.
+        cache_verify_db_connections: usize = "CACHE_VERIFY_DB_CONNECTIONS"
+            => Rule::number(2, "a positive whole number").positive(),
         /// Mixed into the digest of what a cache entry holds (part of every
         /// entry key). A release whose entries change shape gets new keys on
         /// its own; a new value forces it (a fix the shapes do not show, a test).
@@ -123,6 +159,9 @@ settings! {
             => Rule::millis(10_000).positive(),
         /// How long `/readyz` waits for PostgreSQL on its own connection.
         readiness_timeout: Duration = "READINESS_TIMEOUT_MS" => Rule::millis(1000).positive(),
+        /// How long one PostgreSQL check answers every `/readyz` (one check
+        /// in flight at a time; 0: a check per request, still one at a time).
+        readiness_reuse: Duration = "READINESS_REUSE_MS" => Rule::millis(500),
         /// Time a client has to send a request's head.
         http_client_request_timeout: Duration = "HTTP_CLIENT_REQUEST_TIMEOUT_MS"
             => Rule::millis(5000).positive(),
@@ -154,6 +193,27 @@ settings! {
         /// `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`) are read by the exporter.
         otel_exporter_otlp_endpoint: Option<String> = "OTEL_EXPORTER_OTLP_ENDPOINT"
             => Rule::optional_url(HTTP),
+        /// Clicks one commit of the click counts carries at most.
+        clicks_batch_max: usize = "CLICKS_BATCH_MAX"
+            => Rule::number(1000, "a positive whole number").positive(),
+        /// Clicks that may wait for their commit; one more is answered `503`
+        /// with `Retry-After`.
+        clicks_queue_max: usize = "CLICKS_QUEUE_MAX"
+            => Rule::number(10_000, "a positive whole number").positive(),
+        /// Commits of click counts in flight at once (group commit).
+        clicks_committers: usize = "CLICKS_COMMITTERS"
+            => Rule::number(2, "a positive whole number").positive(),
+        /// How long a click's commit may take, retries included, before its
+        /// redirect answers `503`.
+        clicks_commit_timeout: Duration = "CLICKS_COMMIT_TIMEOUT_MS"
+            => Rule::millis(5000).positive(),
+        /// How often the visitors seen are merged into PostgreSQL.
+        clicks_visitors_flush: Duration = "CLICKS_VISITORS_FLUSH_MS"
+            => Rule::millis(1000).positive(),
+        /// Visitor observations waiting for that merge, at most; past it a
+        /// click still counts but its visitor does not.
+        clicks_visitors_pending_max: usize = "CLICKS_VISITORS_PENDING_MAX"
+            => Rule::number(100_000, "a positive whole number").positive(),
     }
 }
 

@@ -119,6 +119,18 @@ impl Rule<Duration> {
     }
 }
 
+impl Rule<f64> {
+    /// A share, from 0 to 1 inclusive (`0.01` is one in a hundred).
+    pub fn fraction(default: f64) -> Self {
+        Self::new(default, "a number from 0 to 1", |raw| {
+            parse_trimmed::<f64>(raw)
+                .ok()
+                .filter(|share| (0.0..=1.0).contains(share))
+                .ok_or_else(|| raw.to_owned())
+        })
+    }
+}
+
 impl Rule<bool> {
     /// `true`, `1`, `yes`, `on` or `false`, `0`, `no`, `off`, in any case.
     pub fn flag(default: bool) -> Self {

@@ -29,6 +29,10 @@ fn defaults_match_the_documented_ones() {
     assert_eq!(s.cache_max_entries_per_version, 1000);
     assert_eq!(s.cache_near_max_bytes, 16 * 1024 * 1024);
     assert_eq!(s.cache_janitor_keys_per_sec, 2000);
+    assert!((s.cache_verify_sample - 0.01).abs() < f64::EPSILON);
+    assert_eq!(s.cache_verify_settle, Duration::from_millis(1000));
+    assert_eq!(s.cache_verify_queue, 1024);
+    assert_eq!(s.cache_verify_db_connections, 2);
     assert_eq!(s.db_statement_timeout, Duration::from_millis(5000));
     assert_eq!(s.db_idle_in_transaction_timeout, Duration::from_secs(10));
     assert_eq!(s.readiness_timeout, Duration::from_millis(1000));
@@ -53,6 +57,13 @@ fn a_bad_value_names_its_variable() {
     assert!(err.to_string().contains("REDIS_TIMEOUT_MS"), "{err}");
     let err = from(&[("CACHE_PREFIX", "a*b")]).unwrap_err();
     assert!(err.to_string().contains("CACHE_PREFIX"), "{err}");
+    for share in ["1.5", "-0.1", "NaN", "a tenth"] {
+        let err = from(&[("CACHE_VERIFY_SAMPLE", share)]).unwrap_err();
+        assert!(err.to_string().contains("CACHE_VERIFY_SAMPLE"), "{err}");
+    }
+    for share in ["0", "1", " 0.25 "] {
+        assert!(from(&[("CACHE_VERIFY_SAMPLE", share)]).is_ok(), "{share}");
+    }
 }
 
 #[test]

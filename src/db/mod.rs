@@ -5,6 +5,7 @@
 //! between a commit and a crash, nor forgotten by a writer; [`epoch`] keeps
 //! the cache epoch that coarse changes and untrusted Redis processes move.
 
+pub mod clicks;
 pub mod epoch;
 pub mod instances;
 pub mod links;

@@ -82,6 +82,41 @@ pub async fn pending(
     Ok(Pending::from_rows(rows))
 }
 
+/// The rows [`pending`] answers, from the one after id `after` on, each
+/// with its namespace (`None`: a name this build does not know, to be
+/// dropped): a replay that could not deliver some namespaces keeps their
+/// rows and goes on past them.
+pub async fn pending_after(
+    conn: &mut AsyncPgConnection,
+    writer_grace: std::time::Duration,
+    after: i64,
+    limit: i64,
+) -> QueryResult<Vec<(i64, Option<Namespace>)>> {
+    let grace_ms = i64::try_from(writer_grace.as_millis()).unwrap_or(i64::MAX);
+    let rows: Vec<OutboxRow> = diesel::sql_query(
+        "SELECT id, namespace FROM cache_outbox \
+         WHERE (writer IS NULL OR created_at <= now() - $1 * interval '1 millisecond') \
+         AND id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(grace_ms)
+    .bind::<diesel::sql_types::BigInt, _>(after)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|OutboxRow { id, namespace }| {
+            let ns = namespace.parse().ok();
+            if ns.is_none() {
+                tracing::warn!(
+                    "cache_outbox row {id} names an unknown namespace {namespace:?}; dropping it"
+                );
+            }
+            (id, ns)
+        })
+        .collect())
+}
+
 #[derive(QueryableByName)]
 struct OutboxRow {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -144,6 +179,16 @@ pub async fn count_up_to(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<i
         .count()
         .get_result(conn)
         .await
+}
+
+/// Whether a committed change to `ns` still owes its bump (a row names it):
+/// the consistency observer's test for a write whose bump is on its way.
+pub async fn owes(conn: &mut AsyncPgConnection, ns: &Namespace) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        cache_outbox::table.filter(cache_outbox::namespace.eq(ns.to_string())),
+    ))
+    .get_result(conn)
+    .await
 }
 
 /// How many bumps are owed: what a stopping instance leaves to the next one.

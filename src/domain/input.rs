@@ -243,15 +243,24 @@ fn column_position(value: i64) -> i32 {
 /// Longest accepted search term, in characters.
 const MAX_SEARCH_CHARS: usize = 100;
 
-/// A search term of the users list: at most 100 characters, no NUL. Every
-/// character is literal; the SQL layer escapes it for `LIKE` and the cache
-/// hashes it for a key.
+/// Letters or digits in a row a search term must hold: a trigram index can
+/// only narrow a substring search that holds one, so a shorter or
+/// punctuation-only term (`--`: a scan of every user) is refused.
+const MIN_SEARCH_RUN: usize = 3;
+
+/// A search term of the users list: 3 letters or digits in a row (Unicode
+/// letters count) and at most 100 characters, no NUL. Every character is
+/// literal; the SQL layer escapes it for `LIKE` and the cache hashes it for a
+/// key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchTerm(String);
 
 impl SearchTerm {
-    /// A `?search=` as a client sent it.
-    pub fn parse(raw: String) -> Result<Self, InputError> {
+    /// A `?search=` as a client sent it; an empty one is no search (`None`).
+    pub fn parse(raw: String) -> Result<Option<Self>, InputError> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
         if raw.chars().count() > MAX_SEARCH_CHARS {
             return Err(InputError::parameter(
                 "search must be at most 100 characters",
@@ -262,13 +271,28 @@ impl SearchTerm {
                 "search must not contain a NUL character",
             ));
         }
-        Ok(Self(raw))
+        if longest_alphanumeric_run(&raw) < MIN_SEARCH_RUN {
+            return Err(InputError::parameter(
+                "search must hold at least 3 letters or digits in a row",
+            ));
+        }
+        Ok(Some(Self(raw)))
     }
 
     /// The text as it was accepted.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The most letters or digits (Unicode's) that follow each other in `text`.
+fn longest_alphanumeric_run(text: &str) -> usize {
+    let (mut longest, mut run) = (0, 0);
+    for c in text.chars() {
+        run = if c.is_alphanumeric() { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    longest
 }
 
 /// A name that passed the username rule; only such a name may become part
@@ -305,7 +329,42 @@ mod tests {
     fn search_terms_are_bounded_and_nul_free() {
         assert!(SearchTerm::parse("é".repeat(100)).is_ok());
         assert!(SearchTerm::parse("é".repeat(101)).is_err());
-        assert!(SearchTerm::parse("a\0b".to_owned()).is_err());
+        assert!(SearchTerm::parse("abc\0".to_owned()).is_err());
+    }
+
+    #[test]
+    fn search_terms_hold_three_letters_or_digits_in_a_row() {
+        for ok in [
+            "ada",
+            "lit%",
+            "x_ray9",
+            "_ab1_",
+            "åsa",
+            "日本語",
+            "١٢٣",
+            "--abc--",
+        ] {
+            assert!(
+                matches!(SearchTerm::parse(ok.to_owned()), Ok(Some(_))),
+                "{ok:?}"
+            );
+        }
+        for refused in [
+            "ab",
+            "a",
+            "--",
+            "a_b_c",
+            "ab%cd",
+            "a b c",
+            "%%%",
+            "ab\u{301}",
+        ] {
+            assert!(
+                SearchTerm::parse(refused.to_owned()).is_err(),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(SearchTerm::parse(String::new()).ok(), Some(None));
     }
 
     fn link_at(position: i64) -> NewLinkInput {

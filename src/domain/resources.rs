@@ -70,13 +70,29 @@ pub struct Profile {
     pub socials: Vec<Social>,
 }
 
-/// Paging metadata of a list.
+/// Paging metadata of a list (API.md, Conventions). A page-numbered list
+/// has `page` and `total_pages`; one walked with `after` has `after` in their
+/// place. Every list says whether `total` is exact and where to walk on.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PageMeta {
-    pub page: u64,
+    /// The page number asked for (page-numbered lists only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u64>,
+    /// The id the page starts after (lists walked with `after` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<i64>,
     pub limit: u64,
+    /// Exact up to 10,000 matches; above, it may be an estimate.
     pub total: u64,
-    pub total_pages: u64,
+    /// Page-numbered lists only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_pages: Option<u64>,
+    /// `false` when `total` is an estimate.
+    pub total_exact: bool,
+    /// The id of the page's last item when more may follow (pass it as
+    /// `after`), else `null`.
+    #[schema(required = true)]
+    pub next_after: Option<i64>,
 }
 
 /// One page of a list.
@@ -84,6 +100,30 @@ pub struct PageMeta {
 pub struct Page<T> {
     pub data: Vec<T>,
     pub meta: PageMeta,
+}
+
+/// How many matches a list counts exactly; above this its `total` may be
+/// an estimate (API.md). Counting stops one past it, so a count costs at
+/// most this many index entries whatever the table holds.
+pub const EXACT_TOTAL_UP_TO: u64 = 10_000;
+
+/// The deepest a page-numbered list goes: `page × limit` at most this many
+/// rows (API.md); deeper, a client walks on with `after`, whose cost does not
+/// grow with depth.
+pub const MAX_PAGE_DEPTH: u64 = 10_000;
+
+/// The `total` of a list and whether it is exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Total {
+    pub value: u64,
+    pub exact: bool,
+}
+
+impl Total {
+    /// A count that never stops early (a user's links: at most 100).
+    pub fn exact(value: u64) -> Self {
+        Self { value, exact: true }
+    }
 }
 
 /// A validated page request: `page` ≥ 1, `limit` 1–100.
@@ -114,12 +154,115 @@ impl PageRequest {
             .and_then(|o| i64::try_from(o).ok())
     }
 
-    pub fn meta(&self, total: u64) -> PageMeta {
+    /// The meta of a page of `items` items whose last item has id `last_id`,
+    /// of a list of `total` items.
+    pub fn meta(&self, total: Total, items: usize, last_id: Option<i64>) -> PageMeta {
+        let shown = self
+            .offset()
+            .and_then(|o| u64::try_from(o).ok())
+            .map(|o| o.saturating_add(items as u64));
+        // More may follow a full page unless the exact total says it was the last.
+        let more = items as u64 == self.limit
+            && (!total.exact || shown.is_some_and(|shown| shown < total.value));
         PageMeta {
-            page: self.page,
+            page: Some(self.page),
+            after: None,
             limit: self.limit,
-            total,
-            total_pages: total.div_ceil(self.limit),
+            total: total.value,
+            total_pages: Some(total.value.div_ceil(self.limit)),
+            total_exact: total.exact,
+            next_after: last_id.filter(|_| more),
+        }
+    }
+}
+
+/// Where a page of the users list starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListStart {
+    /// `?page=`: skip `(page - 1) × limit` matches; `page × limit` is at
+    /// most [`MAX_PAGE_DEPTH`].
+    Page(u64),
+    /// `?after=`: the matches whose id is greater (keyset: the same cost at
+    /// any depth).
+    After(i64),
+}
+
+/// A validated users-list request: where it starts and how many it shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListRequest {
+    pub start: ListStart,
+    pub limit: u64,
+}
+
+impl ListRequest {
+    /// `?page=&after=&limit=` as a client sent them: `page` and `after`
+    /// exclude each other; `after` is 0 or more; a page lies within
+    /// [`MAX_PAGE_DEPTH`] rows.
+    pub fn parse(
+        page: Option<u64>,
+        after: Option<i64>,
+        limit: Option<u64>,
+    ) -> Result<Self, InputError> {
+        let start = match (page, after) {
+            (Some(_), Some(_)) => {
+                return Err(InputError::parameter(
+                    "page and after exclude each other: walk on with after alone",
+                ));
+            }
+            (_, Some(after)) if after < 0 => {
+                return Err(InputError::parameter("after must be 0 or more"));
+            }
+            (_, Some(after)) => ListStart::After(after),
+            (page, None) => ListStart::Page(page.unwrap_or(1)),
+        };
+        let paging = PageRequest::parse(
+            match start {
+                ListStart::Page(page) => Some(page),
+                ListStart::After(_) => None,
+            },
+            limit,
+        )?;
+        if let ListStart::Page(page) = start
+            && page.saturating_mul(paging.limit) > MAX_PAGE_DEPTH
+        {
+            return Err(InputError::parameter(format!(
+                "page × limit must be at most {MAX_PAGE_DEPTH}: walk on with after"
+            )));
+        }
+        Ok(Self {
+            start,
+            limit: paging.limit,
+        })
+    }
+
+    /// Rows to skip (page-numbered requests; within [`MAX_PAGE_DEPTH`]).
+    pub fn offset(&self) -> i64 {
+        match self.start {
+            ListStart::Page(page) => ((page - 1) * self.limit) as i64,
+            ListStart::After(_) => 0,
+        }
+    }
+
+    /// The meta of a page of `items` items whose last item has id `last_id`,
+    /// of a list of `total` matches.
+    pub fn meta(&self, total: Total, items: usize, last_id: Option<i64>) -> PageMeta {
+        match self.start {
+            ListStart::Page(page) => PageRequest {
+                page,
+                limit: self.limit,
+            }
+            .meta(total, items, last_id),
+            // Where an `after` page stands among the matches is unknown, so
+            // a full page may always be followed.
+            ListStart::After(after) => PageMeta {
+                page: None,
+                after: Some(after),
+                limit: self.limit,
+                total: total.value,
+                total_pages: None,
+                total_exact: total.exact,
+                next_after: last_id.filter(|_| items as u64 == self.limit),
+            },
         }
     }
 }

@@ -1,11 +1,18 @@
 //! Requests in flight, for a clean stop. Every request is counted when it
-//! arrives and again when its response is ready; what a stop finds admitted
-//! but never answered was cut when the grace ran out. While the process
-//! drains, every response asks its client to close the connection, so a
-//! keep-alive client takes its next request to another instance instead of
-//! holding this one open.
+//! arrives and again when it ends, however it ends: answered, or dropped
+//! because its client hung up (actix drops the handler's future then) or
+//! because the stop's grace ran out. Only the last is a cut: a stop reports
+//! the requests it dropped after the grace plus any still admitted, never a
+//! client that went away on its own. (Counting "answered" alone made every
+//! hung-up request look in flight for the rest of the process's life, and a
+//! stop long after it reported them as cut.) While the process drains, every
+//! response asks its client to close the connection, so a keep-alive client
+//! takes its next request to another instance instead of holding this one
+//! open.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -16,28 +23,78 @@ use actix_web::web;
 #[derive(Default)]
 pub struct InFlight {
     admitted: AtomicU64,
-    answered: AtomicU64,
-    draining: AtomicBool,
+    ended: AtomicU64,
+    cut: AtomicU64,
+    abandoned: AtomicU64,
+    /// When the grace of the stop runs out; set once, when draining starts.
+    grace_ends: OnceLock<Instant>,
 }
 
 impl InFlight {
-    /// Requests admitted and not answered yet.
+    /// Requests admitted that have not ended yet.
     pub fn pending(&self) -> u64 {
-        // `answered` is read first: a request answered in between is then
+        // `ended` is read first: a request that ends in between is then
         // counted as still pending, never as a negative.
-        let answered = self.answered.load(Ordering::Acquire);
-        self.admitted
-            .load(Ordering::Acquire)
-            .saturating_sub(answered)
+        let ended = self.ended.load(Ordering::Acquire);
+        self.admitted.load(Ordering::Acquire).saturating_sub(ended)
     }
 
-    /// From now on, responses close their connections.
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Release);
+    /// Requests the stop cut: dropped unanswered once the grace had run
+    /// out, or still pending.
+    pub fn cut(&self) -> u64 {
+        self.cut.load(Ordering::Acquire) + self.pending()
+    }
+
+    /// Requests whose clients went away before they were answered (actix
+    /// dropped them), the grace not having run out: not the stop's doing.
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned.load(Ordering::Acquire)
+    }
+
+    /// From now on, responses close their connections; a request dropped
+    /// unanswered after `grace` from now was cut by the stop.
+    pub fn start_draining(&self, grace: Duration) {
+        let _ = self.grace_ends.set(Instant::now() + grace);
     }
 
     fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
+        self.grace_ends.get().is_some()
+    }
+
+    fn grace_ran_out(&self) -> bool {
+        self.grace_ends
+            .get()
+            .is_some_and(|ends| Instant::now() >= *ends)
+    }
+}
+
+/// One admitted request: ends when dropped, answered or not.
+struct Admitted<'a> {
+    in_flight: &'a InFlight,
+    answered: bool,
+}
+
+impl<'a> Admitted<'a> {
+    fn new(in_flight: &'a InFlight) -> Self {
+        in_flight.admitted.fetch_add(1, Ordering::AcqRel);
+        Self {
+            in_flight,
+            answered: false,
+        }
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            let counter = if self.in_flight.grace_ran_out() {
+                &self.in_flight.cut
+            } else {
+                &self.in_flight.abandoned
+            };
+            counter.fetch_add(1, Ordering::AcqRel);
+        }
+        self.in_flight.ended.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -50,7 +107,7 @@ pub async fn count_in_flight(
     let Some(in_flight) = req.app_data::<web::Data<InFlight>>().cloned() else {
         return next.call(req).await;
     };
-    in_flight.admitted.fetch_add(1, Ordering::AcqRel);
+    let mut admitted = Admitted::new(&in_flight);
     let mut outcome = next.call(req).await;
     if in_flight.is_draining()
         && let Ok(response) = &mut outcome
@@ -60,6 +117,38 @@ pub async fn count_in_flight(
             .head_mut()
             .set_connection_type(ConnectionType::Close);
     }
-    in_flight.answered.fetch_add(1, Ordering::AcqRel);
+    admitted.answered = true;
+    drop(admitted);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_dropped_before_the_stop_is_not_cut() {
+        let in_flight = InFlight::default();
+        drop(Admitted::new(&in_flight));
+        assert_eq!(in_flight.pending(), 0);
+        assert_eq!(in_flight.abandoned(), 1);
+        in_flight.start_draining(Duration::from_secs(30));
+        assert_eq!(in_flight.cut(), 0);
+    }
+
+    #[test]
+    fn a_request_dropped_after_the_grace_is_cut_and_one_still_admitted_too() {
+        let in_flight = InFlight::default();
+        let dropped = Admitted::new(&in_flight);
+        let held = Admitted::new(&in_flight);
+        let mut answered = Admitted::new(&in_flight);
+        in_flight.start_draining(Duration::ZERO);
+        answered.answered = true;
+        drop(answered);
+        drop(dropped);
+        assert_eq!(in_flight.cut(), 2, "the dropped one and the held one");
+        drop(held);
+        assert_eq!(in_flight.cut(), 2);
+        assert_eq!(in_flight.abandoned(), 0);
+    }
 }

@@ -12,7 +12,9 @@
 //! - [`panics`]: a panicking handler answers a JSON `500`.
 //! - [`metrics`]: requests counted and timed by route pattern.
 //! - [`body_deadline`]: the time a client has to send a request's body.
+//! - [`admission`]: per-address limits on registrations and expensive reads.
 
+pub mod admission;
 pub mod body_deadline;
 pub mod cors;
 pub mod drain;

@@ -29,6 +29,7 @@ use rand::RngExt;
 use tracing::Instrument;
 
 use super::headers::add_headers;
+use crate::current_request;
 
 /// The request id header, read from the request and set on every response.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -136,7 +137,10 @@ pub async fn request_id(
     req.headers_mut().insert(REQUEST_ID, value.clone());
     let access =
         tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO).then(|| AccessLine::of(&req));
-    let result = next.call(req).instrument(span.clone()).await;
+    // The id is known to the code below for as long as the request runs
+    // (`current_request`): the span carries it only on lines written inside.
+    let result =
+        current_request::serve(value.clone(), next.call(req).instrument(span.clone())).await;
     if let Some(access) = access {
         span.in_scope(|| access.write(&result, &value));
     }

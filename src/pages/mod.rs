@@ -1,5 +1,6 @@
 //! The HTML pages linkhub serves to people (not apps): today the public profile
-//! page and its 404. Rendering is pure — domain data in, bytes out — so a page
+//! page and its 404, and the 404 of a link's redirect (`/l/{id}`). Rendering
+//! is pure — domain data in, bytes out — so a page
 //! can be rendered once per cache version and stored like the JSON reads.
 //!
 //! Templates are `maud` macros: checked at compile time, and every value
@@ -14,7 +15,7 @@
 
 mod profile;
 
-pub use profile::{not_found_page, profile_page};
+pub use profile::{missing_link_page, not_found_page, profile_page};
 
 /// The source of the page templates: what a cached page holds follows from
 /// it, so the cache's entry format digests it (`startup::entry_format`).

@@ -4,6 +4,10 @@
 //! off, and with the OpenGraph and Twitter card tags that make a shared link
 //! preview well.
 //!
+//! Links go through `/l/{id}`, the redirect that counts a click; only a
+//! link whose URL passes today's URL rule gets one (the redirect follows no
+//! other), the rest are shown as text. Socials link straight to their URL.
+//!
 //! No `og:url`: the only source of the page's own address would be the
 //! request's `Host`, which any client can set, and the page is rendered once
 //! and served to everyone from the cache. A canonical URL needs a configured
@@ -12,7 +16,8 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::{EXTERNAL_LINK_REL, STYLESHEET};
-use crate::domain::resources::Profile;
+use crate::domain::clicks::redirect_target;
+use crate::domain::resources::{Link, Profile};
 
 /// A preview's description is cut to this many characters (not bytes), about
 /// what the card of a chat app or a search result shows.
@@ -67,7 +72,7 @@ pub fn profile_page(profile: &Profile) -> Vec<u8> {
                     } @else {
                         ul.links {
                             @for link in &profile.links {
-                                li { (external_link(&link.url, &link.title)) }
+                                li { (counted_link(link)) }
                             }
                         }
                     }
@@ -110,6 +115,30 @@ pub fn not_found_page() -> Vec<u8> {
     page.into_string().into_bytes()
 }
 
+/// The page of `/l/{id}` for a link that does not exist (or whose URL the
+/// redirect will not follow): like [`not_found_page`], it repeats nothing
+/// of the address.
+pub fn missing_link_page() -> Vec<u8> {
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                (common_head())
+                title { "No such link · linkhub" }
+                meta name="robots" content="noindex";
+            }
+            body {
+                main {
+                    h1 { "No such link" }
+                    p.bio { "This link does not exist, or no longer does." }
+                    footer { "linkhub" }
+                }
+            }
+        }
+    };
+    page.into_string().into_bytes()
+}
+
 fn common_head() -> Markup {
     html! {
         meta charset="utf-8";
@@ -127,6 +156,17 @@ fn external_link(url: &str, text: &str) -> Markup {
             a href=(url) rel=(EXTERNAL_LINK_REL) { (text) }
         } @else {
             span { (text) }
+        }
+    }
+}
+
+/// A profile link, through the redirect that counts its clicks.
+fn counted_link(link: &Link) -> Markup {
+    html! {
+        @if redirect_target(&link.url).is_some() {
+            a href=(format!("/l/{}", link.id)) rel=(EXTERNAL_LINK_REL) { (link.title) }
+        } @else {
+            span { (link.title) }
         }
     }
 }
@@ -321,6 +361,29 @@ mod tests {
     }
 
     #[test]
+    fn links_go_through_the_counting_redirect_and_only_those_it_follows() {
+        let profile = Profile {
+            user: user("n", "", None),
+            links: vec![
+                link(7, "Site", "https://example.com/a"),
+                link(8, "Relative", "/not/absolute"),
+                link(9, "Spaced", "https://exa mple.com/"),
+            ],
+            socials: vec![social("github", "https://github.com/ada")],
+        };
+        let page = render(&profile);
+        assert!(
+            page.contains(r#"<a href="/l/7" rel="noopener nofollow ugc">Site</a>"#),
+            "{page}"
+        );
+        assert!(!page.contains("https://example.com/a"), "{page}");
+        assert!(page.contains("<span>Relative</span>"), "{page}");
+        assert!(page.contains("<span>Spaced</span>"), "{page}");
+        assert!(!page.contains("/l/8") && !page.contains("/l/9"), "{page}");
+        assert!(page.contains(r#"href="https://github.com/ada""#), "{page}");
+    }
+
+    #[test]
     fn a_long_bio_is_cut_for_previews_only() {
         let bio = "é".repeat(500);
         let profile = Profile {
@@ -342,5 +405,9 @@ mod tests {
         assert!(page.contains("No such profile"));
         assert!(page.contains("noindex"));
         assert!(!page.contains("<script"));
+        let page = String::from_utf8(missing_link_page()).expect("UTF-8");
+        assert!(page.starts_with("<!DOCTYPE html><html lang=\"en\">"));
+        assert!(page.contains("No such link"));
+        assert!(page.contains("noindex"));
     }
 }

@@ -9,6 +9,7 @@
 //! response.
 
 pub mod auth;
+pub mod clicks;
 pub mod links;
 pub mod openapi;
 pub mod ops;
@@ -52,6 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz", "GET").route(web::get().to(ops::healthz)))
         .service(resource("/api/v1/profiles/{username}", "GET").route(web::get().to(profiles::get)))
         .service(resource("/@{username}", "GET").route(web::get().to(pages::profile)))
+        .service(resource("/l/{link_id}", "GET").route(web::get().to(clicks::redirect)))
         .service(resource("/readyz", "GET").route(web::get().to(ops::readyz)))
         .service(resource("/metrics", "GET").route(web::get().to(ops::metrics)))
         .service(resource("/api/v1/openapi.json", "GET").route(web::get().to(openapi::document)))
@@ -71,6 +73,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(links::list))
                 .route(web::post().to(links::create)),
         )
+        .service(resource("/api/v1/users/{id}/clicks", "GET").route(web::get().to(clicks::of_user)))
         .service(
             resource("/api/v1/users/{id}/socials", "GET, POST")
                 .route(web::get().to(socials::list))

@@ -12,7 +12,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{auth, links, ops, profiles, socials, users};
+use super::{auth, clicks, links, ops, profiles, socials, users};
 
 /// The document: every operation, its schemas, and the bearer scheme of the
 /// operations that take a token.
@@ -24,13 +24,14 @@ use super::{auth, links, ops, profiles, socials, users};
         links::list, links::get, links::create, links::update, links::delete,
         socials::list, socials::get, socials::create, socials::update, socials::delete,
         profiles::get,
+        clicks::redirect, clicks::of_user,
         auth::login, auth::logout, auth::me,
         ops::healthz, ops::readyz, ops::metrics, document,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "users"), (name = "links"), (name = "socials"), (name = "profiles"),
-        (name = "auth"), (name = "operations"),
+        (name = "clicks"), (name = "auth"), (name = "operations"),
     )
 )]
 pub struct ApiDoc;

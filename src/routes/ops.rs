@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use crate::auth::caller::bearer_token;
 use crate::error::ApiError;
 use crate::service;
+use crate::service::ops::SharedReadiness;
 use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
@@ -55,8 +56,11 @@ static HEALTHY: LazyLock<bytes::Bytes> = LazyLock::new(|| {
         (status = 200, description = "Ready", body = Readiness),
         (status = 503, description = "PostgreSQL does not answer", body = Readiness),
     ))]
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let readiness = service::ops::readiness(&state).await;
+pub async fn readyz(
+    state: web::Data<AppState>,
+    shared: web::Data<SharedReadiness>,
+) -> HttpResponse {
+    let readiness = service::ops::readiness(&state, &shared).await;
     let database_ok = readiness.database_ok;
     let body = Readiness {
         status: if database_ok { "ok" } else { "unavailable" },

@@ -19,6 +19,7 @@
 //! never built; the test below keeps their fields those of the generic types
 //! that are.
 
+use crate::domain::clicks::ClickDay;
 use crate::domain::resources::{
     Link, LoginView, PageMeta, PrivateUser, Profile, PublicUser, Social,
 };
@@ -70,6 +71,7 @@ envelopes! {
         PrivateUserData as DataBody_PrivateUser: PrivateUser;
         ProfileData as DataBody_Profile: Profile;
         LoginData as DataBody_LoginView: LoginView;
+        ClickDaysData as DataBody_Vec_ClickDay: Vec<ClickDay>;
     }
     message {
         LinkMessage as MessageBody_Link: Link;
@@ -180,10 +182,13 @@ mod tests {
     #[test]
     fn documented_envelopes_have_the_fields_that_are_sent() {
         let meta = PageMeta {
-            page: 1,
+            page: Some(1),
+            after: None,
             limit: 10,
             total: 0,
-            total_pages: 0,
+            total_pages: Some(0),
+            total_exact: true,
+            next_after: None,
         };
         assert_eq!(documented::<LinkData>(), sent(DataBody { data: 0 }));
         assert_eq!(

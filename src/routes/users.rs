@@ -8,26 +8,34 @@ use super::responses::{
     BodyErrors, CachedRead, HashingBusy, OwnerOnly, PrivateUserMessage, PublicUserData,
     PublicUserPage, ServerErrors,
 };
-use super::{ById, JsonBody, PageParams, Write, body, cached_response, created, updated};
+use super::{ById, JsonBody, Write, body, cached_response, created, updated};
 use crate::domain::input::{NewUserInput, SearchTerm, UserPatchInput};
+use crate::domain::resources::ListRequest;
 use crate::error::{ApiError, ErrorBody};
 use crate::service::{self, reads};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ListParams {
-    /// Case-insensitive substring of username or name; every character is literal.
+    /// Case-insensitive substring of username or name; every character is
+    /// literal. A non-empty one holds at least 3 letters or digits in a row.
     #[param(max_length = 100)]
     pub search: Option<String>,
-    /// Page number, from 1 (default 1).
+    /// Page number, from 1 (default 1); `page × limit` at most 10,000.
+    /// Not with `after`.
     #[param(minimum = 1)]
     pub page: Option<u64>,
+    /// Walk on from here: the users whose id is greater (start at 0, then
+    /// pass the last page's `meta.next_after`). Not with `page`.
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
     /// Items per page, 1–100 (default 10).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
 }
 
-/// Public users ordered by id, optionally filtered by `search`.
+/// Public users ordered by id, optionally filtered by `search`, by page
+/// number or walked with `after`.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(ListParams),
     responses(
         (status = 200, description = "A page of public users", body = PublicUserPage,
@@ -41,13 +49,9 @@ pub async fn list(
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let page = PageParams {
-        page: params.page,
-        limit: params.limit,
-    }
-    .parse()?;
-    let search = params.search.map(SearchTerm::parse).transpose()?;
-    let served = reads::users_list(&state, search, page).await?;
+    let request = ListRequest::parse(params.page, params.after, params.limit)?;
+    let search = params.search.map(SearchTerm::parse).transpose()?.flatten();
+    let served = reads::users_list(&state, search, request).await?;
     Ok(cached_response(&req, served))
 }
 

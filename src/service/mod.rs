@@ -8,11 +8,13 @@
 //!   nothing else) → write in one transaction with its outbox rows → invalidate the
 //!   namespaces it changed before answering (read-your-writes).
 //! - [`sessions`]: login and logout.
+//! - [`clicks`]: the redirect that counts a link's click, and the analytics.
 //! - [`ops`]: readiness and metrics.
 //!
 //! Password hashing (tens of milliseconds of a core) never holds a
 //! PostgreSQL connection: it runs before one is taken.
 
+pub mod clicks;
 pub mod links;
 pub mod ops;
 pub mod reads;

@@ -1,4 +1,13 @@
 //! Operations: readiness, the metrics snapshot and who may read it.
+//!
+//! Readiness is one shared check ([`SharedReadiness`]): at most one
+//! PostgreSQL check is in flight, and its answer serves every `/readyz` for
+//! `READINESS_REUSE_MS`. A flood of `/readyz` then costs no query and no
+//! wait behind other queries, so it cannot make the orchestrator's own probe
+//! time out and pull a healthy instance out of service.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
 
@@ -16,10 +25,62 @@ pub struct Readiness {
     pub cache: &'static str,
 }
 
-/// Asks PostgreSQL now; the cache's state is what the breaker says.
-pub async fn readiness(state: &AppState) -> Readiness {
+/// The database part of readiness, shared by every `/readyz` of the
+/// process; registered once as app data by startup.
+pub struct SharedReadiness {
+    reuse: Duration,
+    /// When the last check ended, and what it found.
+    last: Mutex<Option<(Instant, bool)>>,
+    /// Held by the one check in flight; the others wait for its answer.
+    in_flight: tokio::sync::Mutex<()>,
+}
+
+impl SharedReadiness {
+    /// A check's answer serves for `reuse`.
+    pub fn new(reuse: Duration) -> Self {
+        Self {
+            reuse,
+            last: Mutex::new(None),
+            in_flight: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The last check's answer while it is fresh; else the answer of the
+    /// check in flight, or of a new one this call makes. A check is bounded
+    /// by `READINESS_TIMEOUT_MS`, so the wait is too.
+    async fn database_ok(&self, state: &AppState) -> bool {
+        if let Some(ok) = self.fresh() {
+            return ok;
+        }
+        let _checking = self.in_flight.lock().await;
+        // The check this call waited for answered meanwhile.
+        if let Some(ok) = self.fresh() {
+            return ok;
+        }
+        state.metrics.readiness_check();
+        let ok = state.readiness.database_answers().await;
+        *self.lock() = Some((Instant::now(), ok));
+        ok
+    }
+
+    fn fresh(&self) -> Option<bool> {
+        let last = *self.lock();
+        last.filter(|(at, _)| at.elapsed() < self.reuse)
+            .map(|(_, ok)| ok)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, bool)>> {
+        self.last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// PostgreSQL's answer through the shared check; the cache's state is
+/// what the breaker says now.
+pub async fn readiness(state: &AppState, shared: &SharedReadiness) -> Readiness {
     Readiness {
-        database_ok: state.readiness.database_answers().await,
+        database_ok: shared.database_ok(state).await,
         cache: state.cache.status(),
     }
 }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::auth::throttle::Reservation;
+use crate::auth::throttle::{Reservation, Subject};
 use crate::auth::{Caller, token};
 use crate::db;
 use crate::domain::input::{LoginInput, Valid};
@@ -18,10 +18,11 @@ use crate::state::AppState;
 pub const MAX_LOGIN_CHARS: usize = 254;
 
 /// Exchanges a login and a password for a new token. The attempt takes its
-/// place in the throttle's windows (for the login, and for the `client`
-/// address) before anything else; an unknown login costs a hash verification
-/// too, so it takes as long as a wrong password. No connection is held while
-/// verifying.
+/// place in the throttle's windows before its password is judged: the
+/// `client` address's before anything else, then the account's the login
+/// names (or the unknown login's own); an unknown login costs a hash
+/// verification too, so it takes as long as a wrong password. No connection
+/// is held while verifying.
 pub async fn login(
     state: &AppState,
     input: LoginInput,
@@ -33,14 +34,31 @@ pub async fn login(
     if login.chars().count() > MAX_LOGIN_CHARS {
         return Err(ApiError::InvalidCredentials);
     }
-    let reservation = state
-        .login_throttle
-        .reserve(&state.cache, &login, client)
+    // The address's place first: a flood from one address is refused
+    // before it costs a query.
+    let throttle = &state.login_throttle;
+    let reservation = throttle.reserve_address(&state.cache, client).await?;
+    let looked_up = async {
+        let mut conn = state.db.get().await?;
+        Ok::<_, ApiError>(db::users::credentials(&mut conn, &login).await?)
+    }
+    .await;
+    let credentials = match looked_up {
+        Ok(credentials) => credentials,
+        Err(e) => {
+            throttle.release(&state.cache, reservation).await;
+            return Err(e);
+        }
+    };
+    // The username and the email of one account count in one window.
+    let subject = match &credentials {
+        Some(c) => Subject::Account(c.id),
+        None => Subject::UnknownLogin(&login),
+    };
+    let reservation = throttle
+        .reserve_subject(&state.cache, reservation, subject)
         .await?;
     let attempt = async {
-        let mut conn = state.db.get().await?;
-        let credentials = db::users::credentials(&mut conn, &login).await?;
-        drop(conn);
         match credentials {
             Some(c) => Ok(state
                 .hashing

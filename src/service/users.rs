@@ -2,16 +2,21 @@
 
 use super::{Body, authorize, invalidate_committed, sessions};
 use crate::auth::Caller;
+use crate::auth::throttle::Subject;
 use crate::db;
 use crate::domain::input::{NewUserInput, UserPatchInput, Valid};
 use crate::domain::resources::PrivateUser;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Registers a user: the password is hashed before a connection is taken.
+/// Registers a user: the password is hashed (behind every login waiting
+/// for a hashing slot) before a connection is taken.
 pub async fn register(state: &AppState, input: NewUserInput) -> Result<PrivateUser, ApiError> {
     let input = Valid::parse(input)?;
-    let password_hash = state.hashing.hash(input.password.clone()).await?;
+    let password_hash = state
+        .hashing
+        .hash_registration(input.password.clone())
+        .await?;
     let mut conn = state.db.get().await?;
     let written = db::users::insert(&mut conn, input, password_hash).await?;
     drop(conn);
@@ -49,9 +54,9 @@ pub async fn update(
 
 /// A stolen token alone must not take an account over: `current` must be
 /// the caller's password as it is now (`422` on `current_password` when it
-/// is missing or wrong). It is judged like a login for the caller's
-/// username: throttled (`429` once that login is locked out), and a wrong
-/// one counts as a failed login.
+/// is missing or wrong). It is judged like a login to the caller's account:
+/// throttled in the account's window (`429` once it is locked out), and a
+/// wrong one counts as a failed login.
 async fn confirm_current_password(
     state: &AppState,
     caller: &Caller,
@@ -63,9 +68,10 @@ async fn confirm_current_password(
             "is required to change your own password or email",
         )
     })?;
-    let reservation = state
-        .login_throttle
-        .reserve(&state.cache, &caller.user.username, None)
+    let throttle = &state.login_throttle;
+    let reservation = throttle.reserve_address(&state.cache, None).await?;
+    let reservation = throttle
+        .reserve_subject(&state.cache, reservation, Subject::Account(caller.user.id))
         .await?;
     let attempt = async {
         let mut conn = state.db.get().await?;

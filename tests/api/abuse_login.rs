@@ -1,7 +1,8 @@
 //! The login throttle under abuse: bursts of simultaneous
 //! attempts, endless new login names, password spraying from one address,
-//! several instances, Redis going away; `current_password`; the bounded
-//! password hashing queue.
+//! several instances, Redis going away, one window per account;
+//! `current_password`; the bounded password hashing queue, and logins
+//! served before a registration flood.
 
 use std::time::Duration;
 
@@ -441,4 +442,99 @@ async fn retry_after_covers_a_shared_window_that_opened_earlier_on_another_insta
         retry_after > 5,
         "Retry-After {retry_after} ignores the shared window"
     );
+}
+
+#[tokio::test]
+async fn the_username_and_the_email_of_one_account_share_one_window() {
+    let app = spawn_cached_with(|s| s.login_max_failures = 4).await;
+    let user = app.register_user().await;
+    for login in [
+        user.username.clone(),
+        user.email.clone(),
+        user.email.to_uppercase(),
+        user.username.clone(),
+    ] {
+        expect_error(
+            app.login(&login, "a wrong password").await,
+            401,
+            "unauthorized",
+        )
+        .await;
+    }
+    // Four failures of one account, whichever name they used: locked out
+    // under both names, right password or not.
+    for login in [&user.username, &user.email] {
+        let refused = app.login(login, &user.password).await;
+        expect_error(refused, 429, "rate_limited").await;
+    }
+    // A login that names no account keeps a window of its own.
+    let ghost = unique_name("ghost");
+    for _ in 0..4 {
+        assert_eq!(app.login(&ghost, "x").await.status(), 401);
+    }
+    expect_error(app.login(&ghost, "x").await, 429, "rate_limited").await;
+    let other = app.register_user().await;
+    app.login_token(&other.email, &other.password).await;
+}
+
+/// A registration flood from many addresses fills the one hashing slot and
+/// the registrations' queue; logins, served first and queued apart, never
+/// answer `503` meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registration_flood_does_not_starve_logins_of_hashing() {
+    let app = spawn_app_with(|s| {
+        s.hash_queue_max = 4;
+        s.workers = 4;
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().expect("a network")];
+    })
+    .await;
+    let user = app.register_user().await;
+    let flood = async {
+        let registrations = (0..60).map(|i| {
+            let app = &app;
+            let username = unique_name(&format!("f{i}"));
+            let body = json!({
+                "username": username,
+                "email": format!("{username}@example.com"),
+                "password": TEST_PASSWORD,
+            });
+            async move {
+                app.client
+                    .post(app.url(paths::USERS))
+                    .header("x-forwarded-for", format!("198.51.100.{}", i + 1))
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("POST users")
+                    .status()
+                    .as_u16()
+            }
+        });
+        join_all(registrations).await
+    };
+    let logins = async {
+        // Once the flood is queued, log in one after another while it lasts.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            statuses.push(
+                app.login(&user.username, &user.password)
+                    .await
+                    .status()
+                    .as_u16(),
+            );
+        }
+        statuses
+    };
+    let (registrations, logins) = tokio::join!(flood, logins);
+    let busy = registrations.iter().filter(|s| **s == 503).count();
+    assert!(
+        busy > 0,
+        "the flood never filled hashing: {registrations:?}"
+    );
+    assert!(
+        registrations.iter().all(|s| [201, 503].contains(s)),
+        "{registrations:?}"
+    );
+    assert_eq!(logins, [200; 5], "logins during the registration flood");
 }

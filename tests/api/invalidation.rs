@@ -89,10 +89,12 @@ fn index_key(prefix: &str, namespace: &str) -> String {
     format!("{prefix}:idx:{{{namespace}}}")
 }
 
-/// The namespaces a change to the user's own row bumps.
-fn bumped_by_user_patch(owner: &Owner) -> [String; 3] {
+/// The namespaces a change to the user's own row bumps (the users list's
+/// full pages, and its totals and tails).
+fn bumped_by_user_patch(owner: &Owner) -> [String; 4] {
     [
         "users".to_owned(),
+        "users_added".to_owned(),
         format!("user:{}", owner.id()),
         format!("profile:{}", owner.username),
     ]

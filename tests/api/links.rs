@@ -85,7 +85,8 @@ async fn links_are_ordered_by_position_then_id() {
     assert_eq!(titles, ["d", "b", "e", "a", "c"]);
     assert_eq!(
         meta,
-        json!({"page": 1, "limit": 10, "total": 5, "total_pages": 1})
+        json!({"page": 1, "limit": 10, "total": 5, "total_pages": 1,
+               "total_exact": true, "next_after": null})
     );
     for link in &data {
         assert_link(link);
@@ -123,17 +124,29 @@ async fn list_links_pages() {
     let (data, meta) = expect_page(app.get(&format!("{base}?limit=2")).await).await;
     assert_eq!(
         meta,
-        json!({"page": 1, "limit": 2, "total": 5, "total_pages": 3})
+        json!({"page": 1, "limit": 2, "total": 5, "total_pages": 3,
+               "total_exact": true, "next_after": created[1]["id"]})
     );
     assert_eq!(ids(&data), ids(&created[0..2]));
+    let (_, meta) = expect_page(app.get(&format!("{base}?limit=2&page=2")).await).await;
+    assert_eq!(meta["next_after"], created[3]["id"]);
     let (data, meta) = expect_page(app.get(&format!("{base}?limit=2&page=3")).await).await;
     assert_eq!(meta["page"], 3);
+    assert_eq!(
+        meta["next_after"],
+        Value::Null,
+        "nothing follows the last page"
+    );
     assert_eq!(ids(&data), ids(&created[4..5]));
+    // A full last page: nothing follows it either.
+    let (_, meta) = expect_page(app.get(&format!("{base}?limit=5")).await).await;
+    assert_eq!(meta["next_after"], Value::Null);
     let (data, meta) = expect_page(app.get(&format!("{base}?limit=2&page=4")).await).await;
     assert!(data.is_empty());
     assert_eq!(
         meta,
-        json!({"page": 4, "limit": 2, "total": 5, "total_pages": 3})
+        json!({"page": 4, "limit": 2, "total": 5, "total_pages": 3,
+               "total_exact": true, "next_after": null})
     );
     for query in [
         "page=0",

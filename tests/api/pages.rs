@@ -11,7 +11,7 @@ const PAGE_CSP: &str = linkhub::pages::CONTENT_SECURITY_POLICY;
 #[tokio::test]
 async fn the_page_is_html_with_its_policy_and_is_cached_with_an_etag() {
     let app = spawn_app().await;
-    let (user, _) = app
+    let (user, link) = app
         .user_with_link("My site", "https://example.com/me")
         .await;
     let path = paths::profile_page(&user.username);
@@ -34,9 +34,10 @@ async fn the_page_is_html_with_its_policy_and_is_cached_with_an_etag() {
     );
     let html = first.text().await.expect("body");
     assert!(
-        html.contains(
-            r#"<a href="https://example.com/me" rel="noopener nofollow ugc">My site</a>"#
-        ),
+        html.contains(&format!(
+            r#"<a href="/l/{}" rel="noopener nofollow ugc">My site</a>"#,
+            link["id"]
+        )),
         "{html}"
     );
 

@@ -204,6 +204,44 @@ async fn a_write_that_outlives_the_grace_is_cut_rolled_back_and_the_exit_says_so
 }
 
 #[tokio::test]
+async fn a_client_that_hung_up_before_the_stop_is_not_reported_as_cut() {
+    let database_url = create_test_database().await;
+    let served =
+        ServedBinary::start(&vars_with(&database_url, &[("SHUTDOWN_GRACE_SECS", "5")])).await;
+    let user = served.app.register_user().await;
+    let lock = RowLock::hold(&database_url, user.id).await;
+    // The client sends its write and resets the connection while the write
+    // waits: however actix ends that request, it is not the stop's cut.
+    let body = json!({"name": "Nobody waits"}).to_string();
+    let request = format!(
+        "PATCH {} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        paths::user(user.id),
+        user.token,
+        body.len()
+    );
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", served.app.port))
+        .await
+        .expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut client, request.as_bytes())
+        .await
+        .expect("send the write");
+    until_a_statement_waits_for_a_lock(&database_url).await;
+    // A reset, not a polite close: what a proxy's aborted exchange sends.
+    client.set_zero_linger().expect("SO_LINGER 0");
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lock.release().await;
+
+    // Answered requests after it, then the stop: nothing is in flight.
+    expect_data(served.app.user(user.id).await).await;
+    served.signal("TERM").await;
+    let exited = served.exited_within(Duration::from_secs(15)).await;
+    assert_eq!(exited.status.code(), Some(0), "stderr: {}", exited.stderr);
+    assert!(!exited.stderr.contains("were cut"), "{}", exited.stderr);
+}
+
+#[tokio::test]
 async fn owed_bumps_stay_in_the_outbox_across_a_stop_and_the_next_instance_serves_fresh_data() {
     let redis = RedisServer::start().await;
     let proxy = TcpProxy::start(redis.addr()).await;

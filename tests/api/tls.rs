@@ -525,6 +525,12 @@ async fn a_wrong_ca_is_refused_and_no_message_shows_a_password() {
             ca_file: Some(PathBuf::from(&wrong_ca)),
             janitor_keys_per_sec: 0,
             format: String::new(),
+            observer: linkhub::cache::ObserverConfig {
+                sample: 0.0,
+                settle: Duration::ZERO,
+                queue: 1,
+                db_connections: 1,
+            },
         },
         pool,
         metrics,

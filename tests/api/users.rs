@@ -355,7 +355,8 @@ async fn list_users_pages_in_id_order() {
     let (data, meta) = expect_page(app.list_users("").await).await;
     assert_eq!(
         meta,
-        json!({"page": 1, "limit": 10, "total": 5, "total_pages": 1})
+        json!({"page": 1, "limit": 10, "total": 5, "total_pages": 1,
+               "total_exact": true, "next_after": null})
     );
     let got: Vec<i64> = data.iter().map(|u| u["id"].as_i64().unwrap()).collect();
     assert_eq!(got, ids);
@@ -366,7 +367,8 @@ async fn list_users_pages_in_id_order() {
     let (data, meta) = expect_page(app.list_users("?page=1&limit=2").await).await;
     assert_eq!(
         meta,
-        json!({"page": 1, "limit": 2, "total": 5, "total_pages": 3})
+        json!({"page": 1, "limit": 2, "total": 5, "total_pages": 3,
+               "total_exact": true, "next_after": ids[1]})
     );
     let got: Vec<i64> = data.iter().map(|u| u["id"].as_i64().unwrap()).collect();
     assert_eq!(got, ids[0..2]);
@@ -374,7 +376,8 @@ async fn list_users_pages_in_id_order() {
     let (data, meta) = expect_page(app.list_users("?page=3&limit=2").await).await;
     assert_eq!(
         meta,
-        json!({"page": 3, "limit": 2, "total": 5, "total_pages": 3})
+        json!({"page": 3, "limit": 2, "total": 5, "total_pages": 3,
+               "total_exact": true, "next_after": null})
     );
     let got: Vec<i64> = data.iter().map(|u| u["id"].as_i64().unwrap()).collect();
     assert_eq!(got, ids[4..5]);
@@ -384,9 +387,10 @@ async fn list_users_pages_in_id_order() {
     assert!(data.is_empty());
     assert_eq!(
         meta,
-        json!({"page": 4, "limit": 2, "total": 5, "total_pages": 3})
+        json!({"page": 4, "limit": 2, "total": 5, "total_pages": 3,
+               "total_exact": true, "next_after": null})
     );
-    let (data, meta) = expect_page(app.list_users("?page=1000&limit=100").await).await;
+    let (data, meta) = expect_page(app.list_users("?page=100&limit=100").await).await;
     assert!(data.is_empty());
     assert_eq!(meta["total"], 5);
     assert_eq!(meta["total_pages"], 1);
@@ -451,10 +455,9 @@ async fn search_is_a_case_insensitive_substring_of_username_or_name() {
     assert_eq!(names, ["ada"]);
     let (names, _) = search_usernames(&app, "miRAL").await;
     assert_eq!(names, ["grace_hopper"]);
-    // "a" is in every username or name.
-    let (names, meta) = search_usernames(&app, "A").await;
-    assert_eq!(names, ["ada", "alan", "grace_hopper"]);
-    assert_eq!(meta["total"], 3);
+    let (names, meta) = search_usernames(&app, "ALAN").await;
+    assert_eq!(names, ["alan"]);
+    assert_eq!(meta["total"], 1);
     // An empty search filters nothing.
     let (names, _) = search_usernames(&app, "").await;
     assert_eq!(names.len(), 3);
@@ -469,7 +472,8 @@ async fn search_with_no_match_has_zero_total_and_zero_pages() {
     assert!(data.is_empty());
     assert_eq!(
         meta,
-        json!({"page": 1, "limit": 10, "total": 0, "total_pages": 0})
+        json!({"page": 1, "limit": 10, "total": 0, "total_pages": 0,
+               "total_exact": true, "next_after": null})
     );
 }
 
@@ -480,40 +484,40 @@ async fn search_treats_wildcard_characters_literally() {
     // pattern language (LIKE, glob, regex) would match instead.
     register_named(&app, "pct_lit", "100% real").await;
     register_named(&app, "pct_decoy", "100x real").await;
-    register_named(&app, "und_lit", "q_z").await;
-    register_named(&app, "und_decoy", "qxz").await;
-    register_named(&app, "bsl_lit", "k\\s").await;
-    register_named(&app, "bsl_decoy", "ks and kxs").await;
-    register_named(&app, "star_lit", "r*t").await;
-    register_named(&app, "star_decoy", "rrt rt").await;
-    register_named(&app, "qm_lit", "n?m").await;
-    register_named(&app, "qm_decoy", "nm nxm").await;
-    register_named(&app, "brk_lit", "x[ab]y").await;
-    register_named(&app, "brk_decoy", "xay").await;
+    register_named(&app, "und_lit", "abc_xyz").await;
+    register_named(&app, "und_decoy", "abcqxyz").await;
+    register_named(&app, "bsl_lit", "kkk\\sss").await;
+    register_named(&app, "bsl_decoy", "kkksss and kkkxsss").await;
+    register_named(&app, "star_lit", "rrr*ttt").await;
+    register_named(&app, "star_decoy", "rrrttt rrrxttt").await;
+    register_named(&app, "qm_lit", "nnn?mmm").await;
+    register_named(&app, "qm_decoy", "nnnmmm nnnxmmm").await;
+    register_named(&app, "brk_lit", "xxx[ab]y").await;
+    register_named(&app, "brk_decoy", "xxxay").await;
 
     let cases = [
-        ("0% r", "pct_lit"),
-        ("%", "pct_lit"),
-        ("q_z", "und_lit"),
-        ("k\\s", "bsl_lit"),
-        ("\\", "bsl_lit"),
-        ("r*t", "star_lit"),
-        ("*", "star_lit"),
-        ("n?m", "qm_lit"),
-        ("?", "qm_lit"),
-        ("[ab]", "brk_lit"),
-        ("x[a", "brk_lit"),
-        ("[", "brk_lit"),
+        ("100% r", "pct_lit"),
+        ("100%", "pct_lit"),
+        ("abc_xyz", "und_lit"),
+        ("kkk\\sss", "bsl_lit"),
+        ("kkk\\", "bsl_lit"),
+        ("rrr*ttt", "star_lit"),
+        ("rrr*", "star_lit"),
+        ("nnn?mmm", "qm_lit"),
+        ("nnn?", "qm_lit"),
+        ("xxx[ab]", "brk_lit"),
+        ("xxx[a", "brk_lit"),
+        ("xxx[", "brk_lit"),
     ];
     for (search, expected) in cases {
         let (names, meta) = search_usernames(&app, search).await;
         assert_eq!(names, [expected], "search {search:?}");
         assert_eq!(meta["total"], 1, "search {search:?}");
     }
-    // "_" is in every username above, literally.
-    let (names, meta) = search_usernames(&app, "_").await;
-    assert_eq!(names.len(), 12);
-    assert_eq!(meta["total"], 12);
+    // "_lit" is in half the usernames above, the "_" literally.
+    let (names, meta) = search_usernames(&app, "_lit").await;
+    assert_eq!(names.len(), 6);
+    assert_eq!(meta["total"], 6);
 }
 
 #[tokio::test]
@@ -552,7 +556,8 @@ async fn search_combines_with_paging() {
     let (data, meta) = expect_page(app.list_users("?search=MATCH&limit=2&page=2").await).await;
     assert_eq!(
         meta,
-        json!({"page": 2, "limit": 2, "total": 3, "total_pages": 2})
+        json!({"page": 2, "limit": 2, "total": 3, "total_pages": 2,
+               "total_exact": true, "next_after": null})
     );
     assert_eq!(data.len(), 1);
     assert_eq!(data[0]["username"], "match_2");
@@ -826,4 +831,238 @@ async fn delete_user_removes_links_socials_and_tokens() {
         "username": user.username, "email": user.email, "password": TEST_PASSWORD,
     }))
     .await;
+}
+
+#[tokio::test]
+async fn list_users_refuses_hostile_list_parameters() {
+    let app = spawn_app().await;
+    register_named(&app, "nordic_1", "Åsa Öberg").await;
+    let long = "a".repeat(101);
+    let refused = [
+        "after=-1".to_owned(),
+        "after=9223372036854775808".to_owned(),
+        "after=99999999999999999999".to_owned(),
+        "after=abc".to_owned(),
+        "after=1&page=1".to_owned(),
+        "page=1&after=0".to_owned(),
+        "page=10001&limit=1".to_owned(),
+        "page=101&limit=100".to_owned(),
+        "page=1001".to_owned(),
+        "page=18446744073709551615&limit=100".to_owned(),
+        "search=ab".to_owned(),
+        "search=a".to_owned(),
+        "search=--".to_owned(),
+        "search=a_b_c".to_owned(),
+        "search=%25%25%25".to_owned(),
+        "search=ab%20cd".to_owned(),
+        format!("search={long}"),
+        "search=ab&after=0".to_owned(),
+    ];
+    for query in &refused {
+        let response = app.list_users(&format!("?{query}")).await;
+        expect_error(response, 400, "bad_request").await;
+    }
+    // At the bounds: the deepest page and a three-letter run anywhere.
+    for query in [
+        "page=10000&limit=1",
+        "page=100&limit=100",
+        "after=0",
+        "after=9223372036854775807",
+        "search=abc",
+        "search=--abc--",
+    ] {
+        expect_page(app.list_users(&format!("?{query}")).await).await;
+    }
+    // Unicode letters count as letters, in the search and the match.
+    let encoded: String = url::form_urlencoded::byte_serialize("ÅSA".as_bytes()).collect();
+    let (data, meta) = expect_page(app.list_users(&format!("?search={encoded}")).await).await;
+    assert_eq!(data.len(), 1, "{meta}");
+    assert_eq!(data[0]["username"], "nordic_1");
+    let encoded: String = url::form_urlencoded::byte_serialize("öbe".as_bytes()).collect();
+    let (data, _) = expect_page(app.list_users(&format!("?search={encoded}")).await).await;
+    assert_eq!(data.len(), 1);
+}
+
+/// Follows `next_after` from `after=0` and answers the ids seen, in order.
+async fn walk(app: &TestApp, query: &str, limit: u64) -> Vec<i64> {
+    let (mut seen, mut after) = (Vec::new(), 0);
+    loop {
+        let (data, meta) = expect_page(
+            app.list_users(&format!("?after={after}&limit={limit}{query}"))
+                .await,
+        )
+        .await;
+        assert_eq!(meta["after"], after, "{meta}");
+        assert_eq!(meta["limit"], limit, "{meta}");
+        assert!(data.len() as u64 <= limit);
+        let ids: Vec<i64> = data.iter().map(id_of).collect();
+        assert!(ids.iter().all(|id| *id > after), "{ids:?} after {after}");
+        seen.extend(&ids);
+        match meta["next_after"].as_i64() {
+            Some(next) => {
+                assert_eq!(Some(&next), ids.last(), "next_after is the last id");
+                assert_eq!(data.len() as u64, limit, "only a full page may be followed");
+                after = next;
+            }
+            None => return seen,
+        }
+        assert!(seen.len() < 1000, "the walk does not end");
+    }
+}
+
+#[tokio::test]
+async fn after_walks_every_user_once_in_id_order() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let name = if i % 2 == 0 { "Even Walker" } else { "Odd" };
+        ids.push(register_named(&app, &format!("walker_{i}"), name).await);
+    }
+    for limit in [1, 3, 7, 10] {
+        assert_eq!(walk(&app, "", limit).await, ids, "limit {limit}");
+    }
+    let evens: Vec<i64> = ids.iter().step_by(2).copied().collect();
+    assert_eq!(walk(&app, "&search=EVEN", 2).await, evens);
+
+    // The meta of a walk: `after` in place of `page` and `total_pages`.
+    let (data, meta) = expect_page(app.list_users("?after=0&limit=3").await).await;
+    assert_eq!(
+        meta,
+        json!({"after": 0, "limit": 3, "total": 7, "total_exact": true, "next_after": ids[2]})
+    );
+    assert_eq!(data.len(), 3);
+    let (data, meta) = expect_page(app.list_users(&format!("?after={}", ids[6])).await).await;
+    assert!(data.is_empty());
+    assert_eq!(meta["next_after"], Value::Null);
+    assert_eq!(meta["total"], 7);
+}
+
+#[tokio::test]
+async fn a_walk_visits_every_user_that_existed_once_while_others_come_and_go() {
+    let app = spawn_cached().await;
+    let admin = app.register_admin().await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(register_named(&app, &format!("stayer_{i}"), "").await);
+    }
+    let everyone: Vec<i64> = {
+        let (data, _) = expect_page(app.list_users("?limit=100").await).await;
+        data.iter().map(id_of).collect()
+    };
+    let (mut seen, mut after) = (Vec::new(), 0);
+    let mut step = 0;
+    loop {
+        let (data, meta) =
+            expect_page(app.list_users(&format!("?after={after}&limit=2")).await).await;
+        seen.extend(data.iter().map(id_of));
+        // Between pages: someone registers, someone already seen leaves.
+        register_named(&app, &format!("newcomer_{step}"), "").await;
+        if let Some(gone) = seen.last() {
+            let response = app.delete_user(gone, Some(&admin.token)).await;
+            assert!(response.status().is_success() || response.status() == 404);
+        }
+        step += 1;
+        match meta["next_after"].as_i64() {
+            Some(next) => after = next,
+            None => break,
+        }
+        assert!(step < 100, "the walk does not end");
+    }
+    for id in &everyone {
+        assert_eq!(
+            seen.iter().filter(|s| *s == id).count(),
+            1,
+            "user {id} seen once in {seen:?}"
+        );
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "in id order, no repeat");
+}
+
+/// `linkhub_cache_loads_total` of the `users` namespace: the loads of full
+/// pages (and of the marks of pages that were not).
+async fn users_page_loads(app: &TestApp) -> f64 {
+    app.metric_sum("linkhub_cache_loads_total", &[("namespace", "users")])
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_show_at_once_and_leave_full_pages_cached() {
+    let app = spawn_cached().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(register_named(&app, &format!("early_{i}"), "Early Bird").await);
+    }
+    let full_pages = ["?limit=2&page=1", "?limit=2&page=2", "?limit=2&after=0"];
+    let searched = [
+        "?limit=2&search=bird&page=1",
+        "?limit=2&search=BIRD&after=0",
+    ];
+    for path in full_pages.iter().chain(&searched) {
+        let path = format!("{}{path}", paths::USERS);
+        fetch(&app, &path).await;
+        assert_eq!(fetch(&app, &path).await.x_cache, "HIT", "GET {path}");
+    }
+    for round in 0..3 {
+        let newcomer = register_named(&app, &format!("late_{round}"), "Late Bird").await;
+        ids.push(newcomer);
+        let total = ids.len();
+
+        // Read-your-writes: the total, the page that holds the newcomer,
+        // the same in a search, and a walk.
+        let last_page = total.div_ceil(2);
+        let (data, meta) =
+            expect_page(app.list_users(&format!("?limit=2&page={last_page}")).await).await;
+        assert_eq!(meta["total"], total, "{meta}");
+        assert_eq!(meta["total_pages"], last_page, "{meta}");
+        assert_eq!(data.last().map(id_of), Some(newcomer), "round {round}");
+        let (data, meta) = expect_page(
+            app.list_users(&format!("?limit=2&search=bird&page={last_page}"))
+                .await,
+        )
+        .await;
+        assert_eq!(meta["total"], total, "{meta}");
+        assert_eq!(data.last().map(id_of), Some(newcomer));
+        assert_eq!(walk(&app, "", 2).await, ids);
+        assert_eq!(walk(&app, "&search=bird", 2).await, ids);
+
+        // The full pages were not loaded again: their items stayed cached,
+        // and once the new total is loaded they answer HIT.
+        let loads = users_page_loads(&app).await;
+        for path in full_pages.iter().chain(&searched) {
+            let path = format!("{}{path}", paths::USERS);
+            let read = fetch(&app, &path).await;
+            assert_eq!(read.status, 200);
+            assert_eq!(read.body["meta"]["total"], total, "GET {path}");
+            assert_eq!(fetch(&app, &path).await.x_cache, "HIT", "GET {path}");
+        }
+        assert_eq!(
+            users_page_loads(&app).await,
+            loads,
+            "a registration reloaded a full page"
+        );
+    }
+
+    // A change to an existing user reaches every page at once.
+    let admin = app.register_admin().await;
+    let response = app
+        .update_user(ids[0], Some(&admin.token), &json!({"name": "Renamed Owl"}))
+        .await;
+    expect_written(response, 200).await;
+    let (data, _) = expect_page(app.list_users("?limit=2&page=1").await).await;
+    assert_eq!(data[0]["name"], "Renamed Owl");
+    let (data, meta) = expect_page(app.list_users("?limit=2&search=bird&page=1").await).await;
+    assert_eq!(meta["total"], ids.len() - 1);
+    assert_eq!(data[0]["id"], ids[1]);
+    let response = app.delete_user(ids[1], Some(&admin.token)).await;
+    assert_eq!(response.status(), 204);
+    let (data, meta) = expect_page(app.list_users("?limit=2&after=0").await).await;
+    assert_eq!(data.iter().map(id_of).collect::<Vec<_>>(), [ids[0], ids[2]]);
+    assert_eq!(
+        meta["total"],
+        ids.len() - 1 + 1,
+        "the admin registered, one left"
+    );
 }

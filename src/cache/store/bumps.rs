@@ -1,14 +1,32 @@
 //! Bumps: moving namespaces' counters past every version handed out, so
 //! that no entry stored before a write is reachable after it (`BUMP`).
 //!
-//! A bump is delivered only once it would survive a failover: where the
-//! counter's shard has a live replica (the [`Topology`] `scan.rs` last
-//! read), the bump and a `WAIT 1 <REDIS_TIMEOUT_MS / 2>` go to the slot's
-//! master as one pipeline, so the `WAIT` runs on the very connection that
-//! sent the bump (on a fresh one it would have nothing to wait for), and no
-//! acknowledgement is [`StoreError::NotReplicated`]: the caller owes the
-//! bump. Bumps use a connection of their own: a `WAIT` that waits blocks its
-//! connection, and the reads must not queue behind it.
+//! A bump counts only once it would survive a failover: the counters of one
+//! master go to it as one pipeline ending with `WAIT <n> <REDIS_TIMEOUT_MS /
+//! 2>`, where `n` is every replica the cluster lists for that master (the
+//! [`Topology`] `scan.rs` last read; `topology.rs` says why every one, a
+//! failed one too). The `WAIT` runs on the very connection that sent the
+//! bumps (on another it would have nothing to wait for), and each bump holds
+//! its connection alone (`connections.rs`), so one slow `WAIT` delays no
+//! other bump. Fewer acknowledgements leave that master's namespaces
+//! undelivered: [`Bumped::undelivered`], which the caller owes — only
+//! those; the other masters' bumps counted.
+//!
+//! **A lagging shard costs one wait, not one per write.** A master whose
+//! replicas did not acknowledge is marked lagging for [`LAGGING_FOR`]:
+//! writers' bumps to it go without a `WAIT` and are answered undelivered at
+//! once (so a write never waits on a sick replica twice in a row), while
+//! recovery's replays keep waiting (`probe`), and the first one acknowledged
+//! clears the mark. Nothing is trusted meanwhile that a `WAIT` did not
+//! confirm: an undelivered bump is owed, its namespaces read with BYPASS.
+//!
+//! **A slot being migrated is followed**: a bump that meets `ASK` (the key
+//! already moved to the importing node) or `MOVED` (the move is over) is sent
+//! again to the node named, with `ASKING`, and waited for there; one that
+//! still does not land is undelivered, never a Redis failure.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Value};
@@ -18,6 +36,12 @@ use super::{Shared, Store, StoreError, StoreResult};
 use crate::cache::keys;
 use crate::cache::topology::Topology;
 use crate::namespace::Namespace;
+
+/// How long a master whose replicas did not acknowledge a bump is taken to
+/// lag: writers' bumps to it do not wait for a `WAIT` meanwhile (recovery's
+/// do, and clear the mark). A writer tries again after it, so a replica that
+/// healed without recovery noticing costs at most this much BYPASS.
+pub const LAGGING_FOR: Duration = Duration::from_secs(1);
 
 /// Bumps one counter to `max(counter + 1, TIME in µs)` and gives it its full
 /// lifetime (`ARGV[1]` seconds) again. A missing counter — lost, evicted or
@@ -40,88 +64,317 @@ pub(super) const BUMP: &str = concat!(
     "return fresh\n",
 );
 
+/// What a bump delivered: every namespace but [`Bumped::undelivered`].
+#[derive(Debug, Default)]
+pub struct Bumped {
+    /// Namespaces whose bump did not count (their shard's replicas did not
+    /// acknowledge, or it is lagging, or their slot kept moving): owed.
+    pub undelivered: Vec<Namespace>,
+    /// Why, for the log (empty when everything counted).
+    pub reason: String,
+}
+
+impl Bumped {
+    /// Everything counted.
+    pub fn delivered_all(&self) -> bool {
+        self.undelivered.is_empty()
+    }
+}
+
+/// The masters (by node id; `""` for a single node) whose replicas did not
+/// acknowledge lately, and until when they are taken to lag.
+#[derive(Default)]
+pub(super) struct Lagging(std::sync::Mutex<HashMap<String, Instant>>);
+
+impl Lagging {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn is_lagging(&self, master: &str) -> bool {
+        let mut lagging = self.lock();
+        match lagging.get(master) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                lagging.remove(master);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn mark(&self, master: &str) {
+        self.lock()
+            .insert(master.to_owned(), Instant::now() + LAGGING_FOR);
+    }
+
+    fn clear(&self, master: &str) {
+        self.lock().remove(master);
+    }
+}
+
+/// One master's share of a bump: its counters, and which namespace each is of.
+struct Group<'k> {
+    /// The node id of the master, as the topology knows it (`None`: unknown).
+    master: Option<String>,
+    /// Replicas to wait for.
+    replicas: usize,
+    /// `(index into the namespaces, counter key)`.
+    keys: Vec<(usize, &'k str)>,
+}
+
+/// How a group's pipeline ended.
+enum GroupOutcome {
+    /// Every bump landed and was acknowledged as asked.
+    Counted,
+    /// The bumps landed, not enough replicas acknowledged (or none was asked).
+    Unacknowledged(String),
+}
+
 impl Store {
     /// Bumps the counters of `namespaces` (under the current epoch, and the
-    /// previous one right after a move: `epoch.rs`) and answers once each would survive
-    /// a failover (see the module header): [`StoreError::NotReplicated`] when
-    /// a shard with a live replica did not confirm one in time. On a cluster
-    /// one pipeline per master (as the last topology read says) goes to it,
-    /// ending with one `WAIT`; on one node a single pipeline does. The
-    /// pipelines go out together over the bumps' multiplexed connection.
-    pub async fn bump(&self, namespaces: &[Namespace]) -> StoreResult<()> {
+    /// previous one right after a move: `epoch.rs`) and answers which did not
+    /// count (see the module header). One pipeline per master (as the last
+    /// topology read says), each ending with one `WAIT`, go out together over
+    /// the bump's own connection. `probe`: wait for the replicas even of a
+    /// master marked lagging (recovery), which clears the mark when they
+    /// acknowledge. An error is Redis failing (a slot moving is not one).
+    pub async fn bump(&self, namespaces: &[Namespace], probe: bool) -> StoreResult<Bumped> {
         if namespaces.is_empty() {
-            return Ok(());
+            return Ok(Bumped::default());
         }
         let topology = self.topology();
-        let must_wait = |key: &str| topology.as_ref().is_none_or(|t| t.has_live_replica(key));
-        self.bounded_on(&self.bumps, async {
-            let conn = self.bump_conn().await?;
-            let prefixes: Vec<String> = self
-                .epoch
-                .bumped()
-                .into_iter()
-                .map(|epoch| self.prefix_of(epoch))
-                .collect();
-            let keys: Vec<String> = namespaces
-                .iter()
-                .flat_map(|ns| prefixes.iter().map(move |p| keys::version_key(p, ns)))
-                .collect();
-            match conn {
-                Shared::Single(mut single) => {
-                    let wait = must_wait("");
-                    let mut pipe = redis::pipe();
-                    for key in &keys {
-                        pipe.add_command(self.bump_command(key));
+        let prefixes: Vec<String> = self
+            .epoch
+            .bumped()
+            .into_iter()
+            .map(|epoch| self.prefix_of(epoch))
+            .collect();
+        let keys: Vec<(usize, String)> = namespaces
+            .iter()
+            .enumerate()
+            .flat_map(|(i, ns)| prefixes.iter().map(move |p| (i, keys::version_key(p, ns))))
+            .collect();
+        let groups = group_by_master(topology.as_deref(), &keys);
+        self.within(async {
+            let held = self.bump_conn().await?;
+            let calls = groups.iter().map(|group| {
+                let conn = held.conn.clone();
+                async move {
+                    let master = group.master.clone().unwrap_or_default();
+                    let wait = group.replicas > 0 && (probe || !self.lagging.is_lagging(&master));
+                    let outcome = self.bump_group(conn, group, wait).await?;
+                    match &outcome {
+                        GroupOutcome::Counted if wait => self.lagging.clear(&master),
+                        GroupOutcome::Counted => {}
+                        GroupOutcome::Unacknowledged(_) if wait => self.lagging.mark(&master),
+                        GroupOutcome::Unacknowledged(_) => {}
                     }
-                    if wait {
-                        pipe.add_command(self.wait_command());
-                    }
-                    let replies: Vec<Value> = pipe.query_async(&mut single).await?;
-                    self.check_bumps(replies, wait, &keys[0])
+                    Ok::<_, StoreError>((group, outcome))
                 }
-                Shared::Cluster(cluster) => {
-                    // One pipeline per master: its counters' bumps, then one
-                    // WAIT (a WAIT blocks the connection, so one per master,
-                    // not per counter). Keys whose master the view does not
-                    // know go one by one.
-                    let mut groups: Vec<(Option<usize>, Vec<&String>)> = Vec::new();
-                    for key in &keys {
-                        let master = topology.as_ref().and_then(|t| t.master_of(key));
-                        match groups
-                            .iter_mut()
-                            .find(|(m, _)| master.is_some() && *m == master)
-                        {
-                            Some((_, group)) => group.push(key),
-                            None => groups.push((master, vec![key])),
-                        }
+            });
+            let outcomes = futures_util::future::try_join_all(calls).await?;
+            held.keep();
+            let mut bumped = Bumped::default();
+            let mut undelivered = vec![false; namespaces.len()];
+            for (group, outcome) in outcomes {
+                if let GroupOutcome::Unacknowledged(reason) = outcome {
+                    for (i, _) in &group.keys {
+                        undelivered[*i] = true;
                     }
-                    let calls = groups.into_iter().map(|(_, group)| {
-                        let mut cluster = cluster.clone();
-                        let wait = must_wait(group[0]);
-                        async move {
-                            let mut pipe = redis::pipe();
-                            for key in &group {
-                                pipe.add_command(self.bump_command(key));
-                            }
-                            if wait {
-                                pipe.add_command(self.wait_command());
-                            }
-                            let count = pipe.len();
-                            // Every key of the group is the same master's.
-                            let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(
-                                group[0].as_bytes(),
-                                SlotAddr::Master,
-                            ));
-                            let replies = cluster.route_pipeline(pipe, 0, count, route).await?;
-                            self.check_bumps(replies, wait, group[0])
-                        }
-                    });
-                    futures_util::future::try_join_all(calls).await?;
-                    Ok(())
+                    if bumped.reason.is_empty() {
+                        bumped.reason = reason;
+                    }
                 }
             }
+            bumped.undelivered = namespaces
+                .iter()
+                .zip(undelivered)
+                .filter(|(_, u)| *u)
+                .map(|(ns, _)| ns.clone())
+                .collect();
+            Ok(bumped)
         })
         .await
+    }
+
+    /// One master's pipeline: its bumps, then (with `wait`) one `WAIT` (a
+    /// `WAIT` blocks the connection, so one per master, not per counter).
+    /// Bumps answered `ASK`/`MOVED` are sent to the node named (see the
+    /// module header).
+    async fn bump_group(
+        &self,
+        mut conn: Shared,
+        group: &Group<'_>,
+        wait: bool,
+    ) -> StoreResult<GroupOutcome> {
+        let mut pipe = redis::pipe();
+        for (_, key) in &group.keys {
+            pipe.add_command(self.bump_command(key));
+        }
+        if wait {
+            pipe.add_command(self.wait_command(group.replicas));
+        }
+        let count = pipe.len();
+        let replies: Vec<Value> = match &mut conn {
+            Shared::Single(single) => pipe.query_async(single).await?,
+            Shared::Cluster(cluster) => {
+                // Every key of the group is the same master's.
+                let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+                    group.keys[0].1.as_bytes(),
+                    SlotAddr::Master,
+                ));
+                match cluster.route_pipeline(pipe, 0, count, route).await {
+                    Ok(replies) => replies,
+                    // The crate answers a redirection of a pipeline as an
+                    // error of the whole: every bump of the group goes to
+                    // the node named (they share the slot's master).
+                    Err(e) if super::redis_slot_moving(&e) => {
+                        let Some((node, asking)) = redirection(&e) else {
+                            return Ok(GroupOutcome::Unacknowledged(format!(
+                                "a slot is moving: {e}"
+                            )));
+                        };
+                        let redirected: Vec<(String, bool, &str)> = group
+                            .keys
+                            .iter()
+                            .map(|(_, key)| (node.clone(), asking, *key))
+                            .collect();
+                        return self
+                            .bump_redirected(cluster, &redirected, group.replicas)
+                            .await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let mut replies = replies.into_iter();
+        let acks = if wait { replies.next_back() } else { None };
+        // Bumps redirected, by the node to send them to: `(asking, key)`.
+        let mut redirected: Vec<(String, bool, &str)> = Vec::new();
+        for (reply, (_, key)) in replies.zip(&group.keys) {
+            if let Err(e) = reply.extract_error() {
+                match (e.kind(), e.redirect_node()) {
+                    (redis::ErrorKind::Server(redis::ServerErrorKind::Ask), Some((node, _))) => {
+                        redirected.push((node.to_owned(), true, *key))
+                    }
+                    (redis::ErrorKind::Server(redis::ServerErrorKind::Moved), Some((node, _))) => {
+                        redirected.push((node.to_owned(), false, *key))
+                    }
+                    _ if super::redis_slot_moving(&e) => {
+                        return Ok(GroupOutcome::Unacknowledged(format!(
+                            "the slot of {key} is moving: {e}"
+                        )));
+                    }
+                    _ => return Err(e.into()),
+                }
+            }
+        }
+        let mut outcome = match acks {
+            None if wait => {
+                return Err(StoreError::Protocol("WAIT gave no answer".to_owned()));
+            }
+            // No replica to wait for: the master's answer is all there is.
+            None if group.replicas == 0 => GroupOutcome::Counted,
+            // A lagging master's bumps, sent without a `WAIT` (see the header).
+            None => GroupOutcome::Unacknowledged(format!(
+                "the replicas of the master of {} lag",
+                group.keys[0].1
+            )),
+            Some(acks) => self.acknowledged(acks, group.replicas, group.keys[0].1)?,
+        };
+        if !redirected.is_empty() {
+            let Shared::Cluster(cluster) = &mut conn else {
+                return Err(StoreError::Protocol(
+                    "a single node redirected a bump".to_owned(),
+                ));
+            };
+            let again = self
+                .bump_redirected(cluster, &redirected, group.replicas)
+                .await?;
+            if let GroupOutcome::Unacknowledged(_) = again {
+                outcome = again;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Sends redirected bumps to the nodes named, each node's as one
+    /// pipeline (`ASKING` before each bump an `ASK` sent), then `WAIT`s for
+    /// `replicas` there (the importing master's replicas are not in the view
+    /// yet: as many as the exporting one's).
+    async fn bump_redirected(
+        &self,
+        cluster: &mut redis::cluster_async::ClusterConnection,
+        redirected: &[(String, bool, &str)],
+        replicas: usize,
+    ) -> StoreResult<GroupOutcome> {
+        let mut nodes: Vec<&str> = redirected.iter().map(|(n, _, _)| n.as_str()).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let mut outcome = GroupOutcome::Counted;
+        for node in nodes {
+            let Some((host, port)) = node
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            else {
+                return Err(StoreError::Protocol(format!("a redirection to {node}")));
+            };
+            let mut pipe = redis::pipe();
+            for (_, asking, key) in redirected.iter().filter(|(n, _, _)| n.as_str() == node) {
+                if *asking {
+                    pipe.add_command(redis::cmd("ASKING"));
+                }
+                pipe.add_command(self.bump_command(key));
+            }
+            if replicas > 0 {
+                pipe.add_command(self.wait_command(replicas));
+            }
+            let count = pipe.len();
+            let route = SingleNodeRoutingInfo::ByAddress {
+                host: host.to_owned(),
+                port,
+            };
+            let replies = match cluster.route_pipeline(pipe, 0, count, route).await {
+                Ok(replies) => replies,
+                // A node the client has no connection to yet, or one that
+                // moved the slot on: owed, and the next replay tries again.
+                Err(e)
+                    if e.kind() == redis::ErrorKind::ClusterConnectionNotFound
+                        || super::redis_slot_moving(&e) =>
+                {
+                    return Ok(GroupOutcome::Unacknowledged(format!(
+                        "a bump redirected to {node}: {e}"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let mut replies = replies.into_iter();
+            let acks = if replicas > 0 {
+                replies.next_back()
+            } else {
+                None
+            };
+            for reply in replies {
+                if let Err(e) = reply.extract_error() {
+                    if super::redis_slot_moving(&e) {
+                        return Ok(GroupOutcome::Unacknowledged(format!(
+                            "a bump redirected to {node} was redirected again: {e}"
+                        )));
+                    }
+                    return Err(e.into());
+                }
+            }
+            if let Some(acks) = acks
+                && let GroupOutcome::Unacknowledged(reason) =
+                    self.acknowledged(acks, replicas, node)?
+            {
+                outcome = GroupOutcome::Unacknowledged(reason);
+            }
+        }
+        Ok(outcome)
     }
 
     /// `EVAL` of [`BUMP`] on `key`: the script text each time (a pipeline
@@ -133,33 +386,26 @@ impl Store {
         cmd
     }
 
-    /// `WAIT 1 <ms>`: at least one replica has every write this connection sent.
-    fn wait_command(&self) -> Cmd {
+    /// `WAIT <replicas> <ms>`: that many replicas have every write this
+    /// connection sent.
+    fn wait_command(&self, replicas: usize) -> Cmd {
         let mut cmd = redis::cmd("WAIT");
-        cmd.arg(1).arg(self.replica_wait.as_millis().max(1) as u64);
+        cmd.arg(replicas)
+            .arg(self.replica_wait.as_millis().max(1) as u64);
         cmd
     }
 
-    /// The bumps' replies must be counter values; with a `WAIT`, its reply
-    /// (the last) must count a replica.
-    fn check_bumps(&self, replies: Vec<Value>, waited: bool, key: &str) -> StoreResult<()> {
-        let mut replies = replies.into_iter();
-        let acks = if waited { replies.next_back() } else { None };
-        for reply in replies {
-            reply.extract_error()?;
-        }
-        let Some(acks) = acks else {
-            return Ok(());
-        };
+    /// Whether a `WAIT`'s reply `acks` counts `replicas`.
+    fn acknowledged(&self, acks: Value, replicas: usize, what: &str) -> StoreResult<GroupOutcome> {
         let acks: i64 = redis::from_redis_value(acks.extract_error()?)
             .map_err(|e| StoreError::Protocol(e.to_string()))?;
-        if acks < 1 {
-            return Err(StoreError::NotReplicated {
-                key: key.to_owned(),
-                waited: self.replica_wait,
-            });
+        if usize::try_from(acks).unwrap_or(0) < replicas {
+            return Ok(GroupOutcome::Unacknowledged(format!(
+                "{acks} of {replicas} replica(s) of the master of {what} acknowledged within {:?}",
+                self.replica_wait
+            )));
         }
-        Ok(())
+        Ok(GroupOutcome::Counted)
     }
 
     /// The last topology read, if any.
@@ -169,4 +415,47 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
     }
+}
+
+/// The node an `ASK` (`true`) or `MOVED` (`false`) error names, from its
+/// text (`Ask: <slot> <host:port>`): a pipeline's error carries no detail.
+fn redirection(e: &redis::RedisError) -> Option<(String, bool)> {
+    let asking = match e.kind() {
+        redis::ErrorKind::Server(redis::ServerErrorKind::Ask) => true,
+        redis::ErrorKind::Server(redis::ServerErrorKind::Moved) => false,
+        _ => return None,
+    };
+    if let Some((node, _)) = e.redirect_node() {
+        return Some((node.to_owned(), asking));
+    }
+    let text = e.to_string();
+    let mut words = text.split_whitespace().rev();
+    let node = words.next()?;
+    let slot = words.next()?;
+    (slot.parse::<u16>().is_ok() && node.contains(':')).then(|| (node.to_owned(), asking))
+}
+
+/// The keys grouped by the master that serves them, as `topology` says:
+/// one group for a single node; on a cluster, keys whose master the view
+/// does not know go one by one, each waiting for as many replicas as the
+/// master with most has. No topology read yet: every key waits for one.
+fn group_by_master<'k>(topology: Option<&Topology>, keys: &'k [(usize, String)]) -> Vec<Group<'k>> {
+    let mut groups: Vec<Group<'k>> = Vec::new();
+    for (i, key) in keys {
+        let master = topology.and_then(|t| t.master_of(key));
+        let replicas = topology.map_or(1, |t| t.replicas_for(key));
+        let id = match (topology, master) {
+            (Some(t), Some(m)) => Some(t.masters[m].id.clone()),
+            _ => None,
+        };
+        match groups.iter_mut().find(|g| id.is_some() && g.master == id) {
+            Some(group) => group.keys.push((*i, key.as_str())),
+            None => groups.push(Group {
+                master: id,
+                replicas,
+                keys: vec![(*i, key.as_str())],
+            }),
+        }
+    }
+    groups
 }

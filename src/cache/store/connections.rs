@@ -1,5 +1,6 @@
 //! Connections to Redis: where it is (one node or a cluster), the reads'
-//! per-thread connection slots, the bumps' connection of their own, and the
+//! per-thread connection slots, the bumps' connections (each held by one
+//! bump at a time: [`BumpConnections`]), and the
 //! bound on every operation, which drops a connection a command failed on so
 //! that the next command reconnects. There is no pool and no checkout: a
 //! connection is multiplexed, kept until it fails, and opened on the thread
@@ -149,6 +150,55 @@ pub struct ConnectionsStatus {
     pub max: usize,
 }
 
+/// The bumps' connections. A bump holds one alone, from its first command
+/// to its `WAIT`'s answer: Redis blocks a connection for as long as its
+/// `WAIT` waits, and a `WAIT` answers for every write its connection sent.
+/// On one shared connection a replica that stopped acknowledging made each
+/// bump queue behind the `WAIT`s before it, so sixteen writers turned half a
+/// Redis timeout into eight, and the bound opened the breaker for every
+/// shard. Connections are opened when more bumps run at once than there are
+/// idle ones, kept after a bump that got its answers, and dropped after one
+/// that failed (or was cut by its bound: it may still be blocked).
+pub(super) struct BumpConnections {
+    idle: std::sync::Mutex<Vec<Shared>>,
+    /// At most [`BUMP_CONNECTIONS`] bumps hold a connection at once.
+    permits: tokio::sync::Semaphore,
+}
+
+/// Bumps under way at once per process. A bump that finds none free waits
+/// (within its bound); a writer's bump holds one for a round trip, or half a
+/// Redis timeout at most when a shard just started to lag (`bumps.rs`).
+/// On a cluster each holds a connection per master.
+const BUMP_CONNECTIONS: usize = 16;
+
+impl BumpConnections {
+    pub(super) fn new() -> Self {
+        Self {
+            idle: std::sync::Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(BUMP_CONNECTIONS),
+        }
+    }
+}
+
+/// A bump's connection, its own until [`HeldConnection::keep`] gives it
+/// back; dropped otherwise.
+pub(super) struct HeldConnection<'a> {
+    pub(super) conn: Shared,
+    pool: &'a BumpConnections,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl HeldConnection<'_> {
+    /// Every command sent on it got its answer: the next bump may use it.
+    pub(super) fn keep(self) {
+        self.pool
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(self.conn);
+    }
+}
+
 /// A handle on a connection that commands are sent through. Commands
 /// are routed by key (on a cluster, by the key's hash slot), so everything
 /// above this type is written once for both topologies; clones send
@@ -226,9 +276,39 @@ impl Store {
         kept_or_new(self.connections.slot(), || self.backend.open()).await
     }
 
-    /// The bumps' kept connection, or a new one (never a reads' connection).
-    pub(super) async fn bump_conn(&self) -> StoreResult<Shared> {
-        kept_or_new(&self.bumps, || self.backend.open()).await
+    /// A bump's own connection: an idle one, or a new one (never a reads'
+    /// connection); waits while [`BUMP_CONNECTIONS`] bumps hold theirs.
+    pub(super) async fn bump_conn(&self) -> StoreResult<HeldConnection<'_>> {
+        let permit =
+            self.bumps.permits.acquire().await.map_err(|_| {
+                StoreError::Protocol("the bumps' connections are closed".to_owned())
+            })?;
+        let idle = self
+            .bumps
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.backend.open().await?,
+        };
+        Ok(HeldConnection {
+            conn,
+            pool: &self.bumps,
+            _permit: permit,
+        })
+    }
+
+    /// Bounds an operation that holds its own connections (a bump): twice
+    /// the timeout, connecting included.
+    pub(super) async fn within<T>(
+        &self,
+        op: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        tokio::time::timeout(self.timeout * 2, op)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(self.timeout * 2)))
     }
 
     /// Bounds a whole operation, connecting included. A failure drops the
@@ -249,11 +329,8 @@ impl Store {
         let result = tokio::time::timeout(self.timeout * 2, op)
             .await
             .unwrap_or(Err(StoreError::Timeout(self.timeout * 2)));
-        // A replica that did not acknowledge in time is no fault of the connection.
-        if result
-            .as_ref()
-            .is_err_and(|e| !matches!(e, StoreError::NotReplicated { .. }))
-        {
+        // A slot that moved is no fault of the connection.
+        if result.as_ref().is_err_and(|e| !e.is_slot_moving()) {
             *kept
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;

@@ -11,18 +11,24 @@
 //!   one so the next command reconnects;
 //! - `reads.rs`: the lookup of a version and its entry, the conditional
 //!   store of an entry, plain `GET`s of counters and entries, `UNLINK`;
-//! - `bumps.rs`: bumping counters, each bump followed by a `WAIT` where a
-//!   replica could be promoted;
+//! - `bumps.rs`: bumping counters, each bump followed by a `WAIT` for every
+//!   replica that could be promoted, and which shards lag;
 //! - `scan.rs`: commands sent to one chosen node: the `SCAN` walk over every
 //!   master, and the `CLUSTER NODES` / `INFO` reads of the topology the
 //!   bumps rely on;
 //! - `clock.rs`: the Lua snippet that turns the Redis clock into a counter
 //!   value, shared by the lookup's and the bump's scripts (rule 3).
 //!
-//! A bump counts once a replica that a failover could promote acknowledges
-//! it (`WAIT`), or, where the shard has no such replica, once the master
-//! has it; one not acknowledged in time is [`StoreError::NotReplicated`],
-//! and the caller owes it (`bumps.rs`).
+//! A bump counts once every replica that a failover could promote
+//! acknowledges it (`WAIT`), or, where the shard has no replica, once the
+//! master has it; [`Store::bump`] answers which namespaces did not count
+//! (their shard's replicas lag, or their slot was moving), and the caller
+//! owes those (`bumps.rs`).
+//!
+//! A slot being migrated (`ASK`, `TRYAGAIN`, `MOVED`, a script touching a
+//! key that already left) is not Redis failing: [`StoreError::is_slot_moving`]
+//! tells it apart, so the caller bypasses that one read or owes that one
+//! bump without opening the breaker.
 
 mod bumps;
 mod clock;
@@ -35,11 +41,13 @@ use std::time::Duration;
 
 use redis::Script;
 
-use self::connections::{Backend, Connections};
+use self::bumps::Lagging;
+use self::connections::{Backend, BumpConnections, Connections};
 use super::epoch::CacheEpoch;
 use super::topology::Topology;
 use crate::config::RedisTopology;
 
+pub use self::bumps::Bumped;
 pub use self::connections::ConnectionsStatus;
 pub(in crate::cache) use self::connections::Shared;
 pub use self::reads::{Lookup, StoreEntry};
@@ -64,9 +72,12 @@ pub struct Store {
     /// there is no checkout per command (deadpool-redis's `PING` on each
     /// checkout doubled the round trips of a HIT).
     connections: Connections,
-    /// The bumps' connection, kept the same way: a `WAIT` that waits blocks
-    /// its connection, and the reads must not queue behind it (`bumps.rs`).
-    bumps: std::sync::RwLock<Option<Shared>>,
+    /// The bumps' connections, one held by each bump alone: a `WAIT` that
+    /// waits blocks its connection, and neither the reads nor other bumps
+    /// may queue behind it (`bumps.rs`).
+    bumps: BumpConnections,
+    /// The shards whose replicas did not acknowledge lately (`bumps.rs`).
+    lagging: Lagging,
     /// The masters, their slots and live replicas, as last read by
     /// [`Store::refresh_topology`]; `None` until then (every bump waits).
     topology: std::sync::RwLock<Option<std::sync::Arc<Topology>>>,
@@ -98,10 +109,39 @@ pub enum StoreError {
     /// A reply of a shape the command never gives (a script's, `CLUSTER NODES`).
     #[error("redis answered something unexpected: {0}")]
     Protocol(String),
-    /// The master took the bump of `key`, but no replica acknowledged it
-    /// within half of `REDIS_TIMEOUT_MS`: a failover could lose it, so it is owed.
-    #[error("no replica acknowledged the bump of {key} within {waited:?}")]
-    NotReplicated { key: String, waited: Duration },
+    /// The bumps of `namespaces` did not count: a replica of their shard did
+    /// not acknowledge them within half of `REDIS_TIMEOUT_MS` (a failover
+    /// could lose them), or their slot was moving. Only [`deliver`]
+    /// answers it; the server's callers get a [`Bumped`].
+    ///
+    /// [`deliver`]: crate::cache::deliver
+    #[error("the bumps of {namespaces} namespace(s) did not count: {reason}")]
+    NotReplicated { namespaces: usize, reason: String },
+}
+
+impl StoreError {
+    /// Whether this is a slot moving between masters (a resharding), not
+    /// Redis failing: the cluster answers `ASK`/`MOVED`/`TRYAGAIN`, or a
+    /// script's key already left the node. The redis crate follows such
+    /// redirections for single commands; what still ends here is a read to
+    /// bypass or a bump to owe, never a reason to open the breaker.
+    pub fn is_slot_moving(&self) -> bool {
+        match self {
+            Self::Redis(e) => redis_slot_moving(e),
+            _ => false,
+        }
+    }
+}
+
+/// See [`StoreError::is_slot_moving`].
+fn redis_slot_moving(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    matches!(
+        e.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::Ask | ServerErrorKind::Moved | ServerErrorKind::TryAgain
+        )
+    ) || e.to_string().contains("non local key")
 }
 
 /// What every command of the store answers.
@@ -128,7 +168,8 @@ impl Store {
         Ok(Self {
             backend: Backend::new(topology, timeout, ca_file)?,
             connections: Connections::new(pool_size),
-            bumps: std::sync::RwLock::new(None),
+            bumps: BumpConnections::new(),
+            lagging: Lagging::default(),
             topology: std::sync::RwLock::new(None),
             // A bump and its WAIT are one operation, bounded like any other
             // (twice the timeout): the WAIT gets half of the timeout, and the
@@ -173,6 +214,20 @@ impl Store {
             .collect::<Option<Vec<String>>>()?;
         runs.sort();
         Some(runs.join(","))
+    }
+
+    /// `host:port` of each master as it announces itself, as last read by
+    /// [`Store::refresh_topology`] (for logs).
+    pub fn master_addresses(&self) -> String {
+        self.topology()
+            .map(|t| {
+                t.addresses()
+                    .iter()
+                    .map(|(host, port)| format!("{host}:{port}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
     }
 
     /// TTL a bump gives a counter, in seconds.

@@ -2,10 +2,13 @@
 //! node on a cluster, so the janitor's walk visits every master in turn; and
 //! the topology the bumps rely on is read from `CLUSTER NODES` and each
 //! master's `INFO`. Both read the masters anew each time, so moved slots and
-//! failovers are followed. Parsing that text is `topology.rs`'s part; what a
+//! failovers are followed. A master is reached through one of its slots,
+//! never by address: a node announced by host name (`cluster-announce-hostname`)
+//! is known to the cluster client by that name, not by the IP `CLUSTER
+//! NODES` also shows. Parsing that text is `topology.rs`'s part; what a
 //! change of master means is `recovery.rs`'s.
 
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Value};
 
 use super::connections::Backend;
@@ -14,8 +17,9 @@ use crate::cache::topology::Topology;
 
 /// A `SCAN` walk over one node or every master of a cluster.
 pub struct KeyScan {
-    /// Nodes still to walk (the last one is current); `None` is "the node".
-    nodes: Vec<Option<(String, u16)>>,
+    /// Masters still to walk, by one of their slots (the last one is
+    /// current); `None` is "the node".
+    nodes: Vec<Option<u16>>,
     cursor: u64,
     pattern: String,
     count: usize,
@@ -53,12 +57,12 @@ impl Store {
                     ));
                 }
                 for master in &mut topology.masters {
-                    if let Some(address) = &master.address {
-                        let mut info_server = redis::cmd("INFO");
-                        info_server.arg("server");
-                        let info: String = self.query_on(Some(address), info_server).await?;
-                        master.run_id = Topology::single(&info).masters[0].run_id.clone();
-                    }
+                    let mut info_server = redis::cmd("INFO");
+                    info_server.arg("server");
+                    let info: String = self
+                        .query_on(Some(master.first_slot()), info_server)
+                        .await?;
+                    master.run_id = Topology::single(&info).masters[0].run_id.clone();
                 }
                 topology
             }
@@ -95,7 +99,7 @@ impl Store {
             return Ok(None);
         };
         let (next, keys) = self
-            .scan_step(node.as_ref(), scan.cursor, &scan.pattern, scan.count)
+            .scan_step(*node, scan.cursor, &scan.pattern, scan.count)
             .await?;
         scan.cursor = next;
         if next == 0 {
@@ -106,7 +110,7 @@ impl Store {
 
     async fn scan_step(
         &self,
-        node: Option<&(String, u16)>,
+        node: Option<u16>,
         cursor: u64,
         pattern: &str,
         count: usize,
@@ -120,21 +124,20 @@ impl Store {
         self.query_on(node, cmd).await
     }
 
-    /// `cmd` on one `node` of a cluster, or where the connection sends it
-    /// (`None`, or a single node).
+    /// `cmd` on the master of `slot` on a cluster, or where the connection
+    /// sends it (`None`, or a single node).
     async fn query_on<T: redis::FromRedisValue>(
         &self,
-        node: Option<&(String, u16)>,
+        slot: Option<u16>,
         cmd: Cmd,
     ) -> StoreResult<T> {
         self.bounded(async {
             let mut conn = self.conn().await?;
-            let reply = match (&mut conn, node) {
-                (Shared::Cluster(c), Some((host, port))) => {
-                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                        host: host.clone(),
-                        port: *port,
-                    });
+            let reply = match (&mut conn, slot) {
+                (Shared::Cluster(c), Some(slot)) => {
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                        Route::new(slot, SlotAddr::Master),
+                    ));
                     c.route_command(cmd, routing).await?
                 }
                 _ => cmd.query_async::<Value>(&mut conn).await?,
@@ -156,10 +159,10 @@ impl Store {
         .await
     }
 
-    /// The cluster's masters as `(host, port)`, from `CLUSTER NODES`, read
+    /// One slot of each of the cluster's masters, from `CLUSTER NODES`, read
     /// anew for each pass so moved slots and failovers are followed.
-    async fn masters(&self) -> StoreResult<Vec<(String, u16)>> {
-        let masters = Topology::cluster(&self.cluster_nodes().await?).addresses();
+    async fn masters(&self) -> StoreResult<Vec<u16>> {
+        let masters = Topology::cluster(&self.cluster_nodes().await?).master_slots();
         if masters.is_empty() {
             return Err(StoreError::Protocol(
                 "CLUSTER NODES lists no master".to_owned(),

@@ -118,6 +118,14 @@ pub fn test_settings(database_url: &str, cache_prefix: &str) -> Settings {
     settings.workers = 2;
     settings.db_pool_size = 4;
     settings.redis_pool_size = 4;
+    // Every test sends from 127.0.0.1 and many register users and search in
+    // loops; the per-address limits are checked by the abuse tests, which
+    // set the bounds they test.
+    // The list loads' bulkhead, too: the pool bounds them, as before it.
+    settings.registrations_per_address = 100_000;
+    settings.expensive_reads_per_address = 100_000;
+    settings.list_loads_max = 1_000;
+    settings.list_load_wait = settings.db_timeout;
     settings
 }
 

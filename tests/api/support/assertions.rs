@@ -231,11 +231,26 @@ pub async fn expect_validation(response: reqwest::Response, fields: &[&str]) -> 
     error
 }
 
-/// Asserts a page of a list and returns `(data, meta)`.
+/// Asserts a page of a list and returns `(data, meta)`: a page-numbered one,
+/// or one walked with `after` (which has `after` in place of `page` and
+/// `total_pages`).
 pub async fn expect_page(response: reqwest::Response) -> (Vec<Value>, Value) {
     let body = expect_json(response, 200).await;
     assert_keys(&body, &["data", "meta"]);
-    assert_keys(&body["meta"], &["page", "limit", "total", "total_pages"]);
+    let shared = ["limit", "total", "total_exact", "next_after"];
+    if body["meta"].get("after").is_some() {
+        assert_keys(&body["meta"], &[&["after"][..], &shared].concat());
+    } else {
+        assert_keys(
+            &body["meta"],
+            &[&["page", "total_pages"][..], &shared].concat(),
+        );
+    }
+    assert!(body["meta"]["total_exact"].is_boolean(), "{body}");
+    assert!(
+        body["meta"]["next_after"].is_null() || body["meta"]["next_after"].is_i64(),
+        "{body}"
+    );
     let data = body["data"]
         .as_array()
         .unwrap_or_else(|| panic!("data is not a list: {body}"))

@@ -75,6 +75,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/users/{}", &["GET", "PATCH", "DELETE"]),
     ("/api/v1/users/{}/links", &["GET", "POST"]),
     ("/api/v1/users/{}/socials", &["GET", "POST"]),
+    ("/api/v1/users/{}/clicks", &["GET"]),
+    ("/l/{}", &["GET"]),
     ("/api/v1/links/{}", &["GET", "PATCH", "DELETE"]),
     ("/api/v1/socials/{}", &["GET", "PATCH", "DELETE"]),
     ("/api/v1/profiles/{}", &["GET"]),
@@ -112,4 +114,13 @@ pub fn template_of(openapi_path: &str) -> String {
         }
     }
     out
+}
+
+/// The redirect of a profile's link that counts its click.
+pub fn click(link_id: impl Display) -> String {
+    format!("/l/{link_id}")
+}
+
+pub fn clicks(user_id: impl Display) -> String {
+    format!("/api/v1/users/{user_id}/clicks")
 }

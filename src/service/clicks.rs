@@ -1,0 +1,80 @@
+//! Link clicks: the redirect that counts one (`GET /l/{link_id}`) and a
+//! user's analytics (`GET /api/v1/users/{id}/clicks`). The counting itself
+//! is `crate::clicks`; the redirect's URL is the cached read of the link,
+//! with its read-your-writes, so an edit redirects to the new URL at once.
+
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::{authorize, reads};
+use crate::auth::Caller;
+use crate::clicks::{ClickError, Visitor};
+use crate::db;
+use crate::domain::clicks::{ClickDay, DayRange, redirect_target};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Where a redirect goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Redirect {
+    /// The link's URL (its click committed).
+    To(String),
+    /// No such link, or one whose URL the redirect does not follow; nothing
+    /// is counted.
+    Missing,
+}
+
+/// The part of a cached link the redirect reads.
+#[derive(Deserialize)]
+struct CachedLink {
+    data: LinkUrl,
+}
+
+#[derive(Deserialize)]
+struct LinkUrl {
+    url: String,
+}
+
+/// Resolves link `link_id` through the cache and counts the click before
+/// answering where to go.
+pub async fn redirect(
+    state: &AppState,
+    link_id: i64,
+    visitor: Visitor<'_>,
+) -> Result<Redirect, ApiError> {
+    let served = reads::link(state, link_id).await?;
+    if served.entry.status != 200 {
+        return Ok(Redirect::Missing);
+    }
+    let cached: CachedLink = serde_json::from_slice(&served.entry.body)
+        .map_err(|e| ApiError::internal(format!("a cached link does not parse: {e}")))?;
+    let Some(target) = redirect_target(&cached.data.url) else {
+        return Ok(Redirect::Missing);
+    };
+    state
+        .clicks
+        .record(link_id, visitor)
+        .await
+        .map_err(|e| match e {
+            ClickError::Busy => ApiError::busy(1),
+            ClickError::NotCommitted(why) => ApiError::ServiceUnavailable(why),
+        })?;
+    Ok(Redirect::To(target))
+}
+
+/// The clicks of every link of `user_id` per day of `?from=&to=`, for its
+/// owner or an admin: `404` for a missing user, `403`, then `400` for the
+/// range.
+pub async fn of_user(
+    state: &AppState,
+    caller: &Caller,
+    user_id: i64,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<Vec<ClickDay>, ApiError> {
+    let mut conn = state.db.get().await?;
+    let exists = db::users::exists(&mut conn, user_id).await?;
+    authorize(caller, exists.then_some(user_id), "user")?;
+    let range = DayRange::parse(from, to, Utc::now().date_naive())?;
+    Ok(db::clicks::of_user(&mut conn, user_id, range).await?)
+}
