@@ -29,6 +29,16 @@
 #     --keyspaces 0,1000000,10000000 --invalidation-writes 100 --parts writes \
 #     --out /tmp/inv-bench
 #
+# The data-scale part runs on its own, never with the rest (about 6 minutes:
+# loading a million users by SQL takes 2 to 4 of them):
+#   scripts/bench.sh scale [--scales 1000,1000000] [--no-hostile] ...
+# It loads databases of 1,000 and 1,000,000 users (scripts/seed-scale.sh),
+# measures each read shape's miss cost (HTTP and PostgreSQL's own time), the
+# users list beside a registration stream and, when scripts/hostile.py is in
+# the tree, hostile clients, and rewrites its own section of
+# docs/BENCHMARKS.md (between `bench.sh scale` markers). The other parts
+# leave that section in place. Options: scripts/bench-scale.py --help.
+#
 # `scripts/bench.sh verify` is a part of its own: what the consistency
 # observer costs cached reads (see verify_cost below).
 set -euo pipefail
@@ -170,6 +180,18 @@ if [ "${1:-}" = "verify" ]; then
   verify_cost
   exit 0
 fi
+if [ "${1:-}" = scale ]; then
+  shift
+  cargo build --release --locked -p linkhub
+  bin="$(mktemp -d /tmp/linkhub-bench-bin.XXXXXX)"
+  trap 'rm -rf "$bin"' EXIT
+  cp "$CARGO_TARGET_DIR/release/linkhub" "$bin/"
+  python3 scripts/bench-scale.py --linkhub "$bin/linkhub" --command "scripts/bench.sh scale${*:+ $*}" "$@"
+  exit
+fi
+# `loadtest bench` writes BENCHMARKS.md whole: the data-scale section is kept
+# aside and put back after it.
+scale_section="$(sed -n '/^<!-- bench.sh scale: begin -->$/,/^<!-- bench.sh scale: end -->$/p' docs/BENCHMARKS.md 2>/dev/null || true)"
 
 cargo build --release --locked -p linkhub -p loadtest
 # Run private copies: another build into the shared target directory must not
@@ -178,3 +200,6 @@ bin="$(mktemp -d /tmp/linkhub-bench-bin.XXXXXX)"
 trap 'rm -rf "$bin"' EXIT
 cp "$CARGO_TARGET_DIR/release/"{linkhub,loadtest,floor} "$bin/"
 "$bin/loadtest" bench --command "scripts/bench.sh${*:+ $*}" "$@"
+if [ -n "$scale_section" ] && ! grep -q '^<!-- bench.sh scale: begin -->$' docs/BENCHMARKS.md; then
+  printf '\n%s\n' "$scale_section" >>docs/BENCHMARKS.md
+fi
