@@ -81,6 +81,7 @@ mod janitor;
 pub mod keys;
 pub mod limits;
 mod listener;
+mod load;
 mod near;
 mod owed;
 mod purge;
@@ -94,12 +95,8 @@ mod verify;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::RngExt;
-use tracing::Instrument;
-
 use self::breaker::Breaker;
 pub use self::config::CacheConfig;
-use self::entry::failed_load;
 pub use self::entry::{Entry, Loaded, ReadError};
 use self::epoch::CacheEpoch;
 pub use self::invalidate::deliver;
@@ -109,7 +106,7 @@ use self::near::NearCache;
 use self::owed::OwedBumps;
 use self::purge::Purger;
 use self::single_flight::{FreshFlights, SingleFlight};
-use self::store::{ConnectionsStatus, Lookup, Store, StoreEntry, StoreError};
+use self::store::{ConnectionsStatus, Lookup, Store, StoreError};
 pub use self::verify::ObserverConfig;
 use self::verify::{Hit, Observer, Watched};
 use crate::db::DbPool;
@@ -387,108 +384,6 @@ impl Cache {
         }
     }
 
-    /// Loads a missed entry once per key in this process (rule 7) and stores
-    /// it under the version taken before the load, with a TTL (rule 6). The
-    /// load is driven by the readers that share it, and dropped once none
-    /// waits (`single_flight.rs`), under the span of the request that started it.
-    async fn load_once_and_store<Fut, E>(
-        &self,
-        prefix: &str,
-        ns: &Namespace,
-        version: &str,
-        query: &QueryKey,
-        load: Fut,
-    ) -> LoadOutcome
-    where
-        Fut: Future<Output = Result<Loaded, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
-    {
-        let key = keys::entry_key(prefix, ns, version, query.as_str());
-        let kind = ns.kind();
-        let ttl = self.jittered_ttl_secs();
-        let negative_ttl = self.negative_ttl.as_secs().clamp(1, ttl);
-        let cap = if query.is_open_ended() {
-            self.max_entries_per_version
-        } else {
-            0
-        };
-        let (task_prefix, task_ns, task_version, task_query) = (
-            prefix.to_owned(),
-            ns.clone(),
-            version.to_owned(),
-            query.clone(),
-        );
-        let store = Arc::clone(&self.store);
-        let breaker = Arc::clone(&self.breaker);
-        let metrics = Arc::clone(&self.metrics);
-        let task_key = key.clone();
-        let (outcome, _leader) = self
-            .flights
-            .run(
-                &key,
-                move || {
-                    async move {
-                        // A reader whose lookup missed just before the
-                        // previous flight of this key stored its entry starts
-                        // a new flight after that one ended: it finds the
-                        // entry here instead of loading again (rule 7).
-                        match store.get(&task_key).await {
-                            Ok(raw) => {
-                                if let Some(entry) = raw.and_then(Entry::decode) {
-                                    return Ok(Arc::new(entry));
-                                }
-                            }
-                            // The error may be the only sign that Redis
-                            // went away (a restart from a snapshot, say):
-                            // swallowed, the next command would reach the
-                            // new process on a fresh connection and trust
-                            // what it restored. It trips the breaker as
-                            // any failed read does, so recovery checks the
-                            // run ids before Redis is trusted again.
-                            Err(e) => {
-                                if trips_the_breaker(&e) {
-                                    breaker.trip();
-                                }
-                            }
-                        }
-                        metrics.cache_load(kind);
-                        let load = load.instrument(load_span(kind));
-                        let entry = Arc::new(Entry::render(load.await.map_err(failed_load)?));
-                        // A `404` may be of anything a client makes up: it
-                        // lives shortly, and does not lengthen the counter.
-                        let (ttl_secs, counter_ttl_secs) = if entry.status == 404 {
-                            (negative_ttl, negative_ttl)
-                        } else {
-                            (ttl, store.counter_ttl_secs())
-                        };
-                        let stored = store
-                            .store_entry(StoreEntry {
-                                prefix: &task_prefix,
-                                ns: &task_ns,
-                                version: &task_version,
-                                query: task_query.as_str(),
-                                value: &entry.encode(),
-                                ttl_secs,
-                                counter_ttl_secs,
-                                cap,
-                            })
-                            .await;
-                        if let Err(e) = stored {
-                            tracing::warn!("cache: storing {task_key} failed: {e}");
-                            if trips_the_breaker(&e) {
-                                breaker.trip();
-                            }
-                        }
-                        Ok(entry)
-                    }
-                    .in_current_span()
-                },
-                || Err(ReadError::Panicked("a cache load")),
-            )
-            .await;
-        outcome
-    }
-
     /// Counts a read of `ns` as `result` (a failed load too) and answers it.
     fn served(
         &self,
@@ -503,42 +398,6 @@ impl Cache {
         })
     }
 
-    /// Serves a read from PostgreSQL. Concurrent bypass reads of one query
-    /// share a load, but only one that started after they arrived (see
-    /// [`FreshFlights`]), so a Redis outage does not turn into a stampede on
-    /// PostgreSQL and every read still sees the writes acknowledged before it.
-    async fn bypass<F, Fut, E>(
-        &self,
-        ns: &Namespace,
-        query: &QueryKey,
-        load: F,
-    ) -> Result<Served, ReadError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Loaded, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
-    {
-        let kind = ns.kind();
-        let metrics = Arc::clone(&self.metrics);
-        let (outcome, _leader) = self
-            .bypass_flights
-            .run(
-                &format!("{ns}|{query}"),
-                move || {
-                    let load = load();
-                    async move {
-                        metrics.cache_bypass_load(kind);
-                        let load = load.instrument(load_span(kind));
-                        Ok(Arc::new(Entry::render(load.await.map_err(failed_load)?)))
-                    }
-                    .in_current_span()
-                },
-                || Err(ReadError::Panicked("a cache bypass load")),
-            )
-            .await;
-        self.served(ns, outcome, CacheResult::Bypass)
-    }
-
     fn redis_failed(&self, what: &str, err: &StoreError) {
         // A slot moving between masters costs this one read its cache, not
         // every read (`store`'s header).
@@ -550,30 +409,4 @@ impl Cache {
             tracing::warn!("cache: {what} failed ({err}); reads bypass Redis until it recovers");
         }
     }
-
-    /// The TTL of a new entry in seconds: up to 10 % shorter than the
-    /// configured one, so entries written together do not expire together.
-    fn jittered_ttl_secs(&self) -> u64 {
-        let ttl = self.ttl.as_secs();
-        let jitter = ttl / 10;
-        if jitter == 0 {
-            return ttl;
-        }
-        ttl - rand::rng().random_range(0..=jitter)
-    }
-}
-
-/// The span of a PostgreSQL load (debug: for traces), a child of the span
-/// current where the load's flight starts: the request's.
-fn load_span(kind: &'static str) -> tracing::Span {
-    tracing::debug_span!("db.load", namespace = kind)
-}
-
-/// Whether a failed store or get inside a load means Redis failed: a slot
-/// moving is no failure, nor is a command that outlasted its bound right
-/// after this read's lookup answered (a script retried with `TRYAGAIN`
-/// while its slot migrates). Either costs only this entry; the next lookup
-/// trips the breaker if Redis is really gone.
-fn trips_the_breaker(e: &StoreError) -> bool {
-    !e.is_slot_moving() && !matches!(e, StoreError::Timeout(_))
 }

@@ -262,14 +262,22 @@ async fn the_bulkhead_bounds_list_loads_while_other_reads_pass() {
             other => panic!("a search answered {other}"),
         }
     }
-    assert_eq!((loaded, refused), (2, 6), "loaded, refused");
-    assert_eq!(
-        app.metric_sum(
+    // A search is two loads (its page and its total), each entering the
+    // bulkhead: the two places serve one search or two, never more.
+    assert!(
+        (1..=2).contains(&loaded) && loaded + refused == 8,
+        "loaded {loaded}, refused {refused}"
+    );
+    // Every refused search had at least one load refused.
+    let refused_loads = app
+        .metric_sum(
             "linkhub_bulkhead_refused_total",
-            &[("bulkhead", "list_loads")]
+            &[("bulkhead", "list_loads")],
         )
-        .await,
-        6.0
+        .await;
+    assert!(
+        refused_loads >= refused as f64,
+        "{refused_loads} loads refused for {refused} searches"
     );
     // The bulkhead is free again.
     expect_json(app.list_users("?search=term0").await, 200).await;

@@ -162,7 +162,7 @@ async fn a_sick_replica_costs_only_the_namespaces_whose_bumps_it_holds() {
         );
     }
     // What this instance owes is bounded by what was written on the sick
-    // shard: its users, their profiles, the user list.
+    // shard: its users, their profiles, the users list's two namespaces.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let owed: Vec<String> = query_strings(
         &database_url,
@@ -202,7 +202,10 @@ async fn a_sick_replica_costs_only_the_namespaces_whose_bumps_it_holds() {
         .first()
         .and_then(|n| n.parse().ok())
         .expect("cache_instances reports what the instance owes");
-    let mut written_on_sick = usize::from(cluster.master_of_tag("users") == 0);
+    let mut written_on_sick = ["users", "users_added"]
+        .into_iter()
+        .filter(|tag| cluster.master_of_tag(tag) == 0)
+        .count();
     for owner in sick_writers.iter().chain(&healthy_writers) {
         for tag in [
             format!("user:{}", owner.id()),
