@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from harness import Linkhub, request, wait_until
@@ -222,6 +223,36 @@ def stand_in_page(api_base):
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def as_sent(url):
+    """`url` as an HTTP header carries it: the host in IDNA, the rest
+    percent-encoded (what the service's URL parser answers)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname.encode("idna").decode()
+    if parts.port:
+        host += f":{parts.port}"
+    safe = "/%:@!$&'()*+,;=-._~?"
+    return urllib.parse.urlunsplit((parts.scheme, host, urllib.parse.quote(parts.path or "/", safe=safe),
+                                    urllib.parse.quote(parts.query, safe=safe), parts.fragment))
+
+
+def expect_redirects(base, links):
+    """Each link's `/l/{id}` answers 302 to the URL the API stored."""
+    opener = urllib.request.build_opener(NoRedirects)
+    for link in links:
+        try:
+            opener.open(f"{base}/l/{link['id']}")
+            fail(f"/l/{link['id']} did not redirect")
+        except urllib.error.HTTPError as answer:
+            location = answer.headers.get("Location")
+            if answer.code != 302 or location != as_sent(link["url"]):
+                fail(f"/l/{link['id']} answered {answer.code} to {location!r}, expected 302 to {as_sent(link['url'])!r}")
+
+
 def expect_links(page, expected, when):
     seen = [(text, href) for text, href, _ in page.links]
     if seen != expected:
@@ -299,8 +330,10 @@ def main():
                 api(base, "POST", f"/api/v1/users/{user['id']}/links", {"title": title, "url": url, "position": position}, token, expect=(201,))["data"]
             )
         api(base, "POST", f"/api/v1/users/{user['id']}/socials", {"platform": "github", "url": "https://github.com/ada"}, token, expect=(201,))
-        # What the API stored is what the page must link to, in this order.
-        shown = [(link["title"], link["url"]) for link in links] + [("github", "https://github.com/ada")]
+        # The page links each link through its counted redirect, in this
+        # order, and each redirect leads to what the API stored.
+        shown = [(link["title"], f"/l/{link['id']}") for link in links] + [("github", "https://github.com/ada")]
+        expect_redirects(base, links)
 
         page_url = f"{page_base}/@{username}"
         step(f"open {page_url}")
@@ -316,9 +349,10 @@ def main():
 
         step("rename a link and add one through the API, then reload")
         api(base, "PATCH", f"/api/v1/links/{links[1]['id']}", {"title": "Second, renamed"}, token)
-        api(base, "POST", f"/api/v1/users/{user['id']}/links", {"title": "Fourth, new", "url": "https://new.example.com/", "position": 9}, token, expect=(201,))
+        fourth = api(base, "POST", f"/api/v1/users/{user['id']}/links", {"title": "Fourth, new", "url": "https://new.example.com/", "position": 9}, token, expect=(201,))["data"]
         shown[1] = ("Second, renamed", shown[1][1])
-        shown.insert(3, ("Fourth, new", "https://new.example.com/"))
+        shown.insert(3, ("Fourth, new", f"/l/{fourth['id']}"))
+        expect_redirects(base, [fourth])
         page = browser.dom(page_url)
         expect_links(page, shown, "after the write")
         shot = os.path.join(shots, "profile-after-write.png")
