@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+lift_per_address_limits
 DURATION="${DURATION:-10s}"; CONNECTIONS="${CONNECTIONS:-64}"; REPS="${REPS:-3}"
 need_apt wrk wrk
 install_needed

@@ -44,6 +44,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+lift_per_address_limits
 
 need_apt wrk wrk redis-server redis-server psql postgresql-client
 install_needed

@@ -23,6 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+lift_per_address_limits
 STEP_PREFIX="dashboards: "
 
 load_secs="${LOAD_SECS:-20}"

@@ -17,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+lift_per_address_limits
 STEP_PREFIX="generated client: "
 
 pg_server="${PG_SERVER:-postgres://postgres@127.0.0.1:5432}"

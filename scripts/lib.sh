@@ -37,15 +37,21 @@ linkhub_ready() {
   curl -fsS "$1/readyz" 2>/dev/null | grep -q '"cache": *"ok"'
 }
 
+# lift_per_address_limits: every client of a script (a seeder, a load test,
+# a gate) comes from 127.0.0.1, so the per-address limits, meant for the open
+# internet, are lifted for the linkhub processes the script starts, unless
+# the environment sets them. scripts/harness.py does the same for Python.
+lift_per_address_limits() {
+  export REGISTRATIONS_PER_ADDRESS="${REGISTRATIONS_PER_ADDRESS:-1000000000}"
+  export EXPENSIVE_READS_PER_ADDRESS="${EXPENSIVE_READS_PER_ADDRESS:-1000000000}"
+}
+
 # start_linkhub BINARY LOG: starts `BINARY serve` in the background on a free
 # port of 127.0.0.1 (BIND_ADDR=…:0; DATABASE_URL, REDIS_URL and CACHE_PREFIX
 # come from the environment), its output in LOG, and waits until it is ready.
 # Sets LINKHUB_PID and LINKHUB_URL; prints LOG and fails if it never is.
 start_linkhub() {
-  # Every client of a script comes from 127.0.0.1: the per-address limits,
-  # meant for the open internet, are lifted unless the environment sets them.
-  REGISTRATIONS_PER_ADDRESS="${REGISTRATIONS_PER_ADDRESS:-1000000000}" \
-  EXPENSIVE_READS_PER_ADDRESS="${EXPENSIVE_READS_PER_ADDRESS:-1000000000}" \
+  lift_per_address_limits
   BIND_ADDR=127.0.0.1:0 RUST_LOG="${RUST_LOG:-warn,linkhub=info}" "$1" serve >"$2" 2>&1 &
   LINKHUB_PID=$!
   local port=""

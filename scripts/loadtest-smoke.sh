@@ -17,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+lift_per_address_limits
 STEP_PREFIX="loadtest smoke: "
 
 profile="${SMOKE_PROFILE:-debug}"
@@ -84,7 +85,7 @@ step "seed $users users"
 "$bin/loadtest" seed --host "$host" --users "$users" | tee "$work/reseed.log"
 grep -q "0 created, 0 completed, $users already complete" "$work/reseed.log"
 
-for scenario in profiles search mixed stampede; do
+for scenario in profiles search mixed stampede clicks; do
   step "scenario $scenario (${secs}s)"
   rm -rf "$reports/$scenario" # goose would write into "$scenario-2" next to an old run
   LOADTEST_USERS="$users" "$bin/loadtest" --host "$host" --scenarios "$scenario" \

@@ -39,6 +39,7 @@ const LAST_NAMES: [&str; 20] = [
 
 /// What people type into the users search: first and last names, prefixes of
 /// them, usernames and their prefixes, and a few terms that match nobody.
+/// Each holds 3 letters or digits in a row, as the contract asks of a search.
 pub const SEARCH_TERMS: [&str; 32] = [
     "anna",
     "ben",
@@ -52,10 +53,10 @@ pub const SEARCH_TERMS: [&str; 32] = [
     "nguyen",
     "silva",
     "tanaka",
-    "an",
-    "ma",
-    "ro",
-    "sa",
+    "ann",
+    "mar",
+    "ros",
+    "san",
     "ber",
     "cos",
     "ivan",
@@ -71,7 +72,7 @@ pub const SEARCH_TERMS: [&str; 32] = [
     "HUGO",
     "zzz",
     "nobody",
-    "x_y",
+    "x_ray",
 ];
 
 /// The username of seeded user `i`.

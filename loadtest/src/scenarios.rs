@@ -475,6 +475,21 @@ mod tests {
     }
 
     #[test]
+    fn search_terms_are_ones_the_contract_allows() {
+        for term in data::SEARCH_TERMS {
+            let longest_run = term
+                .split(|c: char| !c.is_alphanumeric())
+                .map(|run| run.chars().count())
+                .max()
+                .unwrap_or(0);
+            assert!(
+                longest_run >= 3,
+                "{term:?} holds no 3 letters or digits in a row"
+            );
+        }
+    }
+
+    #[test]
     fn search_terms_are_encoded() {
         assert_eq!(encode_query("Anna Smith"), "Anna%20Smith");
         assert_eq!(encode_query("user_0"), "user_0");
