@@ -52,11 +52,12 @@ pub async fn users_list(
     request: ListRequest,
 ) -> Result<Served, ApiError> {
     let search = search.map(|term| term.as_str().to_owned());
-    let (page, total) = futures_util::join!(
-        users_page(state, search.clone(), request, Namespace::Users),
-        users_total(state, search.clone()),
-    );
-    let (mut page, total) = (page?, total?);
+    // One after the other, not joined: each load enters the list bulkhead,
+    // and a read holding a place for its page while it waits for another
+    // for its total could, with others doing the same, leave every place
+    // held and every read refused. (Both hit: two round trips to Redis.)
+    let mut page = users_page(state, search.clone(), request, Namespace::Users).await?;
+    let total = users_total(state, search.clone()).await?;
     let mut results = vec![page.0, total.0];
     if matches!(page.1, StoredPage::Tail) {
         page = users_page(state, search, request, Namespace::UsersAdded).await?;
