@@ -3,8 +3,8 @@
 //! Served at `/metrics`. Nothing here knows the application state: the
 //! request middleware, the cache and the handlers each record what they see.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
+mod labels;
+
 use std::time::Duration;
 
 use prometheus::{
@@ -12,73 +12,12 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// The `route` label of a request that matched no route.
-pub const UNMATCHED_ROUTE: &str = "unmatched";
+pub use self::labels::{
+    CacheResult, RouteLabel, RoutePattern, UNMATCHED_ROUTE, VerifySkip, method_label,
+};
+use self::labels::{Resolved, VERIFY_RESULTS, address};
 
-/// The `method` label: the methods HTTP defines, and `OTHER` for any other
-/// (HTTP lets a client send any token as its method).
-pub fn method_label(method: &str) -> &'static str {
-    const KNOWN: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
-    ];
-    KNOWN
-        .into_iter()
-        .find(|known| *known == method)
-        .unwrap_or("OTHER")
-}
-
-/// The route pattern of a resource, set as its app data where the routing
-/// table is built, so that the request metrics label a request without
-/// asking the router again (`HttpRequest::match_pattern` walks the table and
-/// runs its regexes once more, on every request).
-#[derive(Debug, Clone, Copy)]
-pub struct RoutePattern(pub &'static str);
-
-/// A request's route label: a pattern of the routing table, known when the
-/// table was built, or one read off the router afterwards (the Swagger UI's
-/// files, unmatched paths).
-pub enum RouteLabel<'a> {
-    Static(&'static str),
-    Found(&'a str),
-}
-
-/// Series of one family already resolved, by a key that is cheap to hash
-/// (addresses of `'static` labels, numbers): `with_label_values` hashes
-/// every label string each time, on every request.
-struct Resolved<K, S> {
-    series: RwLock<HashMap<K, S>>,
-}
-
-impl<K: std::hash::Hash + Eq, S: Clone> Resolved<K, S> {
-    fn new() -> Self {
-        Self {
-            series: RwLock::new(HashMap::new()),
-        }
-    }
-
-    fn get(&self, key: K, resolve: impl FnOnce() -> S) -> S {
-        if let Some(series) = self
-            .series
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&key)
-        {
-            return series.clone();
-        }
-        let series = resolve();
-        self.series
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(key, series.clone());
-        series
-    }
-}
-
-/// The address of a `'static` label: equal labels from one literal share it.
-fn address(label: &'static str) -> usize {
-    label.as_ptr() as usize
-}
-
+/// The registry and every family linkhub records, one per application.
 pub struct Metrics {
     registry: Registry,
     http_requests: IntCounterVec,
@@ -115,67 +54,6 @@ pub struct Metrics {
     limited: IntCounterVec,
     /// PostgreSQL checks `/readyz` made (one per reuse period at most).
     readiness_checks: IntCounter,
-}
-
-/// Why the consistency observer gave a sampled read no verdict (each is
-/// counted as `skipped` too).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VerifySkip {
-    /// A write moved the namespace's version (or the cache epoch), or was
-    /// committed and its bump not yet delivered: the served entry may
-    /// rightly differ from PostgreSQL.
-    Raced,
-    /// Redis was not trusted at the time (breaker open, a bump owed, a new
-    /// trust period since the read): its versions prove nothing.
-    Untrusted,
-    /// The observer's queue was full: the check was never made.
-    Dropped,
-    /// PostgreSQL had no connection to spare: requests come first.
-    Busy,
-    /// Redis or PostgreSQL failed during the check.
-    Failed,
-}
-
-impl VerifySkip {
-    pub const ALL: [Self; 5] = [
-        Self::Raced,
-        Self::Untrusted,
-        Self::Dropped,
-        Self::Busy,
-        Self::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Raced => "raced",
-            Self::Untrusted => "untrusted",
-            Self::Dropped => "dropped",
-            Self::Busy => "busy",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-/// The `result` labels of `linkhub_cache_verify_total`, in the order of
-/// [`Metrics`]'s resolved series.
-const VERIFY_RESULTS: [&str; 3] = ["fresh", "stale", "skipped"];
-
-/// How a cached read was served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CacheResult {
-    Hit,
-    Miss,
-    Bypass,
-}
-
-impl CacheResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hit => "HIT",
-            Self::Miss => "MISS",
-            Self::Bypass => "BYPASS",
-        }
-    }
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
