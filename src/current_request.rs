@@ -3,7 +3,7 @@
 //! request (a tokio task-local), read where the request's span cannot serve.
 //!
 //! The span carries the id on every log line written *during* the request.
-//! The cache's consistency observer (`cache/verify.rs`) writes its finding
+//! The cache's consistency observer (`cache/verify/`) writes its finding
 //! seconds later, after the request answered; holding the request's span
 //! that long would keep it open, and every exported trace of a sampled read
 //! would show a request that lasted seconds. So the observer takes the id

@@ -35,7 +35,7 @@ pub struct CacheConfig {
     /// read each other's entries; the counters are shared, so a write
     /// through either invalidates both.
     pub format: String,
-    /// `CACHE_VERIFY_*`: the consistency observer (`verify.rs`).
+    /// `CACHE_VERIFY_*`: the consistency observer (`verify/`).
     pub observer: ObserverConfig,
 }
 
@@ -57,6 +57,7 @@ impl From<&Settings> for CacheConfig {
             format: String::new(),
             observer: ObserverConfig {
                 sample: settings.cache_verify_sample,
+                per_second: settings.cache_verify_per_second,
                 settle: settings.cache_verify_settle,
                 queue: settings.cache_verify_queue,
                 db_connections: settings.cache_verify_db_connections,

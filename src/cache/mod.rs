@@ -57,7 +57,7 @@
 //! # Whether it holds in production
 //! A share of the `HIT`s (`CACHE_VERIFY_SAMPLE`) is checked against
 //! PostgreSQL later, off the request path, and counted fresh, stale or
-//! skipped (`verify.rs`); a `HIT` hands its unused loader to the check.
+//! skipped (`verify/`); a `HIT` hands its unused loader to the check.
 //!
 //! # What a client can grow, and the bounds
 //! Everything linkhub writes to Redis has a TTL. The reads a client can make
@@ -140,7 +140,7 @@ pub struct Cache {
     flights: SingleFlight<LoadOutcome>,
     bypass_flights: FreshFlights<LoadOutcome>,
     near: NearCache,
-    /// Checks a share of the `HIT`s against PostgreSQL (`verify.rs`).
+    /// Checks a share of the `HIT`s against PostgreSQL (`verify/`).
     observer: Observer,
     purger: Purger,
     db: DbPool,

@@ -139,6 +139,10 @@ settings! {
         /// Share of cached reads (`HIT`s) the consistency observer checks
         /// against PostgreSQL, off the request path (0 to 1; 0 turns it off).
         cache_verify_sample: f64 = "CACHE_VERIFY_SAMPLE" => Rule::fraction(0.01),
+        /// Checks begun a second at most (0: no limit): the sampled `HIT`s
+        /// beyond it are counted, not checked.
+        cache_verify_per_second: u32 = "CACHE_VERIFY_PER_SECOND"
+            => Rule::number(50, "a whole number (0: no limit)"),
         /// How long after a sampled `HIT` its check begins.
         cache_verify_settle: Duration = "CACHE_VERIFY_SETTLE_MS" => Rule::millis(1000),
         /// Checks waiting to begin, at most; more are dropped and counted.

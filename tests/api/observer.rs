@@ -214,6 +214,36 @@ async fn a_full_queue_drops_checks_and_never_a_request() {
 }
 
 #[tokio::test]
+async fn reads_sampled_beyond_the_rate_budget_are_counted_and_not_checked() {
+    let app = spawn_cached_with(|s| {
+        s.cache_verify_sample = 1.0;
+        s.cache_verify_per_second = 2;
+        s.cache_verify_settle = Duration::from_secs(30);
+    })
+    .await;
+    let owner = Owner::create(&app, 1, 0).await;
+    let path = owner.profile_path();
+    warm(&app, &path).await;
+    for _ in 0..20 {
+        let got = fetch(&app, &path).await;
+        assert_eq!((got.status, got.x_cache.as_str()), (200, "HIT"));
+    }
+    let over_rate = app.metric_sum(SKIPPED, &[("reason", "rate")]).await;
+    let figures = observer_figures(&app).await;
+    // A burst of two checks, and a refill of two a second while the reads ran.
+    assert!(
+        over_rate >= 15.0,
+        "the budget let through more than it holds: {figures}"
+    );
+    assert_eq!(
+        app.metric_sum(SKIPPED, &[("reason", "dropped")]).await,
+        0.0,
+        "the queue never filled: the budget stopped the checks before it: {figures}"
+    );
+    assert_eq!(verdicts(&app, "skipped").await, over_rate, "{figures}");
+}
+
+#[tokio::test]
 async fn a_share_of_0_checks_nothing_and_still_shows_the_series() {
     let app = spawn_cached_with(|s| s.cache_verify_sample = 0.0).await;
     let owner = Owner::create(&app, 1, 0).await;

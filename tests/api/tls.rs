@@ -527,6 +527,7 @@ async fn a_wrong_ca_is_refused_and_no_message_shows_a_password() {
             format: String::new(),
             observer: linkhub::cache::ObserverConfig {
                 sample: 0.0,
+                per_second: 0,
                 settle: Duration::ZERO,
                 queue: 1,
                 db_connections: 1,

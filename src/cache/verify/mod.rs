@@ -62,6 +62,8 @@
 //! connection at a time, and only when the pool has one to spare. Under
 //! load the observer drops checks, never requests.
 
+mod sample;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -84,11 +86,15 @@ use crate::metrics::{Metrics, VerifySkip};
 use crate::namespace::Namespace;
 use crate::tasks::BackgroundTasks;
 
+use self::sample::{RateBudget, Sampler};
+
 /// The observer's settings (`CACHE_VERIFY_*`).
 #[derive(Debug, Clone, Copy)]
 pub struct ObserverConfig {
     /// Share of `HIT`s checked, 0 to 1.
     pub sample: f64,
+    /// Checks begun a second at most, of the sampled `HIT`s (0: no limit).
+    pub per_second: u32,
     /// How long after a `HIT` its check begins.
     pub settle: Duration,
     /// Checks waiting at most.
@@ -176,6 +182,7 @@ enum Verdict {
 /// Decides which `HIT`s are checked, and queues them.
 pub(super) struct Observer {
     sampler: Sampler,
+    budget: RateBudget,
     /// `None` when nothing is sampled: no queue, no task.
     queue: Option<mpsc::Sender<Check>>,
     metrics: Arc<Metrics>,
@@ -191,10 +198,12 @@ impl Observer {
         tasks: &BackgroundTasks,
     ) -> Self {
         let sampler = Sampler::new(if cache_enabled { config.sample } else { 0.0 });
+        let budget = RateBudget::new(config.per_second);
         let metrics = Arc::clone(&watched.metrics);
         if !sampler.is_on() {
             return Self {
                 sampler,
+                budget,
                 queue: None,
                 metrics,
             };
@@ -208,6 +217,7 @@ impl Observer {
         tasks.spawn("cache verify", checker.run(checks));
         Self {
             sampler,
+            budget,
             queue: Some(queue),
             metrics,
         }
@@ -215,7 +225,8 @@ impl Observer {
 
     /// Queues a check of the `HIT` that `hit` describes when it is sampled;
     /// `reload` is its read's loader, which a `HIT` did not use. Costs an
-    /// unsampled `HIT` a random number, and never waits.
+    /// unsampled `HIT` a random number, a sampled one beyond the rate budget
+    /// a lock and a count, and never waits.
     pub(super) fn offer<'h, F, Fut, E>(&self, reload: F, hit: impl FnOnce() -> Hit<'h>)
     where
         F: FnOnce() -> Fut + Send + 'static,
@@ -226,6 +237,10 @@ impl Observer {
             return;
         };
         if !self.sampler.sampled() {
+            return;
+        }
+        if !self.budget.take() {
+            self.metrics.cache_verify_skipped(VerifySkip::Rate);
             return;
         }
         let hit = hit();
@@ -244,39 +259,6 @@ impl Observer {
             Box::new(move || Box::pin(async move { reload().await.map_err(failed_load) }));
         if queue.try_send(Check { served, reload }).is_err() {
             self.metrics.cache_verify_skipped(VerifySkip::Dropped);
-        }
-    }
-}
-
-/// Which reads are sampled: a random 64-bit number below a threshold.
-#[derive(Debug, Clone, Copy)]
-struct Sampler {
-    /// `share × 2^64`; 0: none, `u64::MAX`: every one.
-    threshold: u64,
-}
-
-impl Sampler {
-    fn new(share: f64) -> Self {
-        let threshold = if share.is_nan() || share <= 0.0 {
-            0
-        } else if share >= 1.0 {
-            u64::MAX
-        } else {
-            // Saturates below 2^64; a share too small for 64 bits is none.
-            (share * 18_446_744_073_709_551_616.0) as u64
-        };
-        Self { threshold }
-    }
-
-    fn is_on(self) -> bool {
-        self.threshold > 0
-    }
-
-    fn sampled(self) -> bool {
-        match self.threshold {
-            0 => false,
-            u64::MAX => true,
-            threshold => rand::random::<u64>() < threshold,
         }
     }
 }
@@ -428,29 +410,6 @@ fn version_age(version: u64, now: SystemTime) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_share_of_0_samples_nothing_and_1_everything() {
-        let none = Sampler::new(0.0);
-        assert!(!none.is_on());
-        assert!((0..10_000).all(|_| !none.sampled()));
-        let all = Sampler::new(1.0);
-        assert!(all.is_on());
-        assert!((0..10_000).all(|_| all.sampled()));
-        assert!(!Sampler::new(f64::NAN).is_on());
-        assert!(!Sampler::new(-1.0).is_on());
-    }
-
-    #[test]
-    fn the_threshold_is_the_share_of_the_64_bit_range() {
-        assert_eq!(Sampler::new(0.5).threshold, 1 << 63);
-        assert_eq!(Sampler::new(0.25).threshold, 1 << 62);
-        let one_in_a_hundred = Sampler::new(0.01).threshold as f64 / u64::MAX as f64;
-        assert!(
-            (one_in_a_hundred - 0.01).abs() < 1e-12,
-            "{one_in_a_hundred}"
-        );
-    }
 
     #[test]
     fn a_versions_age_is_measured_on_the_clock_it_was_set_by() {
