@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use linkhub::config::Settings;
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -189,12 +190,13 @@ async fn writes_racing_the_checks_are_never_counted_stale() {
     );
 }
 
-#[tokio::test]
-async fn a_full_queue_drops_checks_and_never_a_request() {
+/// An app that samples every `HIT` and begins no check for 30 s, with
+/// `budget` applied, after 20 `HIT`s of one profile.
+async fn twenty_hits_sampled(budget: impl FnOnce(&mut Settings)) -> TestApp {
     let app = spawn_cached_with(|s| {
         s.cache_verify_sample = 1.0;
-        s.cache_verify_queue = 1;
         s.cache_verify_settle = Duration::from_secs(30);
+        budget(s);
     })
     .await;
     let owner = Owner::create(&app, 1, 0).await;
@@ -204,6 +206,12 @@ async fn a_full_queue_drops_checks_and_never_a_request() {
         let got = fetch(&app, &path).await;
         assert_eq!((got.status, got.x_cache.as_str()), (200, "HIT"));
     }
+    app
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_checks_and_never_a_request() {
+    let app = twenty_hits_sampled(|s| s.cache_verify_queue = 1).await;
     let dropped = app.metric_sum(SKIPPED, &[("reason", "dropped")]).await;
     assert!(
         dropped >= 19.0,
@@ -215,19 +223,7 @@ async fn a_full_queue_drops_checks_and_never_a_request() {
 
 #[tokio::test]
 async fn reads_sampled_beyond_the_rate_budget_are_counted_and_not_checked() {
-    let app = spawn_cached_with(|s| {
-        s.cache_verify_sample = 1.0;
-        s.cache_verify_per_second = 2;
-        s.cache_verify_settle = Duration::from_secs(30);
-    })
-    .await;
-    let owner = Owner::create(&app, 1, 0).await;
-    let path = owner.profile_path();
-    warm(&app, &path).await;
-    for _ in 0..20 {
-        let got = fetch(&app, &path).await;
-        assert_eq!((got.status, got.x_cache.as_str()), (200, "HIT"));
-    }
+    let app = twenty_hits_sampled(|s| s.cache_verify_per_second = 2).await;
     let over_rate = app.metric_sum(SKIPPED, &[("reason", "rate")]).await;
     let figures = observer_figures(&app).await;
     // A burst of two checks, and a refill of two a second while the reads ran.
