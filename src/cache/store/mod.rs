@@ -72,6 +72,11 @@ pub struct Store {
     /// there is no checkout per command (deadpool-redis's `PING` on each
     /// checkout doubled the round trips of a HIT).
     connections: Connections,
+    /// Recovery's connection for the topology reads (`CLUSTER NODES`,
+    /// `INFO`), kept apart from the reads' ones: behind thousands of purges
+    /// queued on a slow link, a topology read outlasted its bound and the
+    /// replay never started.
+    control: std::sync::RwLock<Option<Shared>>,
     /// The bumps' connections, one held by each bump alone: a `WAIT` that
     /// waits blocks its connection, and neither the reads nor other bumps
     /// may queue behind it (`bumps.rs`).
@@ -168,6 +173,7 @@ impl Store {
         Ok(Self {
             backend: Backend::new(topology, timeout, ca_file)?,
             connections: Connections::new(pool_size),
+            control: std::sync::RwLock::new(None),
             bumps: BumpConnections::new(),
             lagging: Lagging::default(),
             topology: std::sync::RwLock::new(None),
@@ -228,6 +234,12 @@ impl Store {
                     .join(", ")
             })
             .unwrap_or_default()
+    }
+
+    /// `REDIS_TIMEOUT_MS`: what one command may take; twice it bounds a
+    /// whole operation, connecting included.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// TTL a bump gives a counter, in seconds.
