@@ -155,6 +155,7 @@ impl Cache {
                     .in_current_span()
                 },
                 || Err(ReadError::Panicked("a cache bypass load")),
+                || self.metrics.cache_bypass_load_undetached(kind),
             )
             .await;
         self.served(ns, outcome, CacheResult::Bypass)
