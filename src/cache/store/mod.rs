@@ -108,7 +108,9 @@ pub enum StoreError {
     /// Redis refused the command, or the connection failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// The operation, connecting included, took longer than its bound.
+    /// The operation, connecting included, took longer than its bound, or
+    /// the redis crate cut a command by its own response timeout (a slow
+    /// link; see `connections.rs`).
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),
     /// A reply of a shape the command never gives (a script's, `CLUSTER NODES`).
