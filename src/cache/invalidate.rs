@@ -68,18 +68,14 @@ impl Cache {
 
     /// Leaves a bump to the outbox: this instance bypasses the namespaces
     /// until recovery delivered it, and tells the other instances, before the
-    /// write answers, to do the same (they may reach Redis and deliver it).
+    /// write answers, to do the same (they may reach Redis and deliver it);
+    /// the telling is bounded by `REDIS_TIMEOUT_MS` (`announce.rs`).
     async fn owe(&self, namespaces: &[Namespace]) {
         self.owed.owe(namespaces);
         for ns in namespaces {
             self.metrics.cache_bump_failure(ns.kind());
         }
-        let announced = match self.db.get().await {
-            Ok(mut conn) => outbox::notify_owed(&mut conn, namespaces)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+        let announced = self.announcer.announce(namespaces).await;
         if let Err(e) = announced {
             tracing::warn!("cache: could not announce owed bumps to other instances: {e}");
         }

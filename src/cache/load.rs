@@ -105,9 +105,13 @@ impl Cache {
                             })
                             .await;
                         if let Err(e) = stored {
-                            tracing::warn!("cache: storing {task_key} failed: {e}");
                             if trips_the_breaker(&e) {
+                                tracing::warn!("cache: storing {task_key} failed: {e}");
                                 breaker.trip();
+                            } else {
+                                // A slot migrating answers TRYAGAIN to the
+                                // store's keys until they all moved: expected.
+                                tracing::debug!("cache: {task_key} not stored: {e}");
                             }
                         }
                         Ok(entry)
@@ -151,6 +155,7 @@ impl Cache {
                     .in_current_span()
                 },
                 || Err(ReadError::Panicked("a cache bypass load")),
+                || self.metrics.cache_bypass_load_undetached(kind),
             )
             .await;
         self.served(ns, outcome, CacheResult::Bypass)
@@ -175,10 +180,11 @@ fn load_span(kind: &'static str) -> tracing::Span {
 }
 
 /// Whether a failed store or get inside a load means Redis failed: a slot
-/// moving is no failure, nor is a command that outlasted its bound right
-/// after this read's lookup answered (a script retried with `TRYAGAIN`
-/// while its slot migrates). Either costs only this entry; the next lookup
-/// trips the breaker if Redis is really gone.
+/// moving is no failure (the store's script names four keys of one slot, and
+/// while a migration has moved some of them Redis answers `TRYAGAIN`), nor
+/// is a command that outlasted its bound right after this read's lookup
+/// answered. Either costs only this entry; the next lookup trips the breaker
+/// if Redis is really gone.
 fn trips_the_breaker(e: &StoreError) -> bool {
     !e.is_slot_moving() && !matches!(e, StoreError::Timeout(_))
 }

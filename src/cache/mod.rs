@@ -71,6 +71,7 @@
 //! not stored. The one-entry-per-namespace reads (`user`, `profile`, …) are
 //! never capped, so an attacker filling a cap cannot evict a profile.
 
+mod announce;
 pub mod breaker;
 mod config;
 mod entry;
@@ -95,6 +96,7 @@ mod verify;
 use std::sync::Arc;
 use std::time::Duration;
 
+use self::announce::Announcer;
 use self::breaker::Breaker;
 pub use self::config::CacheConfig;
 pub use self::entry::{Entry, Loaded, ReadError};
@@ -136,6 +138,8 @@ pub struct Cache {
     format: String,
     breaker: Arc<Breaker>,
     owed: Arc<OwedBumps>,
+    /// Tells the other instances what this one's writers owe (`announce.rs`).
+    announcer: Announcer,
     metrics: Arc<Metrics>,
     flights: SingleFlight<LoadOutcome>,
     bypass_flights: FreshFlights<LoadOutcome>,
@@ -238,6 +242,7 @@ impl Cache {
             format: config.format.clone(),
             breaker,
             owed,
+            announcer: Announcer::new(config.database_url.clone(), db.clone(), config.timeout),
             metrics,
             flights: SingleFlight::default(),
             bypass_flights: FreshFlights::default(),

@@ -107,6 +107,10 @@ async fn purge(
     while let Some((ns, purged)) = purges.next().await {
         match purged {
             Ok(purged) => metrics.cache_index_deleted(ns.kind(), purged.unlinked),
+            // A slot migrating answers TRYAGAIN until its keys all moved.
+            Err(e) if e.is_slot_moving() => tracing::debug!(
+                "cache: the stale entries of {ns} are left to their TTL and the janitor: {e}"
+            ),
             Err(e) => tracing::warn!(
                 "cache: purging the stale entries of {ns} failed, left to their TTL and the janitor: {e}"
             ),

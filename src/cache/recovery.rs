@@ -367,6 +367,7 @@ impl Recovery {
                 rows.iter().filter_map(|(_, ns)| ns.clone()).collect();
             namespaces.sort();
             namespaces.dedup();
+            let started = Instant::now();
             let bumped = match self.store.bump(&namespaces, true).await {
                 Ok(bumped) => bumped,
                 Err(StoreError::Timeout(limit)) if *batch > 1 => {
@@ -379,7 +380,12 @@ impl Recovery {
                 }
                 Err(e) => return Err(ReplayError::Redis(e.to_string())),
             };
-            *batch = (*batch * 2).min(BATCH);
+            *batch = next_batch(
+                *batch,
+                rows.len(),
+                started.elapsed(),
+                self.store.timeout() / 2,
+            );
             let undelivered: HashSet<&Namespace> = bumped.undelivered.iter().collect();
             let delivered_rows: Vec<i64> = rows
                 .iter()
@@ -404,6 +410,53 @@ impl Recovery {
             self.purger.enqueue(delivered);
             after = last;
         }
+    }
+}
+
+/// Rows the next replay step takes after one that was given `batch` rows,
+/// found `rows` and took `took`: as many as fit in `target` at this step's
+/// pace, at least a
+/// [`SHRINK`]th and at most twice this step's, within 1..=[`BATCH`]. On a
+/// slow link a step's replies come back a chunk at a time, so its time grows
+/// with its size: a step that answered within its bound but slowly makes the
+/// next one smaller before that one outlasts the bound.
+fn next_batch(batch: i64, rows: usize, took: Duration, target: Duration) -> i64 {
+    let grown = (batch * 2).min(BATCH);
+    let floor = (batch / SHRINK).max(1);
+    if took.is_zero() {
+        return grown;
+    }
+    let fits = rows as f64 * target.as_secs_f64() / took.as_secs_f64();
+    // `as` saturates: a huge or infinite quotient is `i64::MAX`, clamped below.
+    (fits as i64).clamp(floor.min(grown), grown).clamp(1, BATCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TARGET: Duration = Duration::from_millis(125);
+
+    #[test]
+    fn a_fast_step_doubles_the_next_up_to_the_most() {
+        assert_eq!(next_batch(100, 100, Duration::from_millis(1), TARGET), 200);
+        assert_eq!(
+            next_batch(BATCH, 5000, Duration::from_millis(1), TARGET),
+            BATCH
+        );
+        assert_eq!(next_batch(1, 1, Duration::ZERO, TARGET), 2);
+    }
+
+    #[test]
+    fn a_slow_step_sizes_the_next_by_its_pace() {
+        // 1000 rows in 250 ms: 500 fit in 125 ms.
+        assert_eq!(
+            next_batch(1000, 1000, Duration::from_millis(250), TARGET),
+            500
+        );
+        // Far too slow: a quarter at most per step, never below one row.
+        assert_eq!(next_batch(1000, 1000, Duration::from_secs(10), TARGET), 250);
+        assert_eq!(next_batch(1, 1, Duration::from_secs(10), TARGET), 1);
     }
 }
 

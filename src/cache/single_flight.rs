@@ -135,9 +135,36 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
 /// (read-your-writes). So a caller that finds a load running waits for the
 /// next one, which starts when the running one ends and serves everyone who
 /// arrived meanwhile: a burst of N concurrent reads costs about two loads, not N.
+///
+/// **Its loads are bounded.** They run as tasks of their own, so a reader that
+/// hangs up cancels nothing for the others; such a task outlives its
+/// clients, so at most [`MAX_DETACHED_LOADS`] run at once per process. A
+/// read that would start one past that runs its own load instead, driven by
+/// the request and dropped with it, shared with nobody: a client hanging up
+/// on bypass reads of made-up keys cannot grow the tasks (nor the PostgreSQL
+/// connections they wait for) with its request rate. Such loads are counted
+/// ([`FreshFlights::undetached`]; `linkhub_cache_bypass_loads_undetached_total`).
 pub struct FreshFlights<T: Clone> {
     slots: Arc<Mutex<HashMap<String, Slot<T>>>>,
     generation: std::sync::atomic::AtomicU64,
+    /// A permit per load running as a task of its own.
+    detached: Arc<tokio::sync::Semaphore>,
+    /// Loads run by their caller because [`MAX_DETACHED_LOADS`] ran.
+    undetached: AtomicU64,
+}
+
+/// Bypass loads running as tasks of their own at once, per process, at
+/// most: well above what a pool of PostgreSQL connections serves at once,
+/// so only a flood of distinct keys (which coalescing cannot help) reaches it.
+pub const MAX_DETACHED_LOADS: usize = 256;
+
+/// What a call of [`FreshFlights::run`] does once the map is unlocked.
+enum Plan<T: Clone, F, P> {
+    /// Waits for a shared load; `true` when this call's load is the one.
+    Wait(InFlight<T>, bool),
+    /// Runs its own load, not shared, driven by the caller; what a panic in
+    /// it answers.
+    Own(F, P),
 }
 
 /// The loads of one key: the one running, and the one queued behind it.
@@ -149,10 +176,24 @@ struct Slot<T: Clone> {
 
 impl<T: Clone> Default for FreshFlights<T> {
     fn default() -> Self {
+        Self::with_cap(MAX_DETACHED_LOADS)
+    }
+}
+
+impl<T: Clone> FreshFlights<T> {
+    /// Flights with at most `cap` loads running as tasks of their own.
+    pub fn with_cap(cap: usize) -> Self {
         Self {
             slots: Arc::default(),
             generation: std::sync::atomic::AtomicU64::new(0),
+            detached: Arc::new(tokio::sync::Semaphore::new(cap)),
+            undetached: AtomicU64::new(0),
         }
+    }
+
+    /// Loads run by their caller since the start because the cap was reached.
+    pub fn undetached(&self) -> u64 {
+        self.undetached.load(Ordering::Relaxed)
     }
 }
 
@@ -161,45 +202,68 @@ impl<T: Clone + Send + Sync + 'static> FreshFlights<T> {
     /// yet. Returns the value and whether this call's `load` ran.
     ///
     /// Loads run as tasks of their own: a client that disconnects cancels
-    /// nothing for the others.
+    /// nothing for the others. Past [`MAX_DETACHED_LOADS`] of them, the
+    /// caller runs its own load (see the type's header), and `undetached`
+    /// is called first.
     pub async fn run<F>(
         &self,
         key: &str,
         load: impl FnOnce() -> F,
         on_panic: impl FnOnce() -> T,
+        undetached: impl FnOnce(),
     ) -> (T, bool)
     where
         F: Future<Output = T> + Send + 'static,
     {
-        let (shared, leader) = {
+        let plan = {
             let mut slots = lock(&self.slots);
-            match slots.get_mut(key) {
-                None => {
-                    let generation = self.next_generation();
-                    let shared = self.spawn(key, generation, None, load(), on_panic());
-                    slots.insert(
-                        key.to_owned(),
-                        Slot {
-                            running: (generation, shared.clone()),
-                            next: None,
-                        },
-                    );
-                    (shared, true)
-                }
+            let joined = match slots.get(key) {
                 Some(Slot {
                     next: Some((_, next)),
                     ..
-                }) => (next.clone(), false),
-                Some(slot) => {
-                    let generation = self.next_generation();
-                    let after = Some(slot.running.1.clone());
-                    let shared = self.spawn(key, generation, after, load(), on_panic());
-                    slot.next = Some((generation, shared.clone()));
-                    (shared, true)
-                }
+                }) => Some(next.clone()),
+                _ => None,
+            };
+            match joined {
+                Some(next) => Plan::Wait(next, false),
+                None => match Arc::clone(&self.detached).try_acquire_owned() {
+                    Err(_) => Plan::Own(load(), on_panic),
+                    Ok(permit) => {
+                        let generation = self.next_generation();
+                        match slots.get_mut(key) {
+                            None => {
+                                let shared =
+                                    self.spawn(key, generation, None, load(), on_panic(), permit);
+                                slots.insert(
+                                    key.to_owned(),
+                                    Slot {
+                                        running: (generation, shared.clone()),
+                                        next: None,
+                                    },
+                                );
+                                Plan::Wait(shared, true)
+                            }
+                            Some(slot) => {
+                                let after = Some(slot.running.1.clone());
+                                let shared =
+                                    self.spawn(key, generation, after, load(), on_panic(), permit);
+                                slot.next = Some((generation, shared.clone()));
+                                Plan::Wait(shared, true)
+                            }
+                        }
+                    }
+                },
             }
         };
-        (shared.await, leader)
+        match plan {
+            Plan::Wait(shared, leader) => (shared.await, leader),
+            Plan::Own(load, on_panic) => {
+                self.undetached.fetch_add(1, Ordering::Relaxed);
+                undetached();
+                let value = AssertUnwindSafe(load).catch_unwind().await;
+                (value.unwrap_or_else(|_| on_panic()), true)
+            }
+        }
     }
 
     fn next_generation(&self) -> u64 {
@@ -217,6 +281,7 @@ impl<T: Clone + Send + Sync + 'static> FreshFlights<T> {
         after: Option<InFlight<T>>,
         load: F,
         fallback: T,
+        permit: tokio::sync::OwnedSemaphorePermit,
     ) -> InFlight<T>
     where
         F: Future<Output = T> + Send + 'static,
@@ -224,6 +289,8 @@ impl<T: Clone + Send + Sync + 'static> FreshFlights<T> {
         let slots = Arc::clone(&self.slots);
         let owned_key = key.to_owned();
         let task = tokio::spawn(async move {
+            // Held until the task ends: counts it against the cap.
+            let _permit = permit;
             if let Some(previous) = after {
                 previous.await;
                 let mut slots = lock(&slots);
@@ -323,7 +390,7 @@ mod tests {
         };
         let first = {
             let (flights, started, gate) = (flights.clone(), started.clone(), gate.clone());
-            tokio::spawn(async move { flights.run("k", load(started, gate), || 99).await })
+            tokio::spawn(async move { flights.run("k", load(started, gate), || 99, || {}).await })
         };
         while started.load(Ordering::SeqCst) == 0 {
             tokio::task::yield_now().await;
@@ -332,7 +399,9 @@ mod tests {
         let later: Vec<_> = (0..20)
             .map(|_| {
                 let (flights, started, gate) = (flights.clone(), started.clone(), gate.clone());
-                tokio::spawn(async move { flights.run("k", load(started, gate), || 99).await })
+                tokio::spawn(
+                    async move { flights.run("k", load(started, gate), || 99, || {}).await },
+                )
             })
             .collect();
         while flights.len() == 1 && lock(&flights.slots)["k"].next.is_none() {
@@ -409,6 +478,54 @@ mod tests {
             "{} tasks alive after the hang-ups, {tasks_before} before",
             metrics.num_alive_tasks()
         );
+    }
+
+    /// Bypass reads whose clients hang up leave at most the cap of loads
+    /// running: 200 of them, each on a key of its own whose load would never
+    /// end, leave 4 (the cap here); the others' loads went with them, and a
+    /// later read is still served.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bypass_loads_of_clients_that_hung_up_are_capped() {
+        let flights: Arc<FreshFlights<usize>> = Arc::new(FreshFlights::with_cap(4));
+        let alive = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::new(AtomicUsize::new(0));
+        let requests = (0..200).map(|n| {
+            let (flights, alive, counted) = (
+                Arc::clone(&flights),
+                Arc::clone(&alive),
+                Arc::clone(&counted),
+            );
+            tokio::spawn(async move {
+                let load = move || async move {
+                    let _alive = Alive::new(&alive);
+                    std::future::pending::<()>().await;
+                    n
+                };
+                let count = move || {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                };
+                tokio::time::timeout(
+                    Duration::from_millis(5),
+                    flights.run(&format!("k{n}"), load, || 0, count),
+                )
+                .await
+            })
+        });
+        for request in futures_util::future::join_all(requests).await {
+            assert!(request.expect("request task").is_err(), "hung up");
+        }
+        assert_eq!(flights.undetached(), 196);
+        assert_eq!(counted.load(Ordering::SeqCst), 196);
+        // The 4 detached loads start on the runtime's own time.
+        for _ in 0..200 {
+            if alive.load(Ordering::SeqCst) == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(alive.load(Ordering::SeqCst), 4, "loads left running");
+        let (value, ran) = flights.run("k-later", || async { 7 }, || 0, || {}).await;
+        assert_eq!((value, ran), (7, true));
     }
 
     /// The leader hanging up does not cancel the load for a reader that

@@ -45,15 +45,51 @@ pub fn cluster_client(
         .map(|u| redact_url_password(u))
         .collect::<Vec<_>>()
         .join(",");
+    let retry_wait = cluster_retry_wait(timeout);
     let mut builder = ClusterClientBuilder::new(urls.to_vec())
         .connection_timeout(timeout)
-        .response_timeout(timeout);
+        .response_timeout(timeout)
+        .retries(CLUSTER_RETRIES)
+        .min_retry_wait(retry_wait.min)
+        .max_retry_wait(retry_wait.max)
+        .retry_wait_formula(retry_wait.min, 2);
     if let Some(ca_file) = ca_file {
         builder = builder.certs(private_ca(urls, ca_file)?);
     }
     builder
         .build()
         .map_err(|e| format!("REDIS_CLUSTER_URLS={shown}: {e}"))
+}
+
+/// How often the cluster client tries a command again after `MOVED`, `ASK`,
+/// `TRYAGAIN` or a lost connection before it answers the error. A slot being
+/// migrated answers `TRYAGAIN` to a multi-key script for as long as its keys
+/// are split between the two nodes, and `ASK`/`MOVED` may send a command
+/// back and forth while a node learns the move: a few tries follow a
+/// redirection that settles, and what does not settle comes back as the
+/// redirection itself, which the cache tells from Redis failing
+/// (`store::StoreError::is_slot_moving`).
+const CLUSTER_RETRIES: u32 = 4;
+
+/// The cluster client's wait before trying again, in milliseconds: drawn
+/// between `min` and `min · 2^try` capped at `max`.
+struct RetryWait {
+    min: u64,
+    max: u64,
+}
+
+/// Waits that fit [`CLUSTER_RETRIES`] tries within `timeout`, each at most an
+/// eighth of it. The crate's own default waits at least 1.28 s before trying
+/// again after `TRYAGAIN`, past any `REDIS_TIMEOUT_MS`: a slot migration's
+/// `TRYAGAIN` became a timeout, which is Redis failing, and opened the breaker.
+fn cluster_retry_wait(timeout: Duration) -> RetryWait {
+    let max = u64::try_from((timeout / 8).as_millis())
+        .unwrap_or(u64::MAX)
+        .max(2);
+    RetryWait {
+        min: (max / 8).max(1),
+        max,
+    }
 }
 
 /// `REDIS_CA_FILE` as the only root, for `urls` that must all be `rediss://`.
@@ -105,6 +141,28 @@ mod tests {
             "{err}"
         );
         assert!(cluster_client(&tls_urls, None, secret).is_ok());
+    }
+
+    #[test]
+    fn the_cluster_clients_retries_fit_within_the_timeout() {
+        for ms in [1, 10, 250, 500, 5000] {
+            let timeout = Duration::from_millis(ms);
+            let wait = cluster_retry_wait(timeout);
+            assert!(
+                wait.min >= 1 && wait.min < wait.max,
+                "{ms} ms: {}..{}",
+                wait.min,
+                wait.max
+            );
+            if ms >= 16 {
+                assert!(
+                    u128::from(wait.max) * u128::from(CLUSTER_RETRIES) <= timeout.as_millis() / 2,
+                    "{ms} ms: {} retries of up to {} ms",
+                    CLUSTER_RETRIES,
+                    wait.max
+                );
+            }
+        }
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub struct Metrics {
     cache_near_bytes: IntGauge,
     cache_loads: IntCounterVec,
     cache_bypass_loads: IntCounterVec,
+    cache_bypass_loads_undetached: IntCounterVec,
     cache_bumps: IntCounterVec,
     cache_bump_failures: IntCounterVec,
     cache_scan_deleted: IntCounterVec,
@@ -222,6 +223,12 @@ impl Default for Metrics {
                 "PostgreSQL loads made for BYPASS reads, after coalescing",
                 &["namespace"],
             ),
+            cache_bypass_loads_undetached: counter(
+                &registry,
+                "linkhub_cache_bypass_loads_undetached_total",
+                "BYPASS loads run by their own request, unshared, because the loads running as tasks of their own were at their cap",
+                &["namespace"],
+            ),
             cache_bumps: counter(
                 &registry,
                 "linkhub_cache_version_bumps_total",
@@ -328,6 +335,10 @@ impl Metrics {
 
     pub fn cache_bypass_load(&self, namespace: &str) {
         count_one(&self.cache_bypass_loads, namespace);
+    }
+
+    pub fn cache_bypass_load_undetached(&self, namespace: &str) {
+        count_one(&self.cache_bypass_loads_undetached, namespace);
     }
 
     pub fn cache_bump(&self, namespace: &str) {

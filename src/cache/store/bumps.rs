@@ -20,10 +20,13 @@
 //! clears the mark. Nothing is trusted meanwhile that a `WAIT` did not
 //! confirm: an undelivered bump is owed, its namespaces read with BYPASS.
 //!
-//! **A slot being migrated is followed**: a bump that meets `ASK` (the key
-//! already moved to the importing node) or `MOVED` (the move is over) is sent
-//! again to the node named, with `ASKING`, and waited for there; one that
-//! still does not land is undelivered, never a Redis failure.
+//! **A slot being migrated is followed**: a master's pipeline that meets
+//! `ASK` (a key already moved to the importing node) or `MOVED` (the move is
+//! over) is split until the key that moves goes alone, and the cluster
+//! client follows that one's redirection, `WAIT` included
+//! ([`Store::bump_on_cluster`]); a bump answered `ASK`/`MOVED` on its own is
+//! sent again to the node named, with `ASKING`, and waited for there. One
+//! that still does not land is undelivered, never a Redis failure.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -202,59 +205,111 @@ impl Store {
 
     /// One master's pipeline: its bumps, then (with `wait`) one `WAIT` (a
     /// `WAIT` blocks the connection, so one per master, not per counter).
-    /// Bumps answered `ASK`/`MOVED` are sent to the node named (see the
-    /// module header).
+    /// On a cluster, a pipeline the crate could not place (see
+    /// [`Store::bump_on_cluster`]) is split until each part lands.
     async fn bump_group(
         &self,
         mut conn: Shared,
         group: &Group<'_>,
         wait: bool,
     ) -> StoreResult<GroupOutcome> {
+        let keys: Vec<&str> = group.keys.iter().map(|(_, key)| *key).collect();
+        match &mut conn {
+            Shared::Single(single) => {
+                let pipe = self.bump_pipeline(&keys, group.replicas, wait);
+                let replies: Vec<Value> = pipe.query_async(single).await?;
+                self.bump_replies(&mut conn, &keys, replies, group.replicas, wait)
+                    .await
+            }
+            Shared::Cluster(_) => {
+                self.bump_on_cluster(&mut conn, &keys, group.replicas, wait)
+                    .await
+            }
+        }
+    }
+
+    /// The bumps of `keys` (one master's, as the last topology read says)
+    /// and their `WAIT`, as one pipeline routed by the first key.
+    ///
+    /// The crate follows a redirection of a pipeline as a whole: when one
+    /// key's slot is migrating, `ASK` sends every bump to the importing node
+    /// (with one `ASKING`, good for the first command only), whose `MOVED`
+    /// sends them back, until its tries run out and the redirection is the
+    /// answer. Then the keys are split in two and each half is sent on its
+    /// own, down to one key, whose pipeline the crate does follow (its `WAIT`
+    /// then waits on the node the bump landed on). Before, the group went to
+    /// the node named whole, and every bump of a key that was not moving was
+    /// owed; and the crate's tries outlasted the bound, a timeout that
+    /// opened the breaker.
+    fn bump_on_cluster<'a>(
+        &'a self,
+        conn: &'a mut Shared,
+        keys: &'a [&'a str],
+        replicas: usize,
+        wait: bool,
+    ) -> futures_util::future::BoxFuture<'a, StoreResult<GroupOutcome>> {
+        Box::pin(async move {
+            let Shared::Cluster(cluster) = &mut *conn else {
+                return Err(StoreError::Protocol(
+                    "a cluster bump on a single node's connection".to_owned(),
+                ));
+            };
+            let pipe = self.bump_pipeline(keys, replicas, wait);
+            let count = pipe.len();
+            let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+                keys[0].as_bytes(),
+                SlotAddr::Master,
+            ));
+            match cluster.route_pipeline(pipe, 0, count, route).await {
+                Ok(replies) => self.bump_replies(conn, keys, replies, replicas, wait).await,
+                Err(e) if super::redis_slot_moving(&e) && keys.len() > 1 => {
+                    let (first, second) = keys.split_at(keys.len() / 2);
+                    let first = self.bump_on_cluster(conn, first, replicas, wait).await?;
+                    let second = self.bump_on_cluster(conn, second, replicas, wait).await?;
+                    Ok(match (first, second) {
+                        (GroupOutcome::Unacknowledged(reason), _)
+                        | (_, GroupOutcome::Unacknowledged(reason)) => {
+                            GroupOutcome::Unacknowledged(reason)
+                        }
+                        _ => GroupOutcome::Counted,
+                    })
+                }
+                Err(e) if super::redis_slot_moving(&e) => Ok(GroupOutcome::Unacknowledged(
+                    format!("the slot of {} is moving: {e}", keys[0]),
+                )),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    /// The bumps of `keys`, then (with `wait`) a `WAIT` for `replicas`.
+    fn bump_pipeline(&self, keys: &[&str], replicas: usize, wait: bool) -> redis::Pipeline {
         let mut pipe = redis::pipe();
-        for (_, key) in &group.keys {
+        for key in keys {
             pipe.add_command(self.bump_command(key));
         }
         if wait {
-            pipe.add_command(self.wait_command(group.replicas));
+            pipe.add_command(self.wait_command(replicas));
         }
-        let count = pipe.len();
-        let replies: Vec<Value> = match &mut conn {
-            Shared::Single(single) => pipe.query_async(single).await?,
-            Shared::Cluster(cluster) => {
-                // Every key of the group is the same master's.
-                let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(
-                    group.keys[0].1.as_bytes(),
-                    SlotAddr::Master,
-                ));
-                match cluster.route_pipeline(pipe, 0, count, route).await {
-                    Ok(replies) => replies,
-                    // The crate answers a redirection of a pipeline as an
-                    // error of the whole: every bump of the group goes to
-                    // the node named (they share the slot's master).
-                    Err(e) if super::redis_slot_moving(&e) => {
-                        let Some((node, asking)) = redirection(&e) else {
-                            return Ok(GroupOutcome::Unacknowledged(format!(
-                                "a slot is moving: {e}"
-                            )));
-                        };
-                        let redirected: Vec<(String, bool, &str)> = group
-                            .keys
-                            .iter()
-                            .map(|(_, key)| (node.clone(), asking, *key))
-                            .collect();
-                        return self
-                            .bump_redirected(cluster, &redirected, group.replicas)
-                            .await;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        };
+        pipe
+    }
+
+    /// What the replies of [`Store::bump_pipeline`] say: bumps answered
+    /// `ASK`/`MOVED` one by one are sent to the node named (see the module
+    /// header), and the `WAIT`'s count decides whether the rest counted.
+    async fn bump_replies(
+        &self,
+        conn: &mut Shared,
+        keys: &[&str],
+        replies: Vec<Value>,
+        replicas: usize,
+        wait: bool,
+    ) -> StoreResult<GroupOutcome> {
         let mut replies = replies.into_iter();
         let acks = if wait { replies.next_back() } else { None };
         // Bumps redirected, by the node to send them to: `(asking, key)`.
         let mut redirected: Vec<(String, bool, &str)> = Vec::new();
-        for (reply, (_, key)) in replies.zip(&group.keys) {
+        for (reply, key) in replies.zip(keys) {
             if let Err(e) = reply.extract_error() {
                 match (e.kind(), e.redirect_node()) {
                     (redis::ErrorKind::Server(redis::ServerErrorKind::Ask), Some((node, _))) => {
@@ -277,23 +332,21 @@ impl Store {
                 return Err(StoreError::Protocol("WAIT gave no answer".to_owned()));
             }
             // No replica to wait for: the master's answer is all there is.
-            None if group.replicas == 0 => GroupOutcome::Counted,
+            None if replicas == 0 => GroupOutcome::Counted,
             // A lagging master's bumps, sent without a `WAIT` (see the header).
             None => GroupOutcome::Unacknowledged(format!(
                 "the replicas of the master of {} lag",
-                group.keys[0].1
+                keys[0]
             )),
-            Some(acks) => self.acknowledged(acks, group.replicas, group.keys[0].1)?,
+            Some(acks) => self.acknowledged(acks, replicas, keys[0])?,
         };
         if !redirected.is_empty() {
-            let Shared::Cluster(cluster) = &mut conn else {
+            let Shared::Cluster(cluster) = conn else {
                 return Err(StoreError::Protocol(
                     "a single node redirected a bump".to_owned(),
                 ));
             };
-            let again = self
-                .bump_redirected(cluster, &redirected, group.replicas)
-                .await?;
+            let again = self.bump_redirected(cluster, &redirected, replicas).await?;
             if let GroupOutcome::Unacknowledged(_) = again {
                 outcome = again;
             }
@@ -415,24 +468,6 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
     }
-}
-
-/// The node an `ASK` (`true`) or `MOVED` (`false`) error names, from its
-/// text (`Ask: <slot> <host:port>`): a pipeline's error carries no detail.
-fn redirection(e: &redis::RedisError) -> Option<(String, bool)> {
-    let asking = match e.kind() {
-        redis::ErrorKind::Server(redis::ServerErrorKind::Ask) => true,
-        redis::ErrorKind::Server(redis::ServerErrorKind::Moved) => false,
-        _ => return None,
-    };
-    if let Some((node, _)) = e.redirect_node() {
-        return Some((node.to_owned(), asking));
-    }
-    let text = e.to_string();
-    let mut words = text.split_whitespace().rev();
-    let node = words.next()?;
-    let slot = words.next()?;
-    (slot.parse::<u16>().is_ok() && node.contains(':')).then(|| (node.to_owned(), asking))
 }
 
 /// The keys grouped by the master that serves them, as `topology` says:

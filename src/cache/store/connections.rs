@@ -105,7 +105,7 @@ impl Connections {
     }
 
     /// The calling thread's slot.
-    fn slot(&self) -> &std::sync::RwLock<Option<Shared>> {
+    pub(super) fn slot(&self) -> &std::sync::RwLock<Option<Shared>> {
         let index = SLOT_OF_THREAD.with(|given| {
             let mut given = given.borrow_mut();
             if let Some(&(_, slot)) = given.iter().find(|(id, _)| *id == self.id) {
@@ -276,6 +276,14 @@ impl Store {
         kept_or_new(self.connections.slot(), || self.backend.open()).await
     }
 
+    /// The connection kept in `slot`, opened now when it holds none.
+    pub(super) async fn conn_in(
+        &self,
+        slot: &std::sync::RwLock<Option<Shared>>,
+    ) -> StoreResult<Shared> {
+        kept_or_new(slot, || self.backend.open()).await
+    }
+
     /// A bump's own connection: an idle one, or a new one (never a reads'
     /// connection); waits while [`BUMP_CONNECTIONS`] bumps hold theirs.
     pub(super) async fn bump_conn(&self) -> StoreResult<HeldConnection<'_>> {
@@ -306,9 +314,21 @@ impl Store {
         &self,
         op: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
-        tokio::time::timeout(self.timeout * 2, op)
-            .await
-            .unwrap_or(Err(StoreError::Timeout(self.timeout * 2)))
+        self.timed(op).await
+    }
+
+    /// `op` within twice the timeout; a command the redis crate cut by its
+    /// own response timeout is a [`StoreError::Timeout`] too, not a Redis
+    /// failure of another kind: callers tell "Redis is slow" (a slow link, a
+    /// step too large) from "Redis refused" by that variant alone.
+    async fn timed<T>(&self, op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        match tokio::time::timeout(self.timeout * 2, op).await {
+            Ok(Err(StoreError::Redis(e))) if e.is_timeout() => {
+                Err(StoreError::Timeout(self.timeout))
+            }
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout(self.timeout * 2)),
+        }
     }
 
     /// Bounds a whole operation, connecting included. A failure drops the
@@ -326,9 +346,7 @@ impl Store {
         kept: &std::sync::RwLock<Option<Shared>>,
         op: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
-        let result = tokio::time::timeout(self.timeout * 2, op)
-            .await
-            .unwrap_or(Err(StoreError::Timeout(self.timeout * 2)));
+        let result = self.timed(op).await;
         // A slot that moved is no fault of the connection.
         if result.as_ref().is_err_and(|e| !e.is_slot_moving()) {
             *kept

@@ -72,6 +72,11 @@ pub struct Store {
     /// there is no checkout per command (deadpool-redis's `PING` on each
     /// checkout doubled the round trips of a HIT).
     connections: Connections,
+    /// Recovery's connection for the topology reads (`CLUSTER NODES`,
+    /// `INFO`), kept apart from the reads' ones: behind thousands of purges
+    /// queued on a slow link, a topology read outlasted its bound and the
+    /// replay never started.
+    control: std::sync::RwLock<Option<Shared>>,
     /// The bumps' connections, one held by each bump alone: a `WAIT` that
     /// waits blocks its connection, and neither the reads nor other bumps
     /// may queue behind it (`bumps.rs`).
@@ -103,7 +108,9 @@ pub enum StoreError {
     /// Redis refused the command, or the connection failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// The operation, connecting included, took longer than its bound.
+    /// The operation, connecting included, took longer than its bound, or
+    /// the redis crate cut a command by its own response timeout (a slow
+    /// link; see `connections.rs`).
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),
     /// A reply of a shape the command never gives (a script's, `CLUSTER NODES`).
@@ -168,6 +175,7 @@ impl Store {
         Ok(Self {
             backend: Backend::new(topology, timeout, ca_file)?,
             connections: Connections::new(pool_size),
+            control: std::sync::RwLock::new(None),
             bumps: BumpConnections::new(),
             lagging: Lagging::default(),
             topology: std::sync::RwLock::new(None),
@@ -228,6 +236,12 @@ impl Store {
                     .join(", ")
             })
             .unwrap_or_default()
+    }
+
+    /// `REDIS_TIMEOUT_MS`: what one command may take; twice it bounds a
+    /// whole operation, connecting included.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// TTL a bump gives a counter, in seconds.

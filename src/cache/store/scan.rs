@@ -34,8 +34,8 @@ impl Store {
         let fresh = match &self.backend {
             Backend::Single { .. } => {
                 let info: String = self
-                    .bounded(async {
-                        let mut conn = self.conn().await?;
+                    .bounded_on(&self.control, async {
+                        let mut conn = self.conn_in(&self.control).await?;
                         let (server, replication): (String, String) = redis::pipe()
                             .cmd("INFO")
                             .arg("server")
@@ -49,7 +49,7 @@ impl Store {
                 Topology::single(&info)
             }
             Backend::Cluster { .. } => {
-                let nodes = self.cluster_nodes().await?;
+                let nodes = self.cluster_nodes(&self.control).await?;
                 let mut topology = Topology::cluster(&nodes);
                 if topology.masters.is_empty() {
                     return Err(StoreError::Protocol(
@@ -60,7 +60,7 @@ impl Store {
                     let mut info_server = redis::cmd("INFO");
                     info_server.arg("server");
                     let info: String = self
-                        .query_on(Some(master.first_slot()), info_server)
+                        .query_on(&self.control, Some(master.first_slot()), info_server)
                         .await?;
                     master.run_id = Topology::single(&info).masters[0].run_id.clone();
                 }
@@ -121,18 +121,19 @@ impl Store {
             .arg(pattern)
             .arg("COUNT")
             .arg(count);
-        self.query_on(node, cmd).await
+        self.query_on(self.connections.slot(), node, cmd).await
     }
 
     /// `cmd` on the master of `slot` on a cluster, or where the connection
-    /// sends it (`None`, or a single node).
+    /// sends it (`None`, or a single node), over the connection kept in `kept`.
     async fn query_on<T: redis::FromRedisValue>(
         &self,
+        kept: &std::sync::RwLock<Option<Shared>>,
         slot: Option<u16>,
         cmd: Cmd,
     ) -> StoreResult<T> {
-        self.bounded(async {
-            let mut conn = self.conn().await?;
+        self.bounded_on(kept, async {
+            let mut conn = self.conn_in(kept).await?;
             let reply = match (&mut conn, slot) {
                 (Shared::Cluster(c), Some(slot)) => {
                     let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
@@ -147,10 +148,10 @@ impl Store {
         .await
     }
 
-    /// `CLUSTER NODES` as the node the cluster connection asks answers it.
-    async fn cluster_nodes(&self) -> StoreResult<String> {
-        self.bounded(async {
-            let mut conn = self.conn().await?;
+    /// `CLUSTER NODES` as the node the cluster connection kept in `kept` asks answers it.
+    async fn cluster_nodes(&self, kept: &std::sync::RwLock<Option<Shared>>) -> StoreResult<String> {
+        self.bounded_on(kept, async {
+            let mut conn = self.conn_in(kept).await?;
             Ok(redis::cmd("CLUSTER")
                 .arg("NODES")
                 .query_async(&mut conn)
@@ -162,7 +163,8 @@ impl Store {
     /// One slot of each of the cluster's masters, from `CLUSTER NODES`, read
     /// anew for each pass so moved slots and failovers are followed.
     async fn masters(&self) -> StoreResult<Vec<u16>> {
-        let masters = Topology::cluster(&self.cluster_nodes().await?).master_slots();
+        let masters =
+            Topology::cluster(&self.cluster_nodes(self.connections.slot()).await?).master_slots();
         if masters.is_empty() {
             return Err(StoreError::Protocol(
                 "CLUSTER NODES lists no master".to_owned(),
