@@ -41,6 +41,10 @@
 #
 # `scripts/bench.sh verify` is a part of its own: what the consistency
 # observer costs cached reads (see verify_cost below).
+#
+# `scripts/bench.sh against OTHER_BINARY [--label NAME]` is another: this
+# build's cached read and write beside another build's (an earlier main),
+# side by side in one run (scripts/bench-against.py --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -197,6 +201,15 @@ PY
 if [ "${1:-}" = "verify" ]; then
   verify_cost
   exit 0
+fi
+if [ "${1:-}" = against ]; then
+  shift
+  cargo build --release --locked -p linkhub
+  bin="$(mktemp -d /tmp/linkhub-bench-bin.XXXXXX)"
+  trap 'rm -rf "$bin"' EXIT
+  cp "$CARGO_TARGET_DIR/release/linkhub" "$bin/"
+  python3 scripts/bench-against.py "$bin/linkhub" --write-docs "$@"
+  exit
 fi
 if [ "${1:-}" = scale ]; then
   shift
