@@ -575,6 +575,9 @@ def report(args, results, started, elapsed, loads, commit):
         else:
             lines.append(f"- {r['users']:,} users (`scripts/hostile.py`, exit {h.get('exit')}): "
                          f"`{json.dumps(h.get('summary', h.get('error')))}`")
+    if args.notes:
+        with open(args.notes) as f:
+            lines += ["", f.read().strip()]
     lines += ["", END, ""]
     return "\n".join(line for line in lines if line is not None)
 
@@ -606,6 +609,8 @@ def main():
     p.add_argument("--json-out", default="", help="also write every sample to this file")
     p.add_argument("--command", default="scripts/bench.sh scale")
     p.add_argument("--smoke", action="store_true", help="2,000 users, checks, writes nothing")
+    p.add_argument("--notes", default="",
+                   help="a Markdown file appended to the section (what the figures mean, measured beside them)")
     p.add_argument("--ports", default="7500-7549",
                    help="FIRST-LAST: the ports its private redis-server and linkhub instances may take")
     args = p.parse_args()
