@@ -160,15 +160,12 @@ struct Plan {
 /// gram's keys is not whole).
 fn sequential_scans(node: &Value, found: &mut Vec<String>) {
     let relation = node["Relation Name"].as_str().unwrap_or("?");
-    if node["Node Type"] == "Seq Scan" {
-        found.push(relation.to_owned());
-    } else if relation == "user_search_grams"
-        && !["Index Cond", "Recheck Cond"].iter().any(|key| {
-            node[*key]
-                .as_str()
-                .is_some_and(|cond| cond.contains("(gram = "))
-        })
-    {
+    let picks_a_gram = ["Index Cond", "Recheck Cond"].iter().any(|key| {
+        node[*key]
+            .as_str()
+            .is_some_and(|cond| cond.contains("(gram = "))
+    });
+    if node["Node Type"] == "Seq Scan" || (relation == "user_search_grams" && !picks_a_gram) {
         found.push(relation.to_owned());
     }
     for child in node["Plans"].as_array().into_iter().flatten() {
