@@ -5,7 +5,7 @@ docs/BENCHMARKS.md.
 
 For each scale it loads a private database by SQL (scripts/seed-scale.sh,
 which runs linkhub's migrations first), starts a private redis-server and a
-release linkhub on ports 7500-7549, and measures:
+release linkhub on ports 7500-7549 (`--ports` moves them), and measures:
 
 1. **Miss cost per read shape**: 5 distinct misses of each shape, one at a
    time, each checked to answer `X-Cache: MISS`; the median of the client's
@@ -82,7 +82,7 @@ def spare_port():
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 7500-7549")
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 def sql(db_url, query):
@@ -484,7 +484,8 @@ def report(args, results, started, elapsed, loads, commit):
         "",
         "**Data.** `scripts/seed-scale.sh` loads each database by SQL after linkhub's migrations: "
         "users named `<first>_<last>_<n>` / `<First> <Last>` from lists of common names, every 20th "
-        "a Lovelace, 2 links and 1 social each, one argon2id hash reused by every row; secondary indexes "
+        "a Lovelace, 2 links and 1 social each, one argon2id hash reused by every row; the search grams "
+        "(`user_search_grams`) inserted in one statement and keyed after; secondary indexes "
         "rebuilt, `VACUUM ANALYZE`. The bulk INSERTs move the cache epoch through the outbox triggers.",
         "",
         "| users | load time | database size |",
@@ -574,6 +575,9 @@ def report(args, results, started, elapsed, loads, commit):
         else:
             lines.append(f"- {r['users']:,} users (`scripts/hostile.py`, exit {h.get('exit')}): "
                          f"`{json.dumps(h.get('summary', h.get('error')))}`")
+    if args.notes:
+        with open(args.notes) as f:
+            lines += ["", f.read().strip()]
     lines += ["", END, ""]
     return "\n".join(line for line in lines if line is not None)
 
@@ -605,7 +609,14 @@ def main():
     p.add_argument("--json-out", default="", help="also write every sample to this file")
     p.add_argument("--command", default="scripts/bench.sh scale")
     p.add_argument("--smoke", action="store_true", help="2,000 users, checks, writes nothing")
+    p.add_argument("--notes", default="",
+                   help="a Markdown file appended to the section (what the figures mean, measured beside them)")
+    p.add_argument("--ports", default="7500-7549",
+                   help="FIRST-LAST: the ports its private redis-server and linkhub instances may take")
     args = p.parse_args()
+    global PORTS
+    first, _, last = args.ports.partition("-")
+    PORTS = range(int(first), int(last or first) + 1)
     if args.smoke:
         args.scales, args.secs, args.samples = "2000", 2, 1
     args.samples = max(1, min(5, args.samples))

@@ -14,8 +14,9 @@
 -- every 20th user is a Lovelace: `search=lovelace` matches users/20 of them
 -- (50,000 of a million), and no other name contains it.
 --
--- The load is one transaction: the secondary indexes of users, links and
--- socials (those no constraint owns, read from the catalogue, so an index a
+-- The load is one transaction: the search grams of the new users are
+-- inserted in one statement (see below), and the secondary indexes of
+-- users, links and socials (those no constraint owns, read from the catalogue, so an index a
 -- later migration adds is rebuilt too) are dropped, the rows inserted, the
 -- indexes re-created from their own definitions. A failure (a duplicate
 -- username, say) rolls all of it back, indexes included. VACUUM ANALYZE
@@ -46,6 +47,12 @@ CREATE TEMP TABLE seed_indexes ON COMMIT DROP AS
     WHERE i.indrelid IN ('users'::regclass, 'links'::regclass, 'socials'::regclass)
       AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid);
 SELECT format('DROP INDEX %s', name) FROM seed_indexes \gexec
+-- The search grams (user_search_grams, about 20 per user): the trigger that
+-- adds a new user's grams is off for the load and the table's key dropped;
+-- the new users' grams go in by one INSERT and the key is built once, sorted
+-- (the trigger would add 20 million keys to a growing index, one by one).
+ALTER TABLE users DISABLE TRIGGER users_grams_inserted;
+ALTER TABLE user_search_grams DROP CONSTRAINT user_search_grams_pkey;
 
 \timing on
 \echo seed-scale: users
@@ -97,6 +104,14 @@ FROM (
 ) AS p
 ORDER BY p.at;
 
+\echo seed-scale: search grams
+INSERT INTO user_search_grams (gram, user_id)
+SELECT g.gram, u.id
+FROM users u CROSS JOIN LATERAL linkhub_user_grams(u.username, u.name) AS g (gram)
+WHERE u.id > :seed_base;
+ALTER TABLE user_search_grams ADD PRIMARY KEY (gram, user_id);
+ALTER TABLE users ENABLE TRIGGER users_grams_inserted;
+
 \echo seed-scale: links
 INSERT INTO links (user_id, title, url, position, created_at, updated_at)
 SELECT u.id, t.title, t.site || u.username, t.position, u.created_at, u.created_at
@@ -127,6 +142,7 @@ COMMIT;
 
 \echo seed-scale: vacuum analyze
 VACUUM (ANALYZE) users;
+VACUUM (ANALYZE) user_search_grams;
 VACUUM (ANALYZE) links;
 VACUUM (ANALYZE) socials;
 VACUUM (ANALYZE) cache_outbox;

@@ -97,6 +97,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    user_search_grams (gram, user_id) {
+        gram -> Text,
+        user_id -> Int8,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Int8,
         username -> Text,
@@ -128,5 +135,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     link_visitors,
     links,
     socials,
+    user_search_grams,
     users,
 );

@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod socials;
 pub mod tls;
 pub mod tokens;
+pub mod user_search_grams;
 pub mod users;
 
 use std::time::Duration;

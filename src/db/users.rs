@@ -5,6 +5,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use diesel::sql_types::{BigInt, Text};
 
+use super::user_search_grams::{self, Term};
 use super::{Written, count_to_u64, outbox};
 use crate::domain::input::{NewUserInput, UserPatchInput, Valid};
 use crate::domain::resources::{
@@ -159,19 +160,7 @@ pub async fn password_hash_of(
         .optional()
 }
 
-/// Escapes `%`, `_` and `\` so that every character of `term` matches itself in LIKE.
-pub fn like_contains_pattern(term: &str) -> String {
-    let mut pattern = String::with_capacity(term.len() + 2);
-    pattern.push('%');
-    for c in term.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
+pub use super::user_search_grams::like_contains_pattern;
 
 /// A page of public users ordered by id, optionally those whose username or
 /// name contains `search` (case-insensitive), from where `request` starts.
@@ -181,13 +170,21 @@ pub fn like_contains_pattern(term: &str) -> String {
 /// (0.3 ms near the end); page 100 at limit 100 without a search finds its
 /// first id by an index-only scan of the 9,900 ids before it, then reads 100
 /// rows (1.2 ms; `OFFSET` read and dropped 9,900 rows: 14 ms). A search
-/// walks the primary key and filters when its matches are many, or the
-/// trigram indexes on `lower(username)` and `lower(name)` when they are few.
+/// walks the grams of `user_search_grams` in id order (its module says how
+/// and what it costs).
 pub async fn list(
     conn: &mut AsyncPgConnection,
     search: Option<&str>,
     request: ListRequest,
 ) -> QueryResult<Vec<PublicUser>> {
+    if let Some(term) = search.and_then(Term::new) {
+        let after = match request.start {
+            ListStart::After(after) => after,
+            ListStart::Page(_) => i64::MIN,
+        };
+        return user_search_grams::page(conn, &term, after, request.offset(), request.limit as i64)
+            .await;
+    }
     let query = matching(search)
         .order(users::id)
         .limit(request.limit as i64)
@@ -211,8 +208,11 @@ pub async fn list(
     query.load(conn).await
 }
 
-/// The users `search` matches (all of them without one), as a boxed query.
-fn matching(search: Option<&str>) -> users::BoxedQuery<'static, diesel::pg::Pg> {
+/// The users `search` matches (all of them without one), as a boxed query:
+/// the plain `LIKE` filter, for a term too short to have a gram (which the
+/// contract does not let through), and the reference the gram search is
+/// tested against.
+pub fn matching(search: Option<&str>) -> users::BoxedQuery<'static, diesel::pg::Pg> {
     let query = users::table.into_boxed();
     match search {
         Some(term) => {
@@ -228,37 +228,20 @@ fn matching(search: Option<&str>) -> users::BoxedQuery<'static, diesel::pg::Pg> 
     }
 }
 
-/// The filter of [`matching`] in SQL, for the count and the estimate (which
-/// diesel's query builder cannot wrap): `$1` is the `LIKE` pattern.
-const MATCH_SQL: &str = "(lower(username) LIKE $1 ESCAPE '\\' OR lower(name) LIKE $1 ESCAPE '\\')";
-
-/// How many users `search` matches: exact up to [`EXACT_TOTAL_UP_TO`], the
-/// planner's estimate above (API.md allows it). The count stops at
+/// How many users `search` matches: exact up to [`EXACT_TOTAL_UP_TO`], an
+/// estimate above (API.md allows it). The count stops at
 /// `EXACT_TOTAL_UP_TO + 1` matches, so it never costs more than that many
 /// rows: an index-only scan of 10,001 ids without a search (2 ms at 1,000,000
-/// users, where `count(*)` of the table took 64 ms).
+/// users, where `count(*)` of the table took 64 ms). A search counts its
+/// grams (`user_search_grams::count`).
 pub async fn count_matching(
     conn: &mut AsyncPgConnection,
     search: Option<&str>,
 ) -> QueryResult<Total> {
-    let cap = EXACT_TOTAL_UP_TO as i64 + 1;
-    // A search whose estimate is far above the cap is not counted: counting
-    // 10,001 matches of a dense term ("mar": 82,000 of 1,000,000 users) took
-    // 270–460 ms, the estimate 0.2 ms. The estimate comes from the sampled
-    // statistics of the trigram indexes' expressions (a 100-value histogram
-    // of each); at ten times the cap, a term that truly matches 10,000 users
-    // or fewer would have to turn up in ten times its share of the sample,
-    // so an exact total is replaced by an estimate only by a small chance,
-    // not ruled out.
-    if search.is_some() {
-        let estimate = estimate_matching(conn, search).await?;
-        if estimate >= SURELY_BEYOND_EXACT {
-            return Ok(Total {
-                value: estimate,
-                exact: false,
-            });
-        }
+    if let Some(term) = search.and_then(Term::new) {
+        return user_search_grams::count(conn, &term).await;
     }
+    let cap = EXACT_TOTAL_UP_TO as i64 + 1;
     let counted: Number =
         match search {
             Some(term) => diesel::sql_query(format!(
@@ -278,44 +261,31 @@ pub async fn count_matching(
     if counted.value < cap {
         return Ok(Total::exact(count_to_u64(counted.value)));
     }
-    let estimate = estimate_matching(conn, search).await?;
+    let estimate = estimate_all(conn).await?;
     Ok(Total {
         value: estimate.max(EXACT_TOTAL_UP_TO + 1),
         exact: false,
     })
 }
 
-/// An estimate from which a search is taken to match more than
-/// [`EXACT_TOTAL_UP_TO`] users without counting them (see [`count_matching`]).
-const SURELY_BEYOND_EXACT: u64 = 10 * EXACT_TOTAL_UP_TO;
-
-/// The planner's estimate of the users `search` matches: `EXPLAIN`, no
-/// execution (the table's statistics scaled to its current size; a trigram
-/// search's selectivity from `pg_trgm`).
-async fn estimate_matching(conn: &mut AsyncPgConnection, search: Option<&str>) -> QueryResult<u64> {
-    let plan: Plan = match search {
-        Some(term) => {
-            diesel::sql_query(format!(
-                "EXPLAIN (FORMAT JSON) SELECT 1 FROM users WHERE {MATCH_SQL}"
-            ))
-            .bind::<Text, _>(like_contains_pattern(term))
-            .get_result(conn)
-            .await?
-        }
-        None => {
-            diesel::sql_query("EXPLAIN (FORMAT JSON) SELECT 1 FROM users")
-                .get_result(conn)
-                .await?
-        }
-    };
-    Ok(plan.rows())
-}
+/// The filter of [`matching`] in SQL, for the count (which diesel's query
+/// builder cannot wrap): `$1` is the `LIKE` pattern.
+const MATCH_SQL: &str = "(lower(username) LIKE $1 ESCAPE '\\' OR lower(name) LIKE $1 ESCAPE '\\')";
 
 /// A `count(*)`.
 #[derive(Debug, QueryableByName)]
 struct Number {
     #[diesel(sql_type = BigInt)]
     value: i64,
+}
+
+/// The planner's estimate of the users: `EXPLAIN`, no execution (the
+/// table's statistics scaled to its current size).
+async fn estimate_all(conn: &mut AsyncPgConnection) -> QueryResult<u64> {
+    let plan: Plan = diesel::sql_query("EXPLAIN (FORMAT JSON) SELECT 1 FROM users")
+        .get_result(conn)
+        .await?;
+    Ok(plan.rows())
 }
 
 /// The one row `EXPLAIN (FORMAT JSON)` answers.
@@ -468,16 +438,4 @@ pub(super) async fn lock_owner(
         .first(conn)
         .await
         .optional()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::like_contains_pattern;
-
-    #[test]
-    fn like_wildcards_are_escaped() {
-        assert_eq!(like_contains_pattern("a%b_c\\d"), "%a\\%b\\_c\\\\d%");
-        assert_eq!(like_contains_pattern("*?["), "%*?[%");
-        assert_eq!(like_contains_pattern("ABC"), "%abc%");
-    }
 }

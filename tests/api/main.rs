@@ -12,6 +12,7 @@ mod list_plans;
 mod ops;
 mod pages;
 mod profiles;
+mod search_grams;
 mod socials;
 mod startup;
 mod stop;

@@ -1,0 +1,14 @@
+DROP TRIGGER users_grams_truncated ON users;
+DROP TRIGGER users_grams_updated ON users;
+DROP TRIGGER users_grams_deleted ON users;
+DROP TRIGGER users_grams_inserted ON users;
+DROP FUNCTION linkhub_user_grams_truncated();
+DROP FUNCTION linkhub_user_grams_updated();
+DROP FUNCTION linkhub_user_grams_deleted();
+DROP FUNCTION linkhub_user_grams_inserted();
+DROP FUNCTION linkhub_rarest_gram(TEXT[]);
+DROP TABLE user_search_grams;
+CREATE INDEX users_username_trgm_idx ON users USING gin (lower(username) gin_trgm_ops);
+CREATE INDEX users_name_trgm_idx ON users USING gin (lower(name) gin_trgm_ops);
+DROP FUNCTION linkhub_user_grams(TEXT, TEXT);
+DROP FUNCTION linkhub_grams(TEXT);
