@@ -200,9 +200,14 @@ settings! {
         /// with `Retry-After`.
         clicks_queue_max: usize = "CLICKS_QUEUE_MAX"
             => Rule::number(10_000, "a positive whole number").positive(),
-        /// Commits of click counts in flight at once (group commit).
+        /// Commits of click counts in flight at once, at most; a second one
+        /// starts only with a full batch (`CLICKS_BATCH_MAX`).
         clicks_committers: usize = "CLICKS_COMMITTERS"
             => Rule::number(2, "a positive whole number").positive(),
+        /// How long a batch of clicks waits, from its first click's arrival,
+        /// for more to join before it commits (0: it goes as soon as no
+        /// other commit is in flight).
+        clicks_linger: Duration = "CLICKS_LINGER_MS" => Rule::millis(2),
         /// How long a click's commit may take, retries included, before its
         /// redirect answers `503`.
         clicks_commit_timeout: Duration = "CLICKS_COMMIT_TIMEOUT_MS"
