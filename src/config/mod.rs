@@ -206,8 +206,9 @@ settings! {
             => Rule::number(2, "a positive whole number").positive(),
         /// How long a batch of clicks waits, from its first click's arrival,
         /// for more to join before it commits (0: it goes as soon as no
-        /// other commit is in flight).
-        clicks_linger: Duration = "CLICKS_LINGER_MS" => Rule::millis(2),
+        /// other commit is in flight). Fewer commits at low rates, for
+        /// latency and throughput (docs/BENCHMARKS.md).
+        clicks_linger: Duration = "CLICKS_LINGER_MS" => Rule::millis(0),
         /// How long a click's commit may take, retries included, before its
         /// redirect answers `503`.
         clicks_commit_timeout: Duration = "CLICKS_COMMIT_TIMEOUT_MS"
