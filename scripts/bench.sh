@@ -81,6 +81,9 @@ bench_private() {
 # shellcheck disable=SC2317  # run by the trap
 bench_cleanup() {
   for p in "${BENCH_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  # Stopped before their database is dropped (a stopping instance still
+  # holds connections to it).
+  for p in "${BENCH_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   redis-cli -p "$BENCH_REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
   drop_database "$BENCH_DB"
   rm -rf "$BENCH_WORK"
