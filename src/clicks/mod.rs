@@ -53,7 +53,8 @@
 //! waiting (one more is answered `503` with `Retry-After`), one row per link
 //! and day in `link_clicks` and `link_visitors`, one row per committer in
 //! `click_batches`, at most `CLICKS_VISITORS_PENDING_MAX` visitor entries in
-//! memory (`visitors.rs`), and nothing in Redis.
+//! memory (`visitors.rs`), at most `CLICKS_COMMITTERS` PostgreSQL
+//! connections held by the committers, and nothing in Redis.
 
 mod commit;
 mod hll;
