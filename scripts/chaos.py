@@ -28,6 +28,16 @@ answered) until it is restored. The run fails unless:
     PostgreSQL here (`CACHE_VERIFY_SAMPLE=1`), found no stale entry, and
     found some fresh (else it did not run, and proves nothing).
 
+Beside that load, clickers follow links through `GET /l/{id}` on the
+instance above and on a second one (same database, same Redis), and that
+second instance is `kill -9`ed in the middle of the first fault and
+started again. The run also fails unless:
+
+  * the owners' `GET /users/{id}/clicks` adds up to exactly the `302`s the
+    clickers were answered, on both instances (a click answered is never
+    lost, none is counted twice), and no click is answered a 5xx other
+    than 503 within the PostgreSQL window above.
+
 With `--failover` linkhub runs instead on a private Redis
 Cluster of three masters with one replica each, and each round is a
 failover with unreplicated writes:
@@ -47,6 +57,7 @@ Each client sends up to CHAOS_RATE requests a second (a third of them
 writes), so the load is the same on a quiet and on a busy machine.
 
 Knobs (environment): CHAOS_CLIENTS (16), CHAOS_RATE (25 per client),
+CHAOS_CLICKERS (4), CHAOS_CLICK_RATE (25 clicks a second per clicker),
 CHAOS_ROUNDS (1: the fault cycle above, repeated), CHAOS_WARMUP_SECS (20),
 CHAOS_STEADY_SECS (12: load between faults), CHAOS_FAULT_SECS (10),
 CHAOS_TIMEOUT_SECS (12: per request).
@@ -330,6 +341,58 @@ class Client(threading.Thread):
                 # otherwise the outcome is unknown: the link stays "deleting" (never checked)
 
 
+class Click(NamedTuple):
+    """One click a clicker sent."""
+    start: float
+    end: float
+    instance: str    # "main" or "peer"
+    outcome: object  # the HTTP status (int), "timeout" or "error:<exception>"
+
+
+class Clicker(threading.Thread):
+    """Clicks the click links of random users, on a random instance each
+    time, paced like `Client`; keeps every click's outcome."""
+
+    def __init__(self, n, bases, links, stop, timeout, rate):
+        super().__init__(daemon=True)
+        self.bases, self.links, self.stop = bases, links, stop
+        self.timeout, self.interval = timeout, 1.0 / rate
+        self.conns = {}
+        self.clicks = []  # Click
+        self.rng = random.Random(f"clicker-{n}")
+
+    def click(self, instance, link_id):
+        base = self.bases[instance]
+        if instance not in self.conns:
+            host, port = base.removeprefix("http://").split(":")
+            self.conns[instance] = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
+        start = time.monotonic()
+        try:
+            outcome = request(base, "GET", f"/l/{link_id}", conn=self.conns[instance]).status
+        except (OSError, http.client.HTTPException) as e:
+            outcome = "timeout" if isinstance(e, TimeoutError) else f"error:{type(e).__name__}"
+            self.conns.pop(instance).close()
+        self.clicks.append(Click(start, time.monotonic(), instance, outcome))
+
+    def run(self):
+        due = time.monotonic()
+        while not self.stop.is_set():
+            self.click(self.rng.choice(sorted(self.bases)), self.rng.choice(self.links))
+            due = max(due + self.interval, time.monotonic() - self.interval)
+            self.stop.wait(max(0.0, due - time.monotonic()))
+
+
+def clicks_shown(base, model):
+    """The clicks of every user's links, as their owners read them."""
+    total = 0
+    for u in model.users:
+        status, body, _ = request(base, "GET", f"/api/v1/users/{u.id}/clicks", token=u.token)
+        if status != 200:
+            raise RuntimeError(f"GET /api/v1/users/{u.id}/clicks: {status} {body}")
+        total += sum(row["clicks"] for row in body["data"])
+    return total
+
+
 # --------------------------------------------------------------------------
 # A private Redis Cluster with replicas (--failover).
 # --------------------------------------------------------------------------
@@ -502,6 +565,8 @@ def main():
     steady = float(env.get("CHAOS_STEADY_SECS", "12"))
     fault = float(env.get("CHAOS_FAULT_SECS", "10"))
     timeout = float(env.get("CHAOS_TIMEOUT_SECS", "12"))
+    clickers = int(env.get("CHAOS_CLICKERS", "4"))
+    click_rate = float(env.get("CHAOS_CLICK_RATE", "25"))
 
     workdir = tempfile.mkdtemp(prefix="linkhub-chaos-")
     drop_abandoned_databases("linkhub_chaos_")
@@ -522,8 +587,15 @@ def main():
         database_url=f"postgres://postgres@127.0.0.1:{pg_proxy.port}/{name}",
         env={**cluster_env, **OBSERVER_ENV},
     )
+    # The second instance: the clicks' other door, killed midway.
+    peer = Linkhub(
+        binary, name, f"redis://127.0.0.1:{redis_proxy.port}", os.path.join(workdir, "linkhub-peer.log"),
+        database_url=f"postgres://postgres@127.0.0.1:{pg_proxy.port}/{name}",
+        env={**cluster_env, **OBSERVER_ENV},
+    )
     faults = []  # Fault
     ok = False
+    killer = None
     try:
         if cluster:
             cluster.start()
@@ -535,13 +607,46 @@ def main():
             user_id, token = register_and_login(app.base, f"chaos_{i}")
             model.users.append(UserState(user_id, f"chaos_{i}", token))
         probe = register_and_login(app.base, "chaos_probe")
+        # One link per user that only the clickers use: the writers never
+        # delete it (a deleted link's counts go with it).
+        click_links = []
+        for u in model.users:
+            status, body, _ = request(app.base, "POST", f"/api/v1/users/{u.id}/links",
+                                      {"title": "clicked", "url": f"https://example.com/click/{u.id}"},
+                                      u.token)
+            if status != 201:
+                raise RuntimeError(f"the click link of user {u.id}: {status} {body}")
+            click_links.append(body["data"]["id"])
+        peer.start()
         recorder = Recorder()
         stop = threading.Event()
         threads = [Client(app.base, u, model, recorder, stop, timeout, rate) for u in model.users]
+        clicking = [Clicker(n, {"main": app.base, "peer": peer.base}, click_links, stop, timeout, click_rate)
+                    for n in range(clickers)]
+        peer_killed = []  # (killed, back) monotonic times
+
+        def kill_peer():
+            """kill -9 of the second instance, started again 2 s later."""
+            killed = time.monotonic()
+            peer.proc.kill()
+            peer.proc.wait()
+            print("chaos: second instance killed (-9) under clicks", flush=True)
+            time.sleep(2)
+            try:
+                peer.start()
+                peer_killed.append((killed, time.monotonic()))
+            except RuntimeError as e:
+                peer_killed.append((killed, None))
+                print(f"chaos: the second instance did not come back: {e}", flush=True)
+
+        # In the middle of the first fault.
+        killer = threading.Timer(warmup + fault / 2, kill_peer)
         started = time.monotonic()
-        for t in threads:
+        for t in threads + clicking:
             t.start()
-        print(f"chaos: {clients} clients on {app.base}; warming up {warmup:.0f} s", flush=True)
+        killer.start()
+        print(f"chaos: {clients} clients on {app.base}, {clickers} clickers on it and {peer.base}; "
+              f"warming up {warmup:.0f} s", flush=True)
         time.sleep(warmup)
         rss_warm = app.rss_kib()
 
@@ -576,17 +681,22 @@ def main():
             run_fault(f"PostgreSQL cut{suffix}", "pg", pg_proxy.cut, pg_proxy.restore,
                       lambda: pg_ok(app.base, probe))
         stop.set()
-        for t in threads:
+        killer.join()
+        for t in threads + clicking:
             t.join(timeout + 5)
         load_secs = time.monotonic() - started
         time.sleep(2)
         rss_end = app.rss_kib()
         observer = observer_settled(app.base)
         alive = app.proc.poll() is None and app.proc.pid == pid
+        clicks = [c for t in clicking for c in t.clicks]
         ok = report(app, model, recorder, faults, timeout, load_secs, rss_warm, rss_end, alive, workdir,
-                    observer)
+                    observer, clicks, clicks_shown(app.base, model), peer_killed)
         return 0 if ok else 1
     finally:
+        if killer:
+            killer.cancel()
+        peer.stop()
         app.stop()
         redis_proxy.stop()
         pg_proxy.stop()
@@ -717,7 +827,8 @@ def replayed_counts(logfile):
     return counts
 
 
-def report(app, model, rec, faults, timeout, load_secs, rss_warm, rss_end, alive, workdir, observer):
+def report(app, model, rec, faults, timeout, load_secs, rss_warm, rss_end, alive, workdir, observer,
+           clicks, clicks_counted, peer_killed):
     pg_windows = [(f.start, f.end + RECOVERY_LIMIT_SECS) for f in faults if f.kind == "pg"]
     pg_cuts = [(f.start, f.end) for f in faults if f.kind == "pg"]
     redis_faults = [(f.start, f.end) for f in faults if f.kind == "redis"]
@@ -791,6 +902,21 @@ def report(app, model, rec, faults, timeout, load_secs, rss_warm, rss_end, alive
         + (f" ({reasons})" if reasons else ""))
     row("observer: stale entries served", res.get("stale", 0), "0", res.get("stale", 0) == 0)
     row("observer: reads found fresh", res.get("fresh", 0), "> 0", res.get("fresh", 0) > 0)
+    redirected = [c for c in clicks if c.outcome == 302]
+    by_instance = {i: sum(1 for c in redirected if c.instance == i) for i in ("main", "peer")}
+    click_503 = [c for c in clicks if c.outcome == 503]
+    click_bad = [c for c in clicks if isinstance(c.outcome, int) and c.outcome != 302
+                 and not (c.outcome == 503 and in_pg_window(c.start, c.end))]
+    click_cut = [c for c in clicks if not isinstance(c.outcome, int)]
+    row("clicks: 302s answered (main + second instance)",
+        f"{len(redirected)} ({by_instance['main']} + {by_instance['peer']})")
+    back = ", ".join("killed -9, never back" if b is None else f"killed -9, back in {b - k:.1f} s"
+                     for k, b in peer_killed) or "never killed"
+    row("clicks: second instance", back, "killed", bool(peer_killed))
+    row("clicks: 503 within the PostgreSQL window / cut or timed out", f"{len(click_503)} / {len(click_cut)}")
+    row("clicks: other answers than 302 (503 outside the window included)", len(click_bad), "0", not click_bad)
+    row("clicks: sum of GET /users/{id}/clicks", clicks_counted, f"= {len(redirected)}",
+        clicks_counted == len(redirected))
     row("RSS after warm-up -> after run",
         f"{rss_warm / 1024:.1f} MiB -> {rss_end / 1024:.1f} MiB ({growth * 100:+.1f} %)",
         f"within {MEMORY_LIMIT * 100:.0f} %", abs(growth) <= MEMORY_LIMIT)
@@ -816,6 +942,10 @@ def report(app, model, rec, faults, timeout, load_secs, rss_warm, rss_end, alive
 
     for r in (bad_5xx + hung + dropped)[:10]:
         print(f"chaos: {r.op} sent {phase(r.start)} -> {r.outcome} after {r.end - r.start:.2f} s")
+    for c in click_bad[:10]:
+        print(f"chaos: click on {c.instance} sent {phase(c.start)} -> {c.outcome} after {c.end - c.start:.2f} s")
+    print(f"chaos: clicks: {len(redirected)} redirects answered, {clicks_counted} counted by the owners' "
+          f"clicks endpoint", flush=True)
     for stale in rec.stale[:10]:
         print(f"chaos: stale {stale.op} {phase(stale.at)}: {stale.reasons}")
     for example in examples[:10]:

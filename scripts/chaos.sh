@@ -2,9 +2,11 @@
 # Chaos gate: a release build of linkhub under a mixed load from many clients
 # while Redis is cut (twice), killed and restarted empty, and PostgreSQL is
 # cut; then, on a Redis Cluster with replicas, while replication is broken
-# under writes and the masters fail over; each time checks that nothing
-# acknowledged was lost and prints a table of the figures (see
-# scripts/chaos.py for what is checked and the knobs).
+# under writes and the masters fail over; each time, with link clicks on two
+# instances, one of them kill -9ed midway, checks that nothing acknowledged
+# was lost, that the clicks counted equal the redirects answered, and prints
+# a table of the figures (see scripts/chaos.py for what is checked and the
+# knobs).
 #
 #   scripts/chaos.sh              # short form, about 3 minutes (CI)
 #   scripts/chaos.sh --long       # long form: 10 rounds, 60 s of load between faults, 32 clients

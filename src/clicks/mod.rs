@@ -32,10 +32,17 @@
 //!   profiles stay `HIT` at any click rate.
 //!
 //! The price is the commit's latency on each redirect; group commit keeps it
-//! a price in latency, not in statements: a batch is one statement whatever
-//! its size (up to `CLICKS_BATCH_MAX`), and `CLICKS_COMMITTERS` batches are
-//! in flight at once, so at high rates the statements per click fall
-//! (docs/BENCHMARKS.md has the measurement). Appending clicks to a Redis
+//! a price in latency, not in statements: a batch is one transaction
+//! whatever its size (up to `CLICKS_BATCH_MAX`), and the next batch gathers
+//! while one commits, lingering up to `CLICKS_LINGER_MS` (`commit.rs`). The
+//! floor is the clicks in flight: a click is answered only after its batch
+//! committed, so a batch cannot hold more clicks than are waiting at once,
+//! and `C` clicks in flight need at least `1,000 / C` commits per 1,000
+//! clicks (63 at 16 in flight, 16 at 64, 4 at 256). "A few writes per
+//! thousand clicks" therefore holds from a few hundred clicks in flight on
+//! an instance; below that, exact counting (nothing answered before it is
+//! committed) costs more commits, never lost counts. docs/BENCHMARKS.md has
+//! the measurement. Appending clicks to a Redis
 //! stream instead would answer sooner, but Redis restarted from an older
 //! snapshot, or a replica promoted before it had the entries, loses
 //! acknowledged clicks; `WAIT` for a replica covers the failover only, and
@@ -46,7 +53,8 @@
 //! waiting (one more is answered `503` with `Retry-After`), one row per link
 //! and day in `link_clicks` and `link_visitors`, one row per committer in
 //! `click_batches`, at most `CLICKS_VISITORS_PENDING_MAX` visitor entries in
-//! memory (`visitors.rs`), and nothing in Redis.
+//! memory (`visitors.rs`), at most `CLICKS_COMMITTERS` PostgreSQL
+//! connections held by the committers, and nothing in Redis.
 
 mod commit;
 mod hll;
@@ -57,11 +65,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rand::RngExt;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use self::commit::{Committer, Waiting};
+use self::commit::{Committer, Shared, Waiting};
 pub use self::hll::{Observation, Sketch};
 pub use self::visitors::Visitor;
 use self::visitors::Visitors;
@@ -94,7 +102,7 @@ impl Clicks {
     /// Starts the committers and the visitor merges on the current runtime.
     pub fn start(settings: &Settings, db: DbPool, metrics: Arc<Metrics>) -> Self {
         let (queue, receiver) = mpsc::channel(settings.clicks_queue_max);
-        let receiver = Arc::new(Mutex::new(receiver));
+        let shared = Shared::new(receiver);
         let stop = CancellationToken::new();
         let process = format!(
             "{}-{}",
@@ -108,10 +116,11 @@ impl Clicks {
                 metrics: Arc::clone(&metrics),
                 writer: format!("{process}-{n}"),
                 batch_max: settings.clicks_batch_max,
+                linger: settings.clicks_linger,
                 within: settings.clicks_commit_timeout,
             };
             running.push(tokio::spawn(
-                committer.run(Arc::clone(&receiver), stop.clone()),
+                committer.run(Arc::clone(&shared), stop.clone()),
             ));
         }
         let visitors = Arc::new(Visitors::new(
@@ -138,7 +147,12 @@ impl Clicks {
         let observation = self.visitors.observation(day, visitor).await;
         let (done, committed) = oneshot::channel();
         self.queue
-            .try_send(Waiting { link_id, day, done })
+            .try_send(Waiting {
+                link_id,
+                day,
+                queued: tokio::time::Instant::now(),
+                done,
+            })
             .map_err(|_| {
                 self.metrics.clicks("busy", 1);
                 ClickError::Busy

@@ -204,9 +204,15 @@ settings! {
         /// with `Retry-After`.
         clicks_queue_max: usize = "CLICKS_QUEUE_MAX"
             => Rule::number(10_000, "a positive whole number").positive(),
-        /// Commits of click counts in flight at once (group commit).
+        /// Commits of click counts in flight at once, at most; a second one
+        /// starts only with a full batch (`CLICKS_BATCH_MAX`).
         clicks_committers: usize = "CLICKS_COMMITTERS"
             => Rule::number(2, "a positive whole number").positive(),
+        /// How long a batch of clicks waits, from its first click's arrival,
+        /// for more to join before it commits (0: it goes as soon as no
+        /// other commit is in flight). Fewer commits at low rates, for
+        /// latency and throughput (docs/BENCHMARKS.md).
+        clicks_linger: Duration = "CLICKS_LINGER_MS" => Rule::millis(0),
         /// How long a click's commit may take, retries included, before its
         /// redirect answers `503`.
         clicks_commit_timeout: Duration = "CLICKS_COMMIT_TIMEOUT_MS"

@@ -199,7 +199,8 @@ async fn a_url_that_fails_todays_rules_is_never_redirected_to() {
 }
 
 #[tokio::test]
-async fn a_cached_profile_stays_hit_under_many_clicks() {
+async fn a_cached_profile_stays_hit_through_10_000_clicks() {
+    const CLICKS: u64 = 10_000;
     let app = spawn_cached().await;
     let (user, link) = app.user_with_link("Site", "https://example.com/").await;
     let profile = paths::profile(&user.username);
@@ -213,7 +214,10 @@ async fn a_cached_profile_stays_hit_under_many_clicks() {
     let bumps_before = app
         .metric_sum("linkhub_cache_version_bumps_total", &[])
         .await;
-    assert_eq!(clicks_at_once(&app, &link["id"], 300, 16).await, 300);
+    assert_eq!(
+        clicks_at_once(&app, &link["id"], CLICKS as usize, 64).await,
+        CLICKS
+    );
     assert_eq!(fetch(&app, &profile).await.x_cache, "HIT");
     assert_eq!(page_cache().await, "HIT");
     assert_eq!(fetch(&app, &paths::link(&link["id"])).await.x_cache, "HIT");
@@ -221,13 +225,17 @@ async fn a_cached_profile_stays_hit_under_many_clicks() {
         .metric_sum("linkhub_cache_version_bumps_total", &[])
         .await;
     assert_eq!(bumps_before, bumps_after, "a click bumped a namespace");
-    assert_eq!(stored_clicks(&app.database_url, &link["id"]).await, 300);
-    // Fewer commits than clicks: 16 clicks in flight share commits.
+    assert_eq!(
+        stored_clicks(&app.database_url, &link["id"]).await,
+        CLICKS as i64
+    );
+    // Fewer commits than clicks: the clicks in flight share commits (how
+    // many share one depends on the machine's pace: docs/BENCHMARKS.md).
     let commits = app
         .metric_sum("linkhub_click_batches_total", &[("outcome", "committed")])
         .await;
-    println!("300 clicks, 16 in flight: {commits} commits");
-    assert!((1.0..300.0).contains(&commits), "{commits} commits");
+    println!("{CLICKS} clicks, 64 in flight: {commits} commits");
+    assert!((1.0..CLICKS as f64).contains(&commits), "{commits} commits");
 }
 
 #[tokio::test]
