@@ -376,22 +376,26 @@ if [ "${1:-}" = "clicks" ]; then
   clicks_cost
   exit 0
 fi
+# private_release: a fresh release build of linkhub, copied where another
+# build into the shared target directory cannot swap it during the run.
+# Sets RELEASE_BIN.
+private_release() {
+  cargo build --release --locked -p linkhub
+  RELEASE_DIR="$(mktemp -d /tmp/linkhub-bench-bin.XXXXXX)"
+  trap 'rm -rf "$RELEASE_DIR"' EXIT
+  cp "$CARGO_TARGET_DIR/release/linkhub" "$RELEASE_DIR/"
+  RELEASE_BIN="$RELEASE_DIR/linkhub"
+}
 if [ "${1:-}" = against ]; then
   shift
-  cargo build --release --locked -p linkhub
-  bin="$(mktemp -d /tmp/linkhub-bench-bin.XXXXXX)"
-  trap 'rm -rf "$bin"' EXIT
-  cp "$CARGO_TARGET_DIR/release/linkhub" "$bin/"
-  python3 scripts/bench-against.py "$bin/linkhub" --write-docs "$@"
+  private_release
+  python3 scripts/bench-against.py "$RELEASE_BIN" --write-docs "$@"
   exit
 fi
 if [ "${1:-}" = scale ]; then
   shift
-  cargo build --release --locked -p linkhub
-  bin="$(mktemp -d /tmp/linkhub-bench-bin.XXXXXX)"
-  trap 'rm -rf "$bin"' EXIT
-  cp "$CARGO_TARGET_DIR/release/linkhub" "$bin/"
-  python3 scripts/bench-scale.py --linkhub "$bin/linkhub" --command "scripts/bench.sh scale${*:+ $*}" "$@"
+  private_release
+  python3 scripts/bench-scale.py --linkhub "$RELEASE_BIN" --command "scripts/bench.sh scale${*:+ $*}" "$@"
   exit
 fi
 # `loadtest bench` writes BENCHMARKS.md whole: the data-scale section is kept
