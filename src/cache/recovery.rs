@@ -116,6 +116,8 @@ pub fn start(tasks: &BackgroundTasks, recovery: Recovery) {
             last_topology: Instant::now(),
             trusted_before: false,
             batch: BATCH,
+            // The first start has none to drop.
+            connections_forgotten: true,
         };
         let listening_by = Instant::now() + recovery.listen_wait;
         while !recovery.owed.is_listening() && Instant::now() < listening_by {
@@ -145,6 +147,9 @@ struct Ticks {
     trusted_before: bool,
     /// Rows the next replay step takes (see the module header).
     batch: i64,
+    /// Whether this outage's attempts dropped the connections kept from
+    /// before it.
+    connections_forgotten: bool,
 }
 
 /// What a replay did.
@@ -165,12 +170,18 @@ impl Recovery {
             last_topology,
             trusted_before,
             batch,
+            connections_forgotten,
         } = ticks;
         if !self.breaker.lets_through() {
             if !self.owed.is_listening() {
                 // Other instances' owed bumps could not reach this one.
                 tracing::debug!("cache: still bypassing Redis: not listening for owed bumps yet");
                 return;
+            }
+            if !*connections_forgotten {
+                // Connections from before the outage (`forget_connections`).
+                self.store.forget_connections();
+                *connections_forgotten = true;
             }
             // The replay's bumps wait for the replicas of the masters there
             // are now, not of the ones that failed.
@@ -187,6 +198,8 @@ impl Recovery {
             match recovered {
                 Ok(replayed) => {
                     self.breaker.close();
+                    // The next outage drops the connections kept until then.
+                    *connections_forgotten = false;
                     if !self.owed.is_listening() {
                         // The listener lost its connection meanwhile; its trip
                         // may have come before this close.

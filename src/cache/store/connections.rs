@@ -118,6 +118,16 @@ impl Connections {
         &self.slots[index]
     }
 
+    /// Empties every slot: each thread opens a new connection on its next
+    /// command (one in flight on a dropped one still gets its answer).
+    fn forget_all(&self) {
+        for slot in &self.slots {
+            *slot
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        }
+    }
+
     /// Connections open now.
     fn open(&self) -> usize {
         self.slots
@@ -177,6 +187,15 @@ impl BumpConnections {
             idle: std::sync::Mutex::new(Vec::new()),
             permits: tokio::sync::Semaphore::new(BUMP_CONNECTIONS),
         }
+    }
+
+    /// Drops the idle connections (those held now are dropped or kept by
+    /// their bumps as usual).
+    fn forget_idle(&self) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
     }
 }
 
@@ -274,6 +293,28 @@ impl Store {
     /// The calling thread's connection, opened now when it has none.
     pub(in crate::cache) async fn conn(&self) -> StoreResult<Shared> {
         kept_or_new(self.connections.slot(), || self.backend.open()).await
+    }
+
+    /// Forgets every connection to a single node kept for later: the reads'
+    /// slots, the bumps' idle ones and recovery's own. Recovery calls it
+    /// once per outage: a connection kept from before an outage is dead
+    /// more often than not, and each one found dead by use would fail an
+    /// attempt of its own (with the idle bump connections cut by a network
+    /// fault, the replay failed on one after another, a tick of 200 ms
+    /// each, and Redis was trusted again about 2 s after it came back), or,
+    /// among the reads' slots, trip the breaker again right after it
+    /// closed. A cluster connection repairs its node connections itself,
+    /// and a new one must discover the cluster again: those are kept.
+    pub fn forget_connections(&self) {
+        if matches!(self.backend, Backend::Cluster { .. }) {
+            return;
+        }
+        self.connections.forget_all();
+        self.bumps.forget_idle();
+        *self
+            .control
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
     }
 
     /// The connection kept in `slot`, opened now when it holds none.
