@@ -204,8 +204,8 @@ class Linkhub:
         # Every client of a gate or benchmark comes from 127.0.0.1: the
         # per-address limits, meant for the open internet, are lifted unless
         # the caller (or the environment) sets them.
-        for name, value in LIFTED_PER_ADDRESS_LIMITS.items():
-            self.env.setdefault(name, value)
+        for limit, value in LIFTED_PER_ADDRESS_LIMITS.items():
+            self.env.setdefault(limit, value)
         self.env.update(
             {
                 "DATABASE_URL": self.database_url,
