@@ -33,10 +33,13 @@ instance above and on a second one (same database, same Redis), and that
 second instance is `kill -9`ed in the middle of the first fault and
 started again. The run also fails unless:
 
-  * the owners' `GET /users/{id}/clicks` adds up to exactly the `302`s the
+  * the owners' `GET /users/{id}/clicks` adds up to the `302`s the
     clickers were answered, on both instances (a click answered is never
-    lost, none is counted twice), and no click is answered a 5xx other
-    than 503 within the PostgreSQL window above.
+    lost, none is counted twice), plus at most the clicks in doubt: those
+    cut by the kill (their batch may have committed in the instant before
+    it, their 302 never came) and the 503s of the PostgreSQL window (their
+    COMMIT may have reached the server and its reply not come back); and
+    no click is answered a 5xx other than 503 within that window.
 
 With `--failover` linkhub runs instead on a private Redis
 Cluster of three masters with one replica each, and each round is a
@@ -648,7 +651,7 @@ def main():
         print(f"chaos: {clients} clients on {app.base}, {clickers} clickers on it and {peer.base}; "
               f"warming up {warmup:.0f} s", flush=True)
         time.sleep(warmup)
-        rss_warm = app.rss_kib()
+        rss_warm = (app.rss_kib(), near_cache_kib(app.base))
 
         def run_fault(label, kind, begin, end, healthy, duration=fault):
             start = time.monotonic()
@@ -686,7 +689,7 @@ def main():
             t.join(timeout + 5)
         load_secs = time.monotonic() - started
         time.sleep(2)
-        rss_end = app.rss_kib()
+        rss_end = (app.rss_kib(), near_cache_kib(app.base))
         observer = observer_settled(app.base)
         alive = app.proc.poll() is None and app.proc.pid == pid
         clicks = [c for t in clicking for c in t.clicks]
@@ -706,6 +709,12 @@ def main():
         app.drop_database()
         if ok:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def near_cache_kib(base):
+    """What linkhub's near cache holds now, in KiB: a bounded cache
+    (`CACHE_NEAR_MAX_BYTES`) that may fill during the run, not a leak."""
+    return scrape(base).get(("linkhub_cache_near_bytes", ()), 0) / 1024
 
 
 def scrape(base):
@@ -856,7 +865,11 @@ def report(app, model, rec, faults, timeout, load_secs, rss_warm, rss_end, alive
     during_pg = [r for r in answered if within(pg_cuts, r.start)]
     during_redis = [r for r in answered if within(redis_faults, r.start)]
     missing_db, missing_api, examples = verify_final(app, model)
-    growth = (rss_end - rss_warm) / rss_warm if rss_warm else 0
+    # The resident memory besides the near cache's entries: the cache fills
+    # up to its bound as the epoch moves and entries are stored again.
+    (rss_warm, near_warm), (rss_end, near_end) = rss_warm, rss_end
+    rest_warm, rest_end = rss_warm - near_warm, rss_end - near_end
+    growth = (rest_end - rest_warm) / rest_warm if rest_warm else 0
 
     rows = []
 
@@ -915,10 +928,21 @@ def report(app, model, rec, faults, timeout, load_secs, rss_warm, rss_end, alive
     row("clicks: second instance", back, "killed", bool(peer_killed))
     row("clicks: 503 within the PostgreSQL window / cut or timed out", f"{len(click_503)} / {len(click_cut)}")
     row("clicks: other answers than 302 (503 outside the window included)", len(click_bad), "0", not click_bad)
-    row("clicks: sum of GET /users/{id}/clicks", clicks_counted, f"= {len(redirected)}",
-        clicks_counted == len(redirected))
-    row("RSS after warm-up -> after run",
-        f"{rss_warm / 1024:.1f} MiB -> {rss_end / 1024:.1f} MiB ({growth * 100:+.1f} %)",
+    # In doubt, and so allowed either way: a click whose batch committed
+    # while its instance was being killed (its client saw the connection
+    # drop, not the 302), and a 503 in the PostgreSQL window whose COMMIT
+    # reached the server but whose reply did not come back. Nothing answered
+    # 302 may be missing, and nothing may be counted twice.
+    kills = [killed for killed, _ in peer_killed]
+    in_doubt = [c for c in click_cut
+                if c.instance == "peer" and any(c.start <= k <= c.end + 0.5 for k in kills)]
+    in_doubt += click_503
+    row("clicks: sum of GET /users/{id}/clicks", clicks_counted,
+        f"{len(redirected)} + at most {len(in_doubt)} in doubt",
+        len(redirected) <= clicks_counted <= len(redirected) + len(in_doubt))
+    row("RSS after warm-up -> after run (the near cache apart)",
+        f"{rss_warm / 1024:.1f} MiB -> {rss_end / 1024:.1f} MiB; near cache {near_warm / 1024:.1f} -> "
+        f"{near_end / 1024:.1f} MiB; the rest {growth * 100:+.1f} %",
         f"within {MEMORY_LIMIT * 100:.0f} %", abs(growth) <= MEMORY_LIMIT)
 
     header = Row("check", "figure", "limit", "result")
@@ -945,7 +969,7 @@ def report(app, model, rec, faults, timeout, load_secs, rss_warm, rss_end, alive
     for c in click_bad[:10]:
         print(f"chaos: click on {c.instance} sent {phase(c.start)} -> {c.outcome} after {c.end - c.start:.2f} s")
     print(f"chaos: clicks: {len(redirected)} redirects answered, {clicks_counted} counted by the owners' "
-          f"clicks endpoint", flush=True)
+          f"clicks endpoint ({len(in_doubt)} in doubt)", flush=True)
     for stale in rec.stale[:10]:
         print(f"chaos: stale {stale.op} {phase(stale.at)}: {stale.reasons}")
     for example in examples[:10]:
