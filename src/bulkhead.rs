@@ -6,18 +6,22 @@
 //! PostgreSQL load); profiles, users, links and socials are not. Every load
 //! of the users list enters [`Bulkhead`] `list_loads` before it takes a
 //! pooled connection: at most `LIST_LOADS_MAX` run at once (default a
-//! quarter of `DB_POOL_SIZE`), so the rest of the pool stays free for every
+//! quarter of `DB_POOL_SIZE`, at most half the cores), so the rest of the pool stays free for every
 //! other read and every write, which never enter it. A load that finds the
 //! bulkhead full waits at most `LIST_LOAD_WAIT_MS`, behind at most
 //! [`WAITERS_PER_PLACE`] others per place, and is answered `503
 //! service_unavailable` with `Retry-After: 1` beyond: a clear, cheap answer
 //! instead of a pool that every request waits on.
 //!
-//! The bound is per process, as the pool it protects is. Why a quarter: on
-//! the 2-core machine the figures of docs/ABUSE.md come from, PostgreSQL
-//! has two cores for every backend; with four busy list loads beside a
-//! profile load, the profile's backend still gets a fifth of the CPU time
-//! at worst, not a seventeenth.
+//! The bound is per process, as the pool it protects is. Why a quarter of
+//! the pool: with four busy list loads beside a profile load, the
+//! profile's backend still gets a fifth of the CPU time at worst, not a
+//! seventeenth. Why at most half the cores: a list load is CPU in
+//! PostgreSQL and in serializing its page; on the 2-core machine the
+//! figures of docs/ABUSE.md come from, one place leaves a core to every
+//! other request even while hostile clients keep the bulkhead full (with
+//! four, a well-behaved client's profile misses had a p99 up to 23 times
+//! their quiet one during such a burst; with one, under 5 times).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,9 +55,9 @@ pub struct Bulkhead {
 pub struct Place(#[allow(dead_code)] OwnedSemaphorePermit);
 
 /// The places of list loads when `LIST_LOADS_MAX` is 0: a quarter of the
-/// pool, at least one.
-pub fn default_list_loads(pool_size: usize) -> usize {
-    (pool_size / 4).max(1)
+/// pool, and at most half the cores, at least one.
+pub fn default_list_loads(pool_size: usize, cores: usize) -> usize {
+    (pool_size / 4).min(cores / 2).max(1)
 }
 
 impl Bulkhead {
@@ -160,8 +164,11 @@ mod tests {
 
     #[test]
     fn list_loads_take_a_quarter_of_the_pool() {
-        assert_eq!(default_list_loads(16), 4);
-        assert_eq!(default_list_loads(4), 1);
-        assert_eq!(default_list_loads(1), 1);
+        assert_eq!(default_list_loads(16, 8), 4);
+        assert_eq!(default_list_loads(16, 16), 4);
+        assert_eq!(default_list_loads(16, 2), 1);
+        assert_eq!(default_list_loads(4, 8), 1);
+        assert_eq!(default_list_loads(1, 8), 1);
+        assert_eq!(default_list_loads(16, 1), 1);
     }
 }

@@ -173,7 +173,10 @@ impl Application {
         let list_loads = Bulkhead::new(
             "list_loads",
             match settings.list_loads_max {
-                0 => default_list_loads(settings.db_pool_size),
+                0 => default_list_loads(
+                    settings.db_pool_size,
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                ),
                 n => n,
             },
             settings.list_load_wait,
@@ -194,7 +197,11 @@ impl Application {
                     window: settings.login_window,
                 },
             ),
-            hashing: Hashing::new(settings.hash_queue_max, settings.hash_wait),
+            hashing: Hashing::new(
+                settings.hash_queue_max,
+                settings.hash_wait,
+                settings.hash_registration_nice,
+            ),
             readiness,
             list_loads,
             settings,

@@ -4,6 +4,7 @@
 
 pub mod caller;
 pub mod client_addr;
+mod niced;
 pub mod password;
 pub mod throttle;
 pub mod token;

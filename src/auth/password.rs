@@ -11,6 +11,9 @@
 //! busy. A freed slot goes to a waiting login (or password check) before
 //! any registration, and registrations wait in a queue of their own, so a
 //! registration flood costs a login at most the one hash in progress.
+//! Their hashes also run at a lower OS priority (`HASH_REGISTRATION_NICE`,
+//! [`super::niced`]), so a burst of them takes only the CPU that serving
+//! leaves idle.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -20,6 +23,7 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use tokio::sync::oneshot;
 
+use super::niced::NicedPool;
 use crate::error::ApiError;
 
 /// What a client refused by a full hashing queue is told to wait: a hash
@@ -53,6 +57,8 @@ pub struct Hashing {
     slots: Arc<Slots>,
     queue_max: usize,
     wait_max: Duration,
+    /// Where registrations' hashes run; `None`: the blocking pool.
+    registrations: Option<NicedPool>,
 }
 
 /// Free slots and who waits for one, per [`Priority`]: a freed slot goes
@@ -155,13 +161,27 @@ pub fn hashing_slots(cores: usize) -> usize {
 impl Hashing {
     /// `queue_max` hashes of each [`Priority`] may wait (0: none), each at
     /// most `wait_max`.
-    pub fn new(queue_max: usize, wait_max: Duration) -> Self {
+    /// Registrations' hashes run `registration_nice` lower in the OS
+    /// scheduler (see [`super::niced`]).
+    pub fn new(queue_max: usize, wait_max: Duration, registration_nice: u8) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self::with_slots(hashing_slots(cores), queue_max, wait_max)
+        let mut hashing = Self::with_slots(hashing_slots(cores), queue_max, wait_max);
+        match NicedPool::start(
+            "hash-registration",
+            hashing_slots(cores),
+            i32::from(registration_nice.min(19)),
+        ) {
+            Ok(pool) => hashing.registrations = Some(pool),
+            Err(e) => tracing::warn!(
+                "registrations' hashes run at the normal priority: no thread for them: {e}"
+            ),
+        }
+        hashing
     }
 
     fn with_slots(slots: usize, queue_max: usize, wait_max: Duration) -> Self {
         Self {
+            registrations: None,
             slots: Arc::new(Slots {
                 state: Mutex::new(SlotState {
                     free: slots,
@@ -239,11 +259,18 @@ impl Hashing {
         f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let _permit = self.slot(priority).await?;
-        // The blocking thread logs under the span of the request that hashes.
+        // The thread logs under the span of the request that hashes.
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(f))
-            .await
-            .map_err(|e| ApiError::internal(format!("password task failed: {e}")))?
+        let work = move || span.in_scope(f);
+        match (&self.registrations, priority) {
+            (Some(pool), Priority::Registration) => pool
+                .run(work)
+                .await
+                .map_err(|e| ApiError::internal(format!("password task failed: {e}")))?,
+            _ => tokio::task::spawn_blocking(work)
+                .await
+                .map_err(|e| ApiError::internal(format!("password task failed: {e}")))?,
+        }
     }
 }
 
@@ -270,7 +297,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
-        let hashing = Hashing::new(4, Duration::from_secs(5));
+        let hashing = Hashing::new(4, Duration::from_secs(5), 10);
         let h = hashing.hash("correct horse".into()).await.expect("hashes");
         assert!(h.starts_with("$argon2id$"));
         assert!(
@@ -311,7 +338,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_answers_busy_at_once() {
-        let hashing = Hashing::new(0, Duration::from_secs(5));
+        let hashing = Hashing::new(0, Duration::from_secs(5), 10);
         let slots = take_all(&hashing);
         assert!(!slots.is_empty());
         let refused = hashing.hash("password".into()).await;

@@ -33,7 +33,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::client_addr::limit_key;
-use super::windows::{LOCAL_WINDOWS_MAX, Windows, digest, whole_seconds};
+use super::windows::{Full, LOCAL_WINDOWS_MAX, Windows, digest, whole_seconds};
 use crate::cache::Cache;
 use crate::cache::limits::Admission;
 use crate::error::ApiError;
@@ -166,7 +166,10 @@ impl LoginThrottle {
         limit: Limit,
     ) -> Result<Place, Duration> {
         let local = self.lock().reserve(digest, limit, Instant::now());
-        if let Err(local_wait) = local {
+        if let Err(Full {
+            wait: local_wait, ..
+        }) = local
+        {
             let shared_wait = cache.attempt_window_full_for(&digest, limit.max).await;
             return Err(local_wait.max(shared_wait));
         }

@@ -55,6 +55,18 @@ pub struct Windows {
 struct Window {
     ends: Instant,
     taken: u32,
+    /// Whether this window has refused a request already.
+    refused: bool,
+}
+
+/// A full window's answer to a request it refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full {
+    /// How long the window has left.
+    pub wait: Duration,
+    /// Whether it had refused a request before this one: the client asked
+    /// again before the window ended, whatever `Retry-After` told it.
+    pub again: bool,
 }
 
 impl Windows {
@@ -67,22 +79,25 @@ impl Windows {
 
     /// Takes a place in the window of `key` (opened now when it has none
     /// or it ended), or answers how long the full window has left.
-    pub fn reserve(&mut self, key: [u8; 32], limit: Limit, now: Instant) -> Result<(), Duration> {
+    pub fn reserve(&mut self, key: [u8; 32], limit: Limit, now: Instant) -> Result<(), Full> {
         if !self.windows.contains_key(&key) && self.windows.len() >= self.max {
             self.make_room(now);
         }
-        let window = self.windows.entry(key).or_insert(Window {
+        let opened = Window {
             ends: now + limit.window,
             taken: 0,
-        });
+            refused: false,
+        };
+        let window = self.windows.entry(key).or_insert(opened);
         if now >= window.ends {
-            *window = Window {
-                ends: now + limit.window,
-                taken: 0,
-            };
+            *window = opened;
         }
         if window.taken >= limit.max {
-            return Err(window.ends - now);
+            let again = std::mem::replace(&mut window.refused, true);
+            return Err(Full {
+                wait: window.ends - now,
+                again,
+            });
         }
         window.taken += 1;
         Ok(())
@@ -130,8 +145,24 @@ mod tests {
         for _ in 0..3 {
             assert!(windows.reserve(key(1), LIMIT, start).is_ok());
         }
-        let wait = windows.reserve(key(1), LIMIT, start).expect_err("full");
-        assert_eq!(wait, LIMIT.window);
+        let full = windows.reserve(key(1), LIMIT, start).expect_err("full");
+        assert_eq!(
+            full,
+            Full {
+                wait: LIMIT.window,
+                again: false
+            }
+        );
+        let later = start + Duration::from_secs(1);
+        let full = windows.reserve(key(1), LIMIT, later).expect_err("full");
+        assert_eq!(
+            full,
+            Full {
+                wait: LIMIT.window - Duration::from_secs(1),
+                again: true
+            },
+            "a second refusal in the window knows of the first"
+        );
         assert!(
             windows.reserve(key(2), LIMIT, start).is_ok(),
             "others are unaffected"
@@ -143,6 +174,15 @@ mod tests {
         );
         assert!(windows.reserve(key(1), LIMIT, start).is_err());
         assert!(windows.reserve(key(1), LIMIT, start + LIMIT.window).is_ok());
+        for _ in 0..2 {
+            windows
+                .reserve(key(1), LIMIT, start + LIMIT.window)
+                .expect("admitted");
+        }
+        let full = windows
+            .reserve(key(1), LIMIT, start + LIMIT.window)
+            .expect_err("full");
+        assert!(!full.again, "a new window starts with no refusal");
     }
 
     #[test]

@@ -94,14 +94,27 @@ settings! {
         /// The window expensive reads are counted in.
         expensive_reads_window: Duration = "EXPENSIVE_READS_WINDOW_SECS"
             => Rule::seconds(60).positive(),
+        /// `/readyz` probes from one client address (an IPv6 /64) within a
+        /// second before `429`.
+        readiness_per_address: u32 = "READINESS_PER_ADDRESS"
+            => Rule::number(50, "a positive whole number").positive(),
+        /// How long a refusal of a per-address limit is held when its client
+        /// asks again before its window ends (its first refusal in a window
+        /// is answered at once; 0: never held).
+        refusal_delay: Duration = "REFUSAL_DELAY_MS" => Rule::millis(1000),
+        /// Refusals held at once at most; beyond, one is answered at once
+        /// and its connection closed.
+        refusals_held_max: usize = "REFUSALS_HELD_MAX"
+            => Rule::number(1024, "a positive whole number").positive(),
         /// A users-list page whose `page × limit` is above this is an
         /// expensive read.
         expensive_page_depth: u64 = "EXPENSIVE_PAGE_DEPTH"
             => Rule::number(1000, "a positive whole number").positive(),
         /// Users-list loads (every page and search that misses the cache)
-        /// running at once at most; 0: a quarter of `DB_POOL_SIZE`, at least 1.
+        /// running at once at most; 0: a quarter of `DB_POOL_SIZE` and at
+        /// most half the cores, at least 1.
         list_loads_max: usize = "LIST_LOADS_MAX"
-            => Rule::number(0, "a whole number (0: a quarter of DB_POOL_SIZE)"),
+            => Rule::number(0, "a whole number (0: from DB_POOL_SIZE and the cores)"),
         /// The longest a users-list load waits for the bulkhead before `503`.
         list_load_wait: Duration = "LIST_LOAD_WAIT_MS" => Rule::millis(250).positive(),
         /// Peers (IPs or CIDRs, comma-separated) whose `X-Forwarded-For`
@@ -112,6 +125,10 @@ settings! {
         hash_queue_max: usize = "HASH_QUEUE_MAX" => Rule::number(64, "a whole number"),
         /// The longest a password hash waits for a slot before `503`.
         hash_wait: Duration = "HASH_WAIT_MS" => Rule::millis(3000).positive(),
+        /// How much lower registrations' password hashes run in the OS
+        /// scheduler (`nice`, 0 to 19, higher is lower; 0: as every thread).
+        hash_registration_nice: u8 = "HASH_REGISTRATION_NICE"
+            => Rule::number(10, "a whole number from 0 to 19"),
         /// Lifetime of a bearer token.
         token_ttl: Duration = "TOKEN_TTL_SECS" => Rule::seconds(7 * 24 * 3600).positive(),
         /// After `SIGTERM`, how long requests in flight may take to answer

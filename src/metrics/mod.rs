@@ -53,6 +53,9 @@ pub struct Metrics {
     bulkhead_refused: IntCounterVec,
     /// Requests a per-address limit refused (`429`), by limit.
     limited: IntCounterVec,
+    /// Repeated refusals held before their answer, or answered at once
+    /// because too many were held (`middleware::tarpit`).
+    refusals_held: IntCounterVec,
     /// PostgreSQL checks `/readyz` made (one per reuse period at most).
     readiness_checks: IntCounter,
 }
@@ -193,6 +196,12 @@ impl Default for Metrics {
                 "Requests a per-address limit refused (429), by limit",
                 &["limit"],
             ),
+            refusals_held: counter(
+                &registry,
+                "linkhub_refusals_held_total",
+                "Refusals (429) of clients that asked again before their window ended: held before the answer (held), or answered at once with the connection closed because REFUSALS_HELD_MAX were held (full)",
+                &["outcome"],
+            ),
             cache_outbox_rows,
             http_series: Resolved::new(),
             cache_series: Resolved::new(),
@@ -300,6 +309,11 @@ impl Metrics {
     /// A per-address limit refused a request; `limit` is one the code defines.
     pub fn limited(&self, limit: &'static str) {
         self.limited.with_label_values(&[limit]).inc();
+    }
+
+    /// A repeated refusal was held (`held`) or found no slot (`full`).
+    pub fn refusal_held(&self, outcome: &'static str) {
+        self.refusals_held.with_label_values(&[outcome]).inc();
     }
 
     /// `/readyz` asked PostgreSQL.

@@ -1,5 +1,6 @@
 //! Per-address limits on the requests that cost the most and that anyone
-//! can make: registrations and expensive reads. Each client address (its
+//! can make: registrations and expensive reads; and on `/readyz`, cheap
+//! alone but a worker's time in a flood. Each client address (its
 //! /64 for IPv6, a mapped IPv4 address as IPv4: [`limit_key`]) has a fixed
 //! window per kind; a request beyond it is answered `429 rate_limited` with
 //! `Retry-After` (the seconds until the window ends) before any handler
@@ -16,10 +17,22 @@
 //!   non-empty `search`, or with `after`, or whose `page × limit` exceeds
 //!   `EXPENSIVE_PAGE_DEPTH` (default 1,000: `OFFSET` past a thousand rows).
 //!   These are the reads a client can vary without end, so each can be a
-//!   PostgreSQL load. It keeps its place only when it made one, or might
-//!   have (`X-Cache: MISS` or `BYPASS`): a `HIT` (or its `304`), and a
-//!   query refused with `400`, give the place back. Plain pages below the
-//!   depth, profiles, users, links and socials are never limited here.
+//!   PostgreSQL load. Only a `HIT` (or its `304`) and a query refused with
+//!   `400` give the place back. A load (`X-Cache: MISS` or `BYPASS`) keeps
+//!   it, and so does a `503` of the list loads' bulkhead: that read cost a
+//!   wait for a place, and a client that answers the `503` by asking again
+//!   at once fills its window instead of spinning. Plain pages below the depth,
+//!   profiles, users, links and socials are never limited here.
+//! - **A readiness probe** is `GET` (or `HEAD`) `/readyz`:
+//!   `READINESS_PER_ADDRESS` a second (50), far above what an orchestrator
+//!   or a load balancer asks (one every few seconds per instance), so a
+//!   flood from a few addresses stops costing the workers.
+//!
+//! A client that asks again before its window ends gets its refusals late
+//! (`REFUSAL_DELAY_MS`, [`super::tarpit`]): its first refusal in a window
+//! is answered at once, the next ones are held, so a client that ignores
+//! `Retry-After` sends about one request per delay instead of one per round
+//! trip.
 //!
 //! The places are taken before the request runs, so of any number of
 //! simultaneous requests from one address at most the limit run. The
@@ -32,16 +45,18 @@
 //! bulkhead (`crate::bulkhead`).
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::ConnectionType;
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::web;
 use ipnet::IpNet;
 
 use crate::auth::client_addr::{client_address, limit_key};
+use super::tarpit::{Held, Tarpit};
 use crate::auth::windows::{LOCAL_WINDOWS_MAX, Limit, Windows, digest, whole_seconds};
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -50,13 +65,21 @@ use crate::metrics::Metrics;
 /// The path of registrations and of the users list.
 const USERS_PATH: &str = "/api/v1/users";
 
+/// The readiness probe's path.
+const READYZ_PATH: &str = "/readyz";
+
+/// The window readiness probes are counted in.
+const READINESS_WINDOW: Duration = Duration::from_secs(1);
+
 /// The limits and their windows; registered once as app data by startup.
 pub struct Admission {
     trusted_proxies: Vec<IpNet>,
     registrations: Limit,
     expensive_reads: Limit,
+    readiness: Limit,
     page_depth: u64,
     windows: Mutex<Windows>,
+    tarpit: Tarpit,
     metrics: Arc<Metrics>,
 }
 
@@ -65,6 +88,7 @@ pub struct Admission {
 enum Kind {
     Registration,
     ExpensiveRead,
+    Readiness,
 }
 
 impl Kind {
@@ -73,6 +97,7 @@ impl Kind {
         match self {
             Self::Registration => "registrations",
             Self::ExpensiveRead => "expensive_reads",
+            Self::Readiness => "readiness",
         }
     }
 
@@ -85,10 +110,14 @@ impl Kind {
                     StatusCode::CREATED | StatusCode::CONFLICT
                 )
             }
-            Self::ExpensiveRead => response
-                .headers()
-                .get("x-cache")
-                .is_some_and(|v| v.as_bytes() == b"MISS" || v.as_bytes() == b"BYPASS"),
+            Self::ExpensiveRead => {
+                let hit = response
+                    .headers()
+                    .get("x-cache")
+                    .is_some_and(|v| v.as_bytes() == b"HIT");
+                !(hit || response.status() == StatusCode::BAD_REQUEST)
+            }
+            Self::Readiness => true,
         }
     }
 }
@@ -105,8 +134,17 @@ impl Admission {
                 max: settings.expensive_reads_per_address,
                 window: settings.expensive_reads_window,
             },
+            readiness: Limit {
+                max: settings.readiness_per_address,
+                window: READINESS_WINDOW,
+            },
             page_depth: settings.expensive_page_depth,
             windows: Mutex::new(Windows::new(LOCAL_WINDOWS_MAX)),
+            tarpit: Tarpit::new(
+                settings.refusal_delay,
+                settings.refusals_held_max,
+                Arc::clone(&metrics),
+            ),
             metrics,
         }
     }
@@ -115,10 +153,15 @@ impl Admission {
         match kind {
             Kind::Registration => self.registrations,
             Kind::ExpensiveRead => self.expensive_reads,
+            Kind::Readiness => self.readiness,
         }
     }
 
     fn classify(&self, method: &Method, path: &str, query: &str) -> Option<Kind> {
+        let read = matches!(*method, Method::GET | Method::HEAD);
+        if path == READYZ_PATH {
+            return read.then_some(Kind::Readiness);
+        }
         if path != USERS_PATH {
             return None;
         }
@@ -179,12 +222,24 @@ pub async fn admit(
     let reserved = admission
         .lock()
         .reserve(key, admission.limit(kind), Instant::now());
-    if let Err(wait) = reserved {
+    if let Err(full) = reserved {
         admission.metrics.limited(kind.name());
-        let refused = ApiError::RateLimited {
-            retry_after_secs: whole_seconds(wait),
+        let held = admission.tarpit.hold(full.again, full.wait).await;
+        let left = match held {
+            Held::For(delay) => full.wait.saturating_sub(delay),
+            Held::No | Held::Full => full.wait,
         };
-        return Ok(req.error_response(refused));
+        let refused = ApiError::RateLimited {
+            retry_after_secs: whole_seconds(left),
+        };
+        let mut response = req.error_response(refused);
+        if held == Held::Full {
+            response
+                .response_mut()
+                .head_mut()
+                .set_connection_type(ConnectionType::Close);
+        }
+        return Ok(response);
     }
     let result = next.call(req).await;
     let kept = result.as_ref().is_ok_and(|response| kind.kept_by(response));
@@ -197,6 +252,30 @@ pub async fn admit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::HttpResponse;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn an_expensive_read_keeps_its_place_unless_a_hit_or_a_bad_query() {
+        let answered = |status: StatusCode, cache: Option<&str>| {
+            let mut response = HttpResponse::build(status);
+            if let Some(cache) = cache {
+                response.insert_header(("X-Cache", cache));
+            }
+            TestRequest::default().to_srv_response(response.finish())
+        };
+        let kept = |status, cache| Kind::ExpensiveRead.kept_by(&answered(status, cache));
+        assert!(kept(StatusCode::OK, Some("MISS")));
+        assert!(kept(StatusCode::OK, Some("BYPASS")));
+        assert!(
+            kept(StatusCode::SERVICE_UNAVAILABLE, None),
+            "a bulkhead's 503 keeps it"
+        );
+        assert!(!kept(StatusCode::OK, Some("HIT")));
+        assert!(!kept(StatusCode::NOT_MODIFIED, Some("HIT")));
+        assert!(!kept(StatusCode::BAD_REQUEST, None));
+        assert!(Kind::Readiness.kept_by(&answered(StatusCode::OK, None)));
+    }
 
     #[test]
     fn expensive_reads_are_searches_after_pages_and_deep_pages() {

@@ -12,7 +12,8 @@
 //! - [`panics`]: a panicking handler answers a JSON `500`.
 //! - [`metrics`]: requests counted and timed by route pattern.
 //! - [`body_deadline`]: the time a client has to send a request's body.
-//! - [`admission`]: per-address limits on registrations and expensive reads.
+//! - [`admission`]: per-address limits on registrations and expensive reads,
+//!   whose repeated refusals [`tarpit`] holds.
 
 pub mod admission;
 pub mod body_deadline;
@@ -23,6 +24,7 @@ pub mod json_errors;
 pub mod metrics;
 pub mod panics;
 pub mod request_id;
+pub mod tarpit;
 
 #[cfg(test)]
 mod tests {

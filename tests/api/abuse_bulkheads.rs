@@ -2,7 +2,9 @@
 //! expensive reads (each `429` with `Retry-After` and the JSON error, an
 //! IPv6 client counted by its /64, a mapped IPv4 address as IPv4), the
 //! bulkhead that bounds the users list's loads while other reads pass, and
-//! a `/readyz` flood that costs one PostgreSQL check.
+//! a `/readyz` flood that costs one PostgreSQL check and is limited per
+//! address; a client that asks again before its window ends gets its
+//! refusals late, within a bound.
 
 use std::time::{Duration, Instant};
 
@@ -302,4 +304,106 @@ async fn a_readyz_flood_costs_one_database_check() {
     let before = checks().await;
     expect_json(app.readyz().await, 200).await;
     assert_eq!(checks().await - before, 1.0);
+}
+
+/// Two expensive reads from `client` with a limit of one: the second is
+/// its window's first refusal, answered at once.
+async fn fill_the_window(app: &TestApp, client: &str, window: Duration) {
+    let search = |term: &str| format!("{}?search={term}", paths::USERS);
+    expect_json(get_from(app, &search("slow1"), client).await, 200).await;
+    let started = Instant::now();
+    expect_limited(get_from(app, &search("slow2"), client).await, window).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "a first refusal took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_client_asking_again_before_its_window_ends_gets_its_refusals_late() {
+    let window = Duration::from_secs(60);
+    let delay = Duration::from_millis(800);
+    let app = behind_proxy(|s| {
+        s.expensive_reads_per_address = 1;
+        s.expensive_reads_window = window;
+        s.refusal_delay = delay;
+    })
+    .await;
+    let client = "198.51.100.70";
+    fill_the_window(&app, client, window).await;
+    // Asked again at once: held for the delay, still a clear 429.
+    let started = Instant::now();
+    let late = get_from(&app, &format!("{}?search=slow3", paths::USERS), client).await;
+    let took = started.elapsed();
+    assert!(took >= delay, "a repeated refusal came after {took:?}");
+    assert!(took < delay * 4, "a repeated refusal came after {took:?}");
+    expect_limited(late, window).await;
+    // Another address, and cheap reads of the same one, are not held.
+    let started = Instant::now();
+    expect_json(get_from(&app, paths::USERS, client).await, 200).await;
+    expect_json(
+        get_from(&app, &format!("{}?search=slow3", paths::USERS), "198.51.100.71").await,
+        200,
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let held = app
+        .metric_sum("linkhub_refusals_held_total", &[("outcome", "held")])
+        .await;
+    assert_eq!(held, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_beyond_the_held_bound_are_answered_at_once_and_close_the_connection() {
+    let window = Duration::from_secs(60);
+    let delay = Duration::from_secs(2);
+    let app = behind_proxy(|s| {
+        s.expensive_reads_per_address = 1;
+        s.expensive_reads_window = window;
+        s.refusal_delay = delay;
+        s.refusals_held_max = 2;
+    })
+    .await;
+    let client = "198.51.100.80";
+    fill_the_window(&app, client, window).await;
+    let path = format!("{}?search=slow9", paths::USERS);
+    let started = Instant::now();
+    let answers = join_all((0..5).map(|_| get_from(&app, &path, client))).await;
+    let (mut held, mut at_once) = (0, 0);
+    for answer in answers {
+        let closes = header(&answer, "connection").as_deref() == Some("close");
+        expect_limited(answer, window).await;
+        if closes {
+            at_once += 1;
+        } else {
+            held += 1;
+        }
+    }
+    assert_eq!((held, at_once), (2, 3), "held, answered at once");
+    assert!(started.elapsed() >= delay, "the held ones waited the delay");
+    assert_eq!(
+        app.metric_sum("linkhub_refusals_held_total", &[("outcome", "full")])
+            .await,
+        3.0
+    );
+}
+
+#[tokio::test]
+async fn readyz_is_limited_per_address() {
+    let app = behind_proxy(|s| s.readiness_per_address = 5).await;
+    let client = "198.51.100.90";
+    for _ in 0..5 {
+        expect_json(get_from(&app, paths::READYZ, client).await, 200).await;
+    }
+    expect_limited(
+        get_from(&app, paths::READYZ, client).await,
+        Duration::from_secs(1),
+    )
+    .await;
+    // The orchestrator, from its own address, is answered.
+    expect_json(get_from(&app, paths::READYZ, "198.51.100.91").await, 200).await;
+    // The window is a second long.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    expect_json(get_from(&app, paths::READYZ, client).await, 200).await;
 }

@@ -124,6 +124,7 @@ pub fn test_settings(database_url: &str, cache_prefix: &str) -> Settings {
     // The list loads' bulkhead, too: the pool bounds them, as before it.
     settings.registrations_per_address = 100_000;
     settings.expensive_reads_per_address = 100_000;
+    settings.readiness_per_address = 100_000;
     settings.list_loads_max = 1_000;
     settings.list_load_wait = settings.db_timeout;
     settings
