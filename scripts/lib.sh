@@ -44,6 +44,7 @@ linkhub_ready() {
 lift_per_address_limits() {
   export REGISTRATIONS_PER_ADDRESS="${REGISTRATIONS_PER_ADDRESS:-1000000000}"
   export EXPENSIVE_READS_PER_ADDRESS="${EXPENSIVE_READS_PER_ADDRESS:-1000000000}"
+  export READINESS_PER_ADDRESS="${READINESS_PER_ADDRESS:-1000000000}"
 }
 
 # start_linkhub BINARY LOG: starts `BINARY serve` in the background on a free

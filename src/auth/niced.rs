@@ -143,7 +143,11 @@ mod tests {
         {
             let ours = own_nice();
             let theirs = pool.run(own_nice).await.expect("ran");
-            assert_eq!(theirs, (ours + 5).min(19), "the worker's own priority is untouched");
+            assert_eq!(
+                theirs,
+                (ours + 5).min(19),
+                "the worker's own priority is untouched"
+            );
             assert_eq!(own_nice(), ours);
         }
         let sums = futures_util::future::join_all((0..8).map(|n| pool.run(move || n * 2))).await;

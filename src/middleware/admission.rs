@@ -55,8 +55,8 @@ use actix_web::middleware::Next;
 use actix_web::web;
 use ipnet::IpNet;
 
-use crate::auth::client_addr::{client_address, limit_key};
 use super::tarpit::{Held, Tarpit};
+use crate::auth::client_addr::{client_address, limit_key};
 use crate::auth::windows::{LOCAL_WINDOWS_MAX, Limit, Windows, digest, whole_seconds};
 use crate::config::Settings;
 use crate::error::ApiError;

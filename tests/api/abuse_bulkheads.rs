@@ -343,7 +343,12 @@ async fn a_client_asking_again_before_its_window_ends_gets_its_refusals_late() {
     let started = Instant::now();
     expect_json(get_from(&app, paths::USERS, client).await, 200).await;
     expect_json(
-        get_from(&app, &format!("{}?search=slow3", paths::USERS), "198.51.100.71").await,
+        get_from(
+            &app,
+            &format!("{}?search=slow3", paths::USERS),
+            "198.51.100.71",
+        )
+        .await,
         200,
     )
     .await;
