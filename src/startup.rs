@@ -87,8 +87,8 @@ pub struct Application {
     /// The `METRICS_BIND_ADDR` listener, when there is one.
     metrics_server: Option<MetricsServer>,
     tasks: BackgroundTasks,
-    /// Stopped after the server, so a click queued before the stop is still
-    /// committed, and the visitors seen are merged.
+    /// Stopped after the server, so every click journaled before the stop
+    /// is applied (and the segment removed), and the visitors seen are merged.
     clicks: Arc<Clicks>,
     in_flight: Arc<InFlight>,
     db: DbPool,

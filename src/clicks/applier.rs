@@ -120,7 +120,10 @@ impl Applier {
         if !untouched {
             let outcome = tokio::time::timeout(ATTEMPT_WITHIN, self.attempt(&batch, held)).await;
             let failure = match outcome {
-                Ok(Ok(SegmentApply::Applied)) => None,
+                Ok(Ok(SegmentApply::Applied)) => {
+                    self.metrics.click_batch("committed");
+                    None
+                }
                 Ok(Ok(SegmentApply::AlreadyApplied)) => {
                     self.metrics.click_batch("found_applied");
                     None
@@ -139,7 +142,6 @@ impl Applier {
                 );
                 return Err(batch);
             }
-            self.metrics.click_batch("committed");
         }
         self.journal.applied(&batch);
         if batch.last {
