@@ -29,8 +29,11 @@ use super::record::{self, ClickRecord, RECORD_BYTES};
 use super::segment::LockedSegment;
 use crate::db::clicks::DayCount;
 
-/// A segment is rotated (once its clicks are applied) past this size: a few
-/// MiB, so an adopter reads little and a rotation is rare (200,000 clicks).
+/// Past this size a segment takes no more clicks: the next one is opened,
+/// and the old one is removed once its last batch is applied. A few MiB, so
+/// an adopter reads little and a rotation is rare (200,000 clicks). Waiting
+/// for a moment when everything is applied instead would never come under
+/// steady clicks.
 pub const ROTATE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Why a click could not be journaled; it is not counted, and its redirect
@@ -205,5 +208,104 @@ impl Journal {
     pub fn is_own(&self, name: &str) -> bool {
         name.strip_prefix(&self.process)
             .is_some_and(|rest| rest.starts_with('-'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::RngExt;
+
+    fn journal(max_unapplied: u64) -> Journal {
+        let dir = std::env::temp_dir().join(format!(
+            "linkhub-journal-test-{}",
+            hex::encode(rand::rng().random::<[u8; 8]>())
+        ));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        Journal::open(
+            dir,
+            "db port 5432".into(),
+            "host-1-ab".into(),
+            max_unapplied,
+        )
+        .expect("opened")
+    }
+
+    fn click(link_id: i64) -> ClickRecord {
+        ClickRecord {
+            link_id,
+            day: NaiveDate::from_ymd_opt(2026, 12, 7).expect("a date"),
+            seen: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_holds_the_clicks_since_the_one_before() {
+        let journal = journal(1 << 20);
+        for link_id in [1, 2, 1] {
+            journal.append(&click(link_id)).expect("appended");
+        }
+        let batch = journal.take_batch(false).expect("a batch");
+        let start = batch.segment.records_start;
+        assert_eq!((batch.start, batch.end), (start, start + 60));
+        assert_eq!(
+            batch.counts.iter().map(|c| c.clicks).collect::<Vec<_>>(),
+            vec![2, 1]
+        );
+        assert!(!batch.last);
+        assert!(journal.take_batch(false).is_none(), "nothing since");
+        journal.append(&click(3)).expect("appended");
+        let next = journal.take_batch(false).expect("a batch");
+        assert_eq!((next.start, next.end), (start + 60, start + 80));
+        let _ = std::fs::remove_dir_all(&journal.dir);
+    }
+
+    #[test]
+    fn past_its_bound_the_journal_refuses_until_a_batch_is_applied() {
+        let journal = journal(2 * RECORD_BYTES as u64);
+        journal.append(&click(1)).expect("appended");
+        journal.append(&click(1)).expect("appended");
+        assert!(matches!(journal.append(&click(1)), Err(AppendError::Full)));
+        let batch = journal.take_batch(false).expect("a batch");
+        assert!(
+            matches!(journal.append(&click(1)), Err(AppendError::Full)),
+            "taken is not applied"
+        );
+        journal.applied(&batch);
+        journal.append(&click(1)).expect("room again");
+        let _ = std::fs::remove_dir_all(&journal.dir);
+    }
+
+    #[test]
+    fn a_segment_past_its_size_takes_its_last_batch_and_the_next_one_goes_on() {
+        let journal = journal(u64::MAX);
+        while journal.lock().end < ROTATE_BYTES {
+            journal.append(&click(1)).expect("appended");
+        }
+        let batch = journal.take_batch(false).expect("a batch");
+        assert!(batch.last, "the old segment's last batch");
+        let appended = (batch.end - batch.start) / RECORD_BYTES as u64;
+        assert_eq!(batch.counts[0].clicks as u64, appended);
+        journal
+            .append(&click(2))
+            .expect("appended to the next segment");
+        let next = journal.take_batch(false).expect("a batch");
+        assert_ne!(next.segment.name, batch.segment.name);
+        assert_eq!(next.counts[0].link_id, 2);
+        let _ = std::fs::remove_dir_all(&journal.dir);
+    }
+
+    #[test]
+    fn the_closing_batch_is_the_last_and_nothing_is_journaled_after_it() {
+        let journal = journal(1 << 20);
+        journal.append(&click(1)).expect("appended");
+        let batch = journal.take_batch(true).expect("the closing batch");
+        assert!(batch.last);
+        assert!(matches!(
+            journal.append(&click(1)),
+            Err(AppendError::Write(_))
+        ));
+        assert!(journal.take_batch(true).is_none());
+        let _ = std::fs::remove_dir_all(&journal.dir);
     }
 }
