@@ -243,49 +243,53 @@ verify_cost() {
   bench_section verify "$BENCH_WORK/section.md"
 }
 
-# The clicks part: what a counted redirect costs. Two release-build instances
-# on one private database and redis-server, one with the default settings and
-# one with CLICKS_LINGER_MS=$LINGER_MS (2), the profile of the verify part, and:
-#  - redirects (`wrk` on /l/{id}, keep-alive: every click committed before its
-#    302) beside cached profile HITs on the default instance, same
-#    connections, in ABBA order; the ratio of the medians (goal >= 0.8);
-#  - at each number of clicks in flight (wrk connections, IN_FLIGHT), on each
-#    instance: redirects/s, p50/p99, PostgreSQL transactions per 1,000 clicks
-#    (the private database's `xact_commit` delta, minus its idle rate measured
-#    first) and linkhub's click commits per 1,000 clicks;
-#  - the default instance's RSS after warm-up and at the end.
+# The clicks part: what a counted redirect costs. One release-build instance
+# on a private database and redis-server, with the default settings (a
+# redirect is answered once its click is appended to the local click
+# journal; the applier applies the journal every CLICKS_FLUSH_MS, 250 ms),
+# the profile of the verify part, and:
+#  - redirects (`wrk` on /l/{id}, keep-alive) beside cached profile HITs,
+#    same connections, in ABBA order; the ratio of the medians (goal >= 0.8);
+#  - at each number of clicks in flight (wrk connections, IN_FLIGHT):
+#    redirects/s, p50/p99, PostgreSQL transactions per 1,000 clicks (the
+#    private database's `xact_commit` delta, minus its idle rate measured
+#    first) and linkhub's applier transactions per 1,000 clicks; the clicks
+#    counted in PostgreSQL must equal the 302s linkhub counted;
+#  - the instance's RSS after warm-up and at the end.
 # PostgreSQL 15 flushes an idle backend's statistics up to 10 s late, so each
 # transaction count is read 11 s after its run (the idle rate covers that).
 # Writes its section of docs/BENCHMARKS.md between the `clicks` markers.
-#   scripts/bench.sh clicks   # REPS=4 DURATION=10s CONNECTIONS=64 IN_FLIGHT="16 64 256" LINGER_MS=2 CLICKS_PORT_BASE=7300
-# LINKHUB_BIN as for verify. About 5 minutes with the defaults.
+#   scripts/bench.sh clicks   # REPS=4 DURATION=10s CONNECTIONS=64 IN_FLIGHT="16 64 256" CLICKS_PORT_BASE=7300
+# LINKHUB_BIN as for verify. About 4 minutes with the defaults.
 clicks_cost() {
   local reps="${REPS:-4}" duration="${DURATION:-10s}" connections="${CONNECTIONS:-64}"
-  local in_flight="${IN_FLIGHT:-16 64 256}" base="${CLICKS_PORT_BASE:-7300}" linger="${LINGER_MS:-2}"
-  local default_port=$((base + 1)) linger_port=$((base + 2)) settle=11
+  local in_flight="${IN_FLIGHT:-16 64 256}" base="${CLICKS_PORT_BASE:-7300}"
+  local port=$((base + 1)) settle=11
   bench_private clicks "$base"
-  bench_start default "$default_port"
-  local default_pid=$BENCH_PID
-  bench_start linger "$linger_port" CLICKS_LINGER_MS="$linger"
-  bench_seed "$default_port"
-  local profile="/api/v1/profiles/bench_user" redirect="/l/${BENCH_LINKS%% *}"
+  bench_start default "$port" CLICKS_JOURNAL_DIR="$BENCH_WORK/journal"
+  local pid=$BENCH_PID
+  bench_seed "$port"
+  local profile="/api/v1/profiles/bench_user" link="${BENCH_LINKS%% *}"
+  local redirect="/l/$link"
   xact() {
     psql -Atq "postgres://postgres@127.0.0.1:5432/postgres" \
       -c "SELECT xact_commit FROM pg_stat_database WHERE datname = '$BENCH_DB'"
   }
-  metric() { # port name outcome -> the counter's value (0 when absent)
-    curl -sf "http://127.0.0.1:$1/metrics" |
-      awk -v name="$2" -v outcome="outcome=\"$3\"" '$1 == name "{" outcome "}" {v = $2} END {print v + 0}'
+  stored() {
+    psql -Atq "postgres://postgres@127.0.0.1:5432/$BENCH_DB" \
+      -c "SELECT COALESCE(sum(clicks), 0) FROM link_clicks WHERE link_id = $link"
+  }
+  metric() { # name outcome -> the counter's value (0 when absent)
+    curl -sf "http://127.0.0.1:$port/metrics" |
+      awk -v name="$1" -v outcome="outcome=\"$2\"" '$1 == name "{" outcome "}" {v = $2} END {print v + 0}'
   }
   rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
-  local port
-  for port in "$default_port" "$linger_port"; do # warm-up: entries, connections, near cache, salt
-    wrk -t2 -c"$connections" -d3s "http://127.0.0.1:$port$profile" >/dev/null
-    wrk -t2 -c"$connections" -d3s "http://127.0.0.1:$port$redirect" >/dev/null
-  done
+  # Warm-up: entries, connections, near cache, salt.
+  wrk -t2 -c"$connections" -d3s "http://127.0.0.1:$port$profile" >/dev/null
+  wrk -t2 -c"$connections" -d3s "http://127.0.0.1:$port$redirect" >/dev/null
   local rss_before rss_after
-  rss_before=$(rss_mib "$default_pid")
-  # The idle rate: what the instances commit with no request (pool checks,
+  rss_before=$(rss_mib "$pid")
+  # The idle rate: what the instance commits with no request (pool checks,
   # visitor merges, outbox), to subtract from each run's count.
   sleep "$settle"
   local x0 x1 t0 t1 idle_rate
@@ -298,8 +302,8 @@ clicks_cost() {
   for rep in $(seq 1 "$reps"); do
     order="hit redirect"; [ $((rep % 2)) -eq 0 ] && order="redirect hit"
     for which in $order; do
-      if [ "$which" = hit ]; then result=$(bench_wrk "$default_port" "$profile" "$connections" "$duration"); hit+="$result;"
-      else result=$(bench_wrk "$default_port" "$redirect" "$connections" "$duration"); red+="$result;"; fi
+      if [ "$which" = hit ]; then result=$(bench_wrk "$port" "$profile" "$connections" "$duration"); hit+="$result;"
+      else result=$(bench_wrk "$port" "$redirect" "$connections" "$duration"); red+="$result;"; fi
       echo "bench clicks: rep $rep $which: $result (req/s p50 p99)"
     done
   done
@@ -309,60 +313,59 @@ clicks_cost() {
   ratio=$(python3 -c "print(f'{$red_rps / $hit_rps:.3f}')")
   met=$(python3 -c "print('yes' if $red_rps >= 0.8 * $hit_rps else '**no**')")
   echo "bench clicks: redirects vs HITs: $red_rps vs $hit_rps req/s = $ratio x (>= 0.8: $met)"
-  # Transactions per 1,000 clicks at each number in flight, each instance in
-  # turn (the order alternates).
-  local rows="" n=0 c name c0 c1 b0 b1 line
+  # Transactions per 1,000 clicks at each number in flight.
+  local rows="" c c0 c1 b0 b1 line
   sleep "$settle"
   for c in $in_flight; do
-    n=$((n + 1))
-    order="$default_port $linger_port"; [ $((n % 2)) -eq 0 ] && order="$linger_port $default_port"
-    for port in $order; do
-      name=default; [ "$port" = "$linger_port" ] && name=$linger
-      x0=$(xact) t0=$(date +%s.%N)
-      c0=$(metric "$port" linkhub_clicks_total counted)
-      b0=$(metric "$port" linkhub_click_batches_total committed)
-      result=$(bench_wrk "$port" "$redirect" "$c" "$duration")
-      sleep "$settle"
-      x1=$(xact) t1=$(date +%s.%N)
-      c1=$(metric "$port" linkhub_clicks_total counted)
-      b1=$(metric "$port" linkhub_click_batches_total committed)
-      line=$(python3 -c "
+    x0=$(xact) t0=$(date +%s.%N)
+    c0=$(metric linkhub_clicks_total counted)
+    b0=$(metric linkhub_click_batches_total committed)
+    result=$(bench_wrk "$port" "$redirect" "$c" "$duration")
+    sleep "$settle"
+    x1=$(xact) t1=$(date +%s.%N)
+    c1=$(metric linkhub_clicks_total counted)
+    b1=$(metric linkhub_click_batches_total committed)
+    line=$(python3 -c "
 clicks = $c1 - $c0
 tx = ($x1 - $x0) - $idle_rate * ($t1 - $t0)
 rps, p50, p99 = '$result'.split()
-print(f'| {$c} | {\"$name\"} | {rps} | {p50} | {p99} | {clicks} | {tx * 1000 / clicks:.1f} | {($b1 - $b0) * 1000 / clicks:.1f} |')")
-      echo "bench clicks: $line"
-      rows+="$line"$'\n'
-    done
+print(f'| {$c} | {rps} | {p50} | {p99} | {clicks:.0f} | {tx * 1000 / clicks:.2f} | {($b1 - $b0) * 1000 / clicks:.2f} |')")
+    echo "bench clicks: $line"
+    rows+="$line"$'\n'
   done
-  rss_after=$(rss_mib "$default_pid")
-  echo "bench clicks: RSS of the default instance: $rss_before MiB after warm-up, $rss_after MiB at the end"
+  rss_after=$(rss_mib "$pid")
+  local counted stored_now exact
+  counted=$(metric linkhub_clicks_total counted)
+  stored_now=$(stored)
+  exact=$(python3 -c "print('yes' if int($counted) == int($stored_now) else '**no**')")
+  echo "bench clicks: RSS $rss_before MiB after warm-up, $rss_after MiB at the end; clicks answered $counted, in PostgreSQL $stored_now"
   {
     echo '<!-- clicks:start: written by `scripts/bench.sh clicks`, the rest of this file by `scripts/bench.sh` -->'
     echo '## 7. Link clicks: redirects beside cached reads, transactions per 1,000 clicks'
     echo
-    echo "Written by \`scripts/bench.sh clicks\` on $BENCH_STARTED: two instances ($BENCH_BUILD) on one private" \
-      "database and redis-server, one with the default settings and one with \`CLICKS_LINGER_MS=$linger\`," \
-      "\`wrk -t2 --latency\` for $duration a run on one profile (5 links, 3 socials; every read a \`HIT\`)" \
-      "and on \`GET /l/{id}\` of one of its links (each \`302\` answered after its click committed)." \
-      "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "Written by \`scripts/bench.sh clicks\` on $BENCH_STARTED: one instance ($BENCH_BUILD) with the default" \
+      "settings on a private database and redis-server, \`wrk -t2 --latency\` for $duration a run on one profile" \
+      "(5 links, 3 socials; every read a \`HIT\`) and on \`GET /l/{id}\` of one of its links (each \`302\`" \
+      "answered once its click is appended to the local click journal, which is applied to PostgreSQL every" \
+      "\`CLICKS_FLUSH_MS\`, 250 ms). Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo
     echo '| target | goal | measured | met |'
     echo '|---|---|---|---|'
     echo "| redirects vs cached profile \`HIT\`s, $connections connections, requests/s (medians of $reps, ABBA) | ≥ 0.8 × | $red_rps vs $hit_rps req/s = $ratio × | $met |"
+    echo "| clicks in PostgreSQL at the end vs clicks answered | equal | $stored_now vs $counted | $exact |"
     echo
     echo "Each repetition (req/s p50 p99): \`HIT\` \`${hit%;}\`; redirect \`${red%;}\`."
     echo
-    echo "Clicks in flight (wrk connections) on each instance: PostgreSQL transactions per 1,000 clicks are" \
-      "the private database's \`xact_commit\` delta over the run and the ${settle} s after it, minus the idle" \
-      "rate measured before ($idle_rate transactions/s); click commits are linkhub's" \
-      "\`linkhub_click_batches_total{outcome=\"committed\"}\`."
+    echo "Clicks in flight (wrk connections): PostgreSQL transactions per 1,000 clicks are the private" \
+      "database's \`xact_commit\` delta over the run and the ${settle} s after it, minus the idle rate measured" \
+      "before ($idle_rate transactions/s); applier transactions are linkhub's" \
+      "\`linkhub_click_batches_total{outcome=\"committed\"}\` (one per flush that had clicks)."
     echo
-    echo '| clicks in flight | `CLICKS_LINGER_MS` | redirects/s | p50 | p99 | clicks counted | PostgreSQL transactions / 1,000 clicks | click commits / 1,000 clicks |'
-    echo '|---|---|---|---|---|---|---|---|'
+    echo '| clicks in flight | redirects/s | p50 | p99 | clicks counted | PostgreSQL transactions / 1,000 clicks | applier transactions / 1,000 clicks |'
+    echo '|---|---|---|---|---|---|---|'
     printf '%s' "$rows"
     echo
-    echo "Resident memory of the default instance: $rss_before MiB after warm-up, $rss_after MiB at the end."
+    echo "Resident memory of the instance: $rss_before MiB after warm-up, $rss_after MiB at the end."
     echo '<!-- clicks:end -->'
   } >"$BENCH_WORK/section.md"
   bench_section clicks "$BENCH_WORK/section.md"

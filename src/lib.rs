@@ -18,7 +18,7 @@
 //! - [`metrics`]: the Prometheus registry and counters.
 //! - [`bulkhead`]: a bounded share of the PostgreSQL pool for list loads.
 //! - [`cache`]: everything Redis.
-//! - [`clicks`]: link clicks counted exactly once (group commit) and
+//! - [`clicks`]: link clicks counted exactly once (a local click journal) and
 //!   their distinct visitors (HyperLogLog).
 //! - [`auth`]: passwords, tokens, the login throttle, the [`auth::Caller`] extractor.
 //! - [`state`]: [`state::AppState`], what the services reach.

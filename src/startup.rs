@@ -28,7 +28,7 @@ use crate::auth::password::Hashing;
 use crate::auth::throttle::{Limit, LoginThrottle};
 use crate::bulkhead::{Bulkhead, default_list_loads};
 use crate::cache::{Cache, CacheConfig};
-use crate::clicks::Clicks;
+use crate::clicks::{Clicks, ClicksStartError};
 use crate::config::Settings;
 use crate::db::{self, DatabaseSetupError, DbPool};
 use crate::metrics::Metrics;
@@ -62,6 +62,9 @@ pub enum StartupError {
         /// Why the client could not be made.
         cause: String,
     },
+    /// The click journal's directory cannot be used.
+    #[error(transparent)]
+    Clicks(#[from] ClicksStartError),
     /// A listener could not be bound.
     #[error("cannot listen on {variable}={addr}: {cause}")]
     Bind {
@@ -84,8 +87,8 @@ pub struct Application {
     /// The `METRICS_BIND_ADDR` listener, when there is one.
     metrics_server: Option<MetricsServer>,
     tasks: BackgroundTasks,
-    /// Stopped after the server, so a click queued before the stop is still
-    /// committed, and the visitors seen are merged.
+    /// Stopped after the server, so every click journaled before the stop
+    /// is applied (and the segment removed), and the visitors seen are merged.
     clicks: Arc<Clicks>,
     in_flight: Arc<InFlight>,
     db: DbPool,
@@ -149,7 +152,7 @@ impl Application {
             );
         }
         sweep_expired_tokens(&tasks, pool.clone());
-        let clicks = Arc::new(Clicks::start(&settings, pool.clone(), Arc::clone(&metrics)));
+        let clicks = Arc::new(Clicks::start(&settings, pool.clone(), Arc::clone(&metrics)).await?);
         let (listener, port) = bind("BIND_ADDR", &settings.bind_addr)?;
         let metrics_listener = settings
             .metrics_bind_addr

@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 pub struct AppState {
     pub db: DbPool,
     pub cache: Cache,
-    /// The counting of link clicks (its committers and visitor merges).
+    /// The counting of link clicks (its journal, applier, adopter and visitor merges).
     pub clicks: Arc<Clicks>,
     pub metrics: Arc<Metrics>,
     pub login_throttle: LoginThrottle,

@@ -4,19 +4,27 @@
 //! address nor the user agent is kept, only the register and rank the digest
 //! lands on in the link-day's HyperLogLog sketch (`hll.rs`).
 //!
+//! The redirect never waits long for PostgreSQL here: the day's salt is
+//! loaded by the merge task (each tick, so also just after midnight), and a
+//! redirect that finds none loaded waits at most `SALT_WAIT` for it; when
+//! PostgreSQL is away, the click is journaled and counted without its
+//! visitor (for `SALT_RETRY`, no redirect waits at all).
+//!
 //! Observations of counted clicks gather in process, one entry per
 //! link-day and register, and are merged into PostgreSQL every
 //! `CLICKS_VISITORS_FLUSH_MS` (`db::clicks::merge_sketches`: the stored
 //! sketch, locked, raised register-wise, its estimate stored beside it). At
 //! most `CLICKS_VISITORS_PENDING_MAX` entries wait; past that an observation
 //! is dropped and counted (`linkhub_click_visitors_dropped_total`). Visitors
-//! are an estimate, unlike clicks: the observations of the last interval die
-//! with a killed process.
+//! are an estimate, unlike clicks: each click's journal record carries its
+//! register and rank too, and adoption merges those of a dead process's
+//! segment (`adopt.rs`), so a `kill -9` loses only the observations of
+//! segments it had already applied but not yet merged.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use rand::RngExt;
@@ -46,6 +54,13 @@ struct Pending {
     entries: usize,
 }
 
+/// How long a redirect waits for the day's salt when none is loaded.
+const SALT_WAIT: Duration = Duration::from_millis(100);
+
+/// After a salt load failed or took longer than `SALT_WAIT`, redirects stop
+/// waiting for one for this long (the merge task keeps trying).
+const SALT_RETRY: Duration = Duration::from_secs(1);
+
 pub(super) struct Visitors {
     db: DbPool,
     metrics: Arc<Metrics>,
@@ -53,6 +68,8 @@ pub(super) struct Visitors {
     salt: RwLock<Option<(NaiveDate, Arc<[u8]>)>>,
     /// One salt load at a time: a burst at midnight asks PostgreSQL once.
     loading: tokio::sync::Mutex<()>,
+    /// Until when redirects do not wait for a salt.
+    salt_retry_at: Mutex<Option<Instant>>,
     pending: Mutex<Pending>,
     pending_max: usize,
     /// Wakes the merge early when half the bound is reached.
@@ -66,6 +83,7 @@ impl Visitors {
             metrics,
             salt: RwLock::new(None),
             loading: tokio::sync::Mutex::new(()),
+            salt_retry_at: Mutex::new(None),
             pending: Mutex::new(Pending::default()),
             pending_max,
             full: Notify::new(),
@@ -73,9 +91,12 @@ impl Visitors {
     }
 
     /// Where `visitor` lands in `day`'s sketches; `None` when the day's
-    /// salt cannot be had (PostgreSQL unreachable; the click then fails too).
+    /// salt cannot be had at once (PostgreSQL away: the click still counts).
     pub async fn observation(&self, day: NaiveDate, visitor: Visitor<'_>) -> Option<Observation> {
-        let salt = self.salt_of(day).await?;
+        let salt = match self.loaded_salt(day) {
+            Some(salt) => salt,
+            None => self.salt_within_wait(day).await?,
+        };
         let mut digest = Sha256::new();
         digest.update(&salt);
         match visitor.address {
@@ -90,16 +111,36 @@ impl Visitors {
         Some(Observation::of(u64::from_le_bytes(first)))
     }
 
-    async fn salt_of(&self, day: NaiveDate) -> Option<Arc<[u8]>> {
-        let cached = || match &*self.salt.read().unwrap_or_else(|p| p.into_inner()) {
+    fn loaded_salt(&self, day: NaiveDate) -> Option<Arc<[u8]>> {
+        match &*self.salt.read().unwrap_or_else(|p| p.into_inner()) {
             Some((loaded, salt)) if *loaded == day => Some(Arc::clone(salt)),
             _ => None,
-        };
-        if let Some(salt) = cached() {
+        }
+    }
+
+    /// The salt of `day` if it loads within `SALT_WAIT`, and no load
+    /// failed in the last `SALT_RETRY`.
+    async fn salt_within_wait(&self, day: NaiveDate) -> Option<Arc<[u8]>> {
+        let retry_at = || self.salt_retry_at.lock().unwrap_or_else(|p| p.into_inner());
+        if retry_at().is_some_and(|at| Instant::now() < at) {
+            return None;
+        }
+        let loaded = tokio::time::timeout(SALT_WAIT, self.salt_of(day))
+            .await
+            .ok()
+            .flatten();
+        if loaded.is_none() {
+            *retry_at() = Some(Instant::now() + SALT_RETRY);
+        }
+        loaded
+    }
+
+    async fn salt_of(&self, day: NaiveDate) -> Option<Arc<[u8]>> {
+        if let Some(salt) = self.loaded_salt(day) {
             return Some(salt);
         }
         let _one_at_a_time = self.loading.lock().await;
-        if let Some(salt) = cached() {
+        if let Some(salt) = self.loaded_salt(day) {
             return Some(salt);
         }
         let fresh: [u8; 32] = rand::rng().random();
@@ -162,6 +203,8 @@ impl Visitors {
                 }
             }
             self.merge().await;
+            // Today's salt, loaded before a redirect asks (after midnight too).
+            self.salt_of(chrono::Utc::now().date_naive()).await;
             sweeps += 1;
             // About hourly at the default interval.
             if sweeps % 3600 == 1 {

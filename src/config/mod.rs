@@ -214,26 +214,25 @@ settings! {
         /// `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`) are read by the exporter.
         otel_exporter_otlp_endpoint: Option<String> = "OTEL_EXPORTER_OTLP_ENDPOINT"
             => Rule::optional_url(HTTP),
-        /// Clicks one commit of the click counts carries at most.
-        clicks_batch_max: usize = "CLICKS_BATCH_MAX"
-            => Rule::number(1000, "a positive whole number").positive(),
-        /// Clicks that may wait for their commit; one more is answered `503`
-        /// with `Retry-After`.
-        clicks_queue_max: usize = "CLICKS_QUEUE_MAX"
-            => Rule::number(10_000, "a positive whole number").positive(),
-        /// Commits of click counts in flight at once, at most; a second one
-        /// starts only with a full batch (`CLICKS_BATCH_MAX`).
-        clicks_committers: usize = "CLICKS_COMMITTERS"
-            => Rule::number(2, "a positive whole number").positive(),
-        /// How long a batch of clicks waits, from its first click's arrival,
-        /// for more to join before it commits (0: it goes as soon as no
-        /// other commit is in flight). Fewer commits at low rates, for
-        /// latency and throughput (docs/BENCHMARKS.md).
-        clicks_linger: Duration = "CLICKS_LINGER_MS" => Rule::millis(0),
-        /// How long a click's commit may take, retries included, before its
-        /// redirect answers `503`.
-        clicks_commit_timeout: Duration = "CLICKS_COMMIT_TIMEOUT_MS"
-            => Rule::millis(5000).positive(),
+        /// The directory of the click journal (`src/clicks/journal.rs`): each
+        /// process appends the clicks it answers to a segment file there
+        /// before the `302`, and adopts the segments of dead processes.
+        /// Unset: `${TMPDIR:-/tmp}/linkhub-clicks/<host>_<port>_<dbname>` of
+        /// `DATABASE_URL` ([`Settings::clicks_journal_dir`]), so instances of
+        /// one database on one machine share it. It must outlive the process
+        /// (docs/OPERATIONS.md).
+        clicks_journal_dir: Option<PathBuf> = "CLICKS_JOURNAL_DIR" => Rule::path(),
+        /// Journal bytes not yet applied to PostgreSQL, at most (20 bytes a
+        /// click); past it a redirect answers `503` with `Retry-After`.
+        clicks_journal_max_bytes: u64 = "CLICKS_JOURNAL_MAX_BYTES"
+            => Rule::number(64 * 1024 * 1024, "a positive whole number of bytes").positive(),
+        /// How often the clicks journaled are applied to PostgreSQL, in one
+        /// transaction; the analytics lag at most about this (and at most 5 s
+        /// is promised: the maximum is 4000).
+        clicks_flush: Duration = "CLICKS_FLUSH_MS"
+            => Rule::millis(250)
+                .at_most(Duration::from_millis(4000), "milliseconds, from 1 to 4000")
+                .positive(),
         /// How often the visitors seen are merged into PostgreSQL.
         clicks_visitors_flush: Duration = "CLICKS_VISITORS_FLUSH_MS"
             => Rule::millis(1000).positive(),
@@ -352,6 +351,36 @@ impl Settings {
         drop(query);
         self.database_url = url.to_string();
         Ok(self)
+    }
+
+    /// The click journal's directory: `CLICKS_JOURNAL_DIR`, else one per
+    /// database under the temporary directory,
+    /// `${TMPDIR:-/tmp}/linkhub-clicks/<host>_<port>_<dbname>`, so that the
+    /// instances of one database on one machine share it (and adopt each
+    /// other's segments) while those of other databases never see them.
+    pub fn clicks_journal_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.clicks_journal_dir {
+            return dir.clone();
+        }
+        let (host, port, database) = match url::Url::parse(&self.database_url) {
+            Ok(url) => (
+                url.host_str().unwrap_or("localhost").to_owned(),
+                url.port().unwrap_or(5432),
+                url.path().trim_start_matches('/').to_owned(),
+            ),
+            Err(_) => ("localhost".to_owned(), 5432, String::new()),
+        };
+        let name: String = format!("{host}_{port}_{database}")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        std::env::temp_dir().join("linkhub-clicks").join(name)
     }
 
     /// Where the cache lives: the cluster when seed nodes are given, else the one node.

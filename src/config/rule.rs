@@ -117,6 +117,23 @@ impl Rule<Duration> {
             parse_trimmed(raw).map(Duration::from_millis)
         })
     }
+
+    /// Refuses a value above `max`, asking for `expected` instead (the
+    /// default is the table's own, not checked).
+    pub fn at_most(mut self, max: Duration, expected: &'static str) -> Self {
+        let parse = self.parse;
+        self.parse = Box::new(move |raw| {
+            parse(raw).and_then(|value| {
+                if value <= max {
+                    Ok(value)
+                } else {
+                    Err(raw.to_owned())
+                }
+            })
+        });
+        self.expected = expected;
+        self
+    }
 }
 
 impl Rule<f64> {

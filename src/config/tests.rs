@@ -271,3 +271,37 @@ fn the_operator_settings_are_off_unless_set() {
         assert!(err.to_string().contains(name), "{err}");
     }
 }
+
+#[test]
+fn the_click_journal_settings_have_their_defaults_and_bounds() {
+    let s = from(&[(
+        "DATABASE_URL",
+        "postgres://u@db.example:6543/links?sslmode=require",
+    )])
+    .expect("valid");
+    assert_eq!(s.clicks_journal_max_bytes, 64 * 1024 * 1024);
+    assert_eq!(s.clicks_flush, Duration::from_millis(250));
+    assert_eq!(
+        s.clicks_journal_dir(),
+        std::env::temp_dir()
+            .join("linkhub-clicks")
+            .join("db.example_6543_links")
+    );
+    let s = from(&[("CLICKS_JOURNAL_DIR", " /var/lib/linkhub/clicks ")]).expect("valid");
+    assert_eq!(
+        s.clicks_journal_dir(),
+        PathBuf::from("/var/lib/linkhub/clicks")
+    );
+    assert!(from(&[("CLICKS_FLUSH_MS", "4000")]).is_ok());
+    for (name, value) in [
+        ("CLICKS_FLUSH_MS", "4001"),
+        ("CLICKS_FLUSH_MS", "0"),
+        ("CLICKS_JOURNAL_MAX_BYTES", "0"),
+        ("CLICKS_JOURNAL_MAX_BYTES", "lots"),
+    ] {
+        let err = from(&[(name, value)]).unwrap_err();
+        assert_eq!(err.name, name, "{value}");
+    }
+    let err = from(&[("CLICKS_FLUSH_MS", "5000")]).unwrap_err();
+    assert_eq!(err.expected, "milliseconds, from 1 to 4000");
+}

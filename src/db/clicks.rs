@@ -2,6 +2,10 @@
 //! counts of link clicks per link and UTC day. None of these tables has an
 //! outbox trigger: writing them owes the cache nothing (`crate::clicks`
 //! explains why the counts stay exact).
+//!
+//! `click_batches` is keyed by click journal segment (its `writer`), and its
+//! `last_batch` is the byte offset of the segment applied so far: the
+//! record that a batch was applied, committed with the batch.
 
 use chrono::NaiveDate;
 use diesel::prelude::*;
@@ -10,7 +14,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::domain::clicks::{ClickDay, DayRange};
 
-/// Clicks of one link on one day, as a batch adds them.
+/// Clicks of one link on one day, as a journal segment adds them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DayCount {
     pub link_id: i64,
@@ -18,64 +22,111 @@ pub struct DayCount {
     pub clicks: i64,
 }
 
-#[derive(QueryableByName)]
-struct Applied {
-    #[diesel(sql_type = BigInt)]
-    applied: i64,
+/// What [`apply_segment`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentApply {
+    /// The clicks beyond the segment's last applied offset were added, and
+    /// the offset moved to the end given.
+    Applied,
+    /// The segment was applied up to that end (or beyond) already: a retry
+    /// after an outcome that was not known, or a segment adopted twice.
+    AlreadyApplied,
 }
 
-/// Adds a batch's counts, unless batch `batch` of `writer` (or a later one)
-/// was applied already: the counts and the record that they were applied
-/// are one statement in one transaction. `true`: applied now;
-/// `false`: it had been (a retry after an outcome that was not known).
+/// Applies a click journal segment up to byte offset `end`, in one
+/// transaction, in this order (the one way both the applier and an adopter
+/// apply a segment, `crate::clicks`):
+/// 1. the segment's `click_batches` row is upserted and locked, returning
+///    the offset applied so far (`-1`: nothing yet). The lock waits for any
+///    transaction on the same segment still open, a dead process's
+///    included, so what it returns is final;
+/// 2. `beyond(last)` counts the segment's clicks past that offset, only
+///    now that it is known (`None`: they cannot be counted now, and the
+///    transaction is rolled back);
+/// 3. the counts are added and the row's offset set to `end`, only when
+///    `end` is past it.
+///
 /// Counts of links deleted meanwhile are dropped (their rows would go with
 /// them). Rows are written in key order, so two writers adding to the same
 /// rows wait for each other instead of deadlocking.
-pub async fn apply_batch(
+pub async fn apply_segment<F>(
     conn: &mut AsyncPgConnection,
-    writer: &str,
-    batch: i64,
-    counts: &[DayCount],
-) -> QueryResult<bool> {
-    let mut counts = counts.to_vec();
-    counts.sort_unstable();
-    let link_ids: Vec<i64> = counts.iter().map(|c| c.link_id).collect();
-    let days: Vec<NaiveDate> = counts.iter().map(|c| c.day).collect();
-    let clicks: Vec<i64> = counts.iter().map(|c| c.clicks).collect();
-    // BEGIN … COMMIT around the one statement, not autocommit: a statement
-    // that waits (on a lock, say) while its process is killed would still
-    // commit when it ran in autocommit, counting clicks nobody was answered;
-    // in a transaction it is rolled back when no COMMIT comes.
-    let outcome = conn
-        .transaction::<Applied, diesel::result::Error, _>(async |conn| {
-            diesel::sql_query(
-        "WITH recorded AS ( \
-             INSERT INTO click_batches (writer, last_batch) VALUES ($1, $2) \
-             ON CONFLICT (writer) DO UPDATE SET last_batch = EXCLUDED.last_batch, seen_at = now() \
-                 WHERE click_batches.last_batch < EXCLUDED.last_batch \
-             RETURNING 1 \
-         ), counted AS ( \
-             INSERT INTO link_clicks (link_id, day, clicks) \
-             SELECT b.link_id, b.day, b.clicks \
-             FROM unnest($3::BIGINT[], $4::DATE[], $5::BIGINT[]) AS b (link_id, day, clicks) \
-             WHERE EXISTS (SELECT 1 FROM recorded) \
-               AND EXISTS (SELECT 1 FROM links l WHERE l.id = b.link_id) \
-             ORDER BY b.link_id, b.day \
-             ON CONFLICT (link_id, day) DO UPDATE SET clicks = link_clicks.clicks + EXCLUDED.clicks \
-             RETURNING 1 \
-         ) \
-         SELECT (SELECT count(*) FROM recorded) AS applied",
-    )
-    .bind::<Text, _>(writer)
-    .bind::<BigInt, _>(batch)
-    .bind::<Array<BigInt>, _>(link_ids)
-    .bind::<Array<Date>, _>(days)
-    .bind::<Array<BigInt>, _>(clicks)
-    .get_result(conn)
-    .await
-        })
+    segment: &str,
+    end: i64,
+    beyond: F,
+) -> QueryResult<SegmentApply>
+where
+    F: FnOnce(i64) -> Option<Vec<DayCount>> + Send,
+{
+    #[derive(QueryableByName)]
+    struct Last {
+        #[diesel(sql_type = BigInt)]
+        last_batch: i64,
+    }
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        let last: Last = diesel::sql_query(
+            "INSERT INTO click_batches (writer, last_batch) VALUES ($1, -1) \
+             ON CONFLICT (writer) DO UPDATE SET seen_at = now() \
+             RETURNING last_batch",
+        )
+        .bind::<Text, _>(segment)
+        .get_result(conn)
         .await?;
-    Ok(outcome.applied > 0)
+        if end <= last.last_batch {
+            return Ok(SegmentApply::AlreadyApplied);
+        }
+        let mut counts = beyond(last.last_batch).ok_or(diesel::result::Error::RollbackTransaction)?;
+        counts.sort_unstable();
+        let link_ids: Vec<i64> = counts.iter().map(|c| c.link_id).collect();
+        let days: Vec<NaiveDate> = counts.iter().map(|c| c.day).collect();
+        let clicks: Vec<i64> = counts.iter().map(|c| c.clicks).collect();
+        diesel::sql_query(
+            "WITH counted AS ( \
+                 INSERT INTO link_clicks (link_id, day, clicks) \
+                 SELECT b.link_id, b.day, b.clicks \
+                 FROM unnest($3::BIGINT[], $4::DATE[], $5::BIGINT[]) AS b (link_id, day, clicks) \
+                 WHERE EXISTS (SELECT 1 FROM links l WHERE l.id = b.link_id) \
+                 ORDER BY b.link_id, b.day \
+                 ON CONFLICT (link_id, day) DO UPDATE SET clicks = link_clicks.clicks + EXCLUDED.clicks \
+                 RETURNING 1 \
+             ) \
+             UPDATE click_batches SET last_batch = $2 WHERE writer = $1",
+        )
+        .bind::<Text, _>(segment)
+        .bind::<BigInt, _>(end)
+        .bind::<Array<BigInt>, _>(link_ids)
+        .bind::<Array<Date>, _>(days)
+        .bind::<Array<BigInt>, _>(clicks)
+        .execute(conn)
+        .await?;
+        Ok(SegmentApply::Applied)
+    })
+    .await
+}
+
+/// Forgets a segment's record once its file is gone: nothing can apply it
+/// again.
+pub async fn forget_segment(conn: &mut AsyncPgConnection, segment: &str) -> QueryResult<usize> {
+    diesel::sql_query("DELETE FROM click_batches WHERE writer = $1")
+        .bind::<Text, _>(segment)
+        .execute(conn)
+        .await
+}
+
+/// The database a connection is on, as a journal segment's header names
+/// it: `current_database()` and the server's `port`.
+pub async fn database_identity(conn: &mut AsyncPgConnection) -> QueryResult<String> {
+    #[derive(QueryableByName)]
+    struct Identity {
+        #[diesel(sql_type = Text)]
+        identity: String,
+    }
+    let identity: Identity = diesel::sql_query(
+        "SELECT current_database() || ' port ' || current_setting('port') AS identity",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(identity.identity)
 }
 
 /// The salt of `day`'s visitor digests: `fresh` when this call is the first
@@ -180,8 +231,9 @@ where
     .await
 }
 
-/// Forgets the batch records of writers unseen for a week: a process that
-/// ended long ago retries nothing.
+/// Forgets the records of segments unseen for a week: a segment's record
+/// outlives its file only when its process died between deleting the file
+/// and the record, and a file once deleted is never applied again.
 pub async fn forget_old_writers(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
     diesel::sql_query("DELETE FROM click_batches WHERE seen_at < now() - interval '7 days'")
         .execute(conn)

@@ -171,13 +171,13 @@ impl Default for Metrics {
             clicks: counter(
                 &registry,
                 "linkhub_clicks_total",
-                "Link clicks by outcome: counted (committed, then redirected), failed (not committed: 503), busy (queue full: 503)",
+                "Link clicks by outcome: counted (journaled, then redirected), failed (the journal write failed: 503), busy (CLICKS_JOURNAL_MAX_BYTES not yet applied: 503)",
                 &["outcome"],
             ),
             click_batches: counter(
                 &registry,
                 "linkhub_click_batches_total",
-                "Commits of click batches by outcome (committed, found_applied by a retry, retried, failed)",
+                "Transactions applying click journal segments by outcome: committed (the applier's), adopted (a dead process's segment), found_applied (applied already), retried (failed, tried again)",
                 &["outcome"],
             ),
             cache_verify,
@@ -292,7 +292,7 @@ impl Metrics {
         self.clicks.with_label_values(&[outcome]).inc_by(n);
     }
 
-    /// One attempt of a click batch's commit that came to `outcome`.
+    /// One attempt to apply a click journal segment that came to `outcome`.
     pub fn click_batch(&self, outcome: &'static str) {
         self.click_batches.with_label_values(&[outcome]).inc();
     }

@@ -29,7 +29,7 @@ static MISSING_LINK_PAGE: LazyLock<Vec<u8>> = LazyLock::new(pages::missing_link_
         (status = 302, description = "To the link's URL; the click is counted",
          headers(("Location" = String), ("Cache-Control" = String, description = "no-store"))),
         (status = 404, description = "No such link (an HTML page)", content_type = "text/html", body = String),
-        (status = 503, description = "PostgreSQL unreachable, or too many clicks waiting (with Retry-After)", body = ErrorBody),
+        (status = 503, description = "The link is neither cached nor readable from PostgreSQL, or the click cannot be journaled: too many clicks wait to be applied, or the journal cannot be written (with Retry-After)", body = ErrorBody),
         (status = 500, description = "Anything else; the message leaks no internals", body = ErrorBody),
     ))]
 pub async fn redirect(

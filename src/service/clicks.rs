@@ -17,7 +17,7 @@ use crate::state::AppState;
 /// Where a redirect goes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Redirect {
-    /// The link's URL (its click committed).
+    /// The link's URL (its click journaled).
     To(String),
     /// No such link, or one whose URL the redirect does not follow; nothing
     /// is counted.
@@ -51,14 +51,13 @@ pub async fn redirect(
     let Some(target) = redirect_target(&cached.data.url) else {
         return Ok(Redirect::Missing);
     };
-    state
-        .clicks
-        .record(link_id, visitor)
-        .await
-        .map_err(|e| match e {
-            ClickError::Busy => ApiError::busy(1),
-            ClickError::NotCommitted(why) => ApiError::ServiceUnavailable(why),
-        })?;
+    state.clicks.record(link_id, visitor).await.map_err(|e| {
+        if let ClickError::NotJournaled(cause) = &e {
+            // The operator's to fix (a full disk, say); the client may retry.
+            tracing::error!("a click could not be journaled: {cause}");
+        }
+        ApiError::busy(1)
+    })?;
     Ok(Redirect::To(target))
 }
 

@@ -41,8 +41,13 @@ async fn a_bad_setting_exits_non_zero_naming_the_variable() {
         ("REDIS_TIMEOUT_MS", "1.5"),
         ("LOGIN_MAX_FAILURES", "ten"),
         ("CACHE_ENABLED", "maybe"),
+        ("CLICKS_FLUSH_MS", "5000"),
+        ("CLICKS_JOURNAL_MAX_BYTES", "0"),
+        // Not a setting that fails to parse: a directory that cannot be made.
+        ("CLICKS_JOURNAL_DIR", "/dev/null/clicks"),
     ] {
         let mut vars = base_vars(&database_url);
+        vars.retain(|(k, _)| *k != name);
         vars.push((name, value.to_string()));
         let outcome = run(&[], &as_refs(&vars), Duration::from_secs(30)).await;
         assert!(

@@ -106,11 +106,13 @@ impl TestApp {
     }
 }
 
-/// Settings for a test instance: defaults, then the test database, the shared
-/// Redis, port 0, no migrations (the template is migrated) and small pools.
+/// Settings for a test instance: defaults, then the test database, its
+/// click journal directory, the shared Redis, port 0, no migrations (the
+/// template is migrated) and small pools.
 pub fn test_settings(database_url: &str, cache_prefix: &str) -> Settings {
     let mut settings = Settings::from_lookup(|_| None).expect("default settings must parse");
     settings.database_url = database_url.to_string();
+    settings.clicks_journal_dir = Some(journal_dir_of(database_url));
     settings.redis_url = redis_url();
     settings.bind_addr = "127.0.0.1:0".to_string();
     settings.cache_prefix = cache_prefix.to_string();
@@ -128,6 +130,18 @@ pub fn test_settings(database_url: &str, cache_prefix: &str) -> Settings {
     settings.list_loads_max = 1_000;
     settings.list_load_wait = settings.db_timeout;
     settings
+}
+
+/// The click journal directory of the test database at `database_url`,
+/// under the temporary directory: every instance on that database shares
+/// it (and adopts a killed sibling's segments), no other test sees it.
+pub fn journal_dir_of(database_url: &str) -> std::path::PathBuf {
+    let name = database_url
+        .rsplit('/')
+        .next()
+        .and_then(|last| last.split('?').next())
+        .unwrap_or("linkhub");
+    std::env::temp_dir().join("linkhub-test-clicks").join(name)
 }
 
 /// Waits until the app serves reads from Redis (`/readyz` says `"cache": "ok"`):

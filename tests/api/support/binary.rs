@@ -45,10 +45,17 @@ fn passed_log_filter() -> Option<(&'static str, String)> {
         .map(|filter| ("RUST_LOG", filter))
 }
 
-/// Settings every run shares: the shared Redis, a private prefix, port 0.
+/// Settings every run shares: the shared Redis, a private prefix, port 0,
+/// the database's own click journal directory.
 pub fn base_vars(database_url: &str) -> Vec<(&'static str, String)> {
     vec![
         ("DATABASE_URL", database_url.to_string()),
+        (
+            "CLICKS_JOURNAL_DIR",
+            super::app::journal_dir_of(database_url)
+                .to_string_lossy()
+                .into_owned(),
+        ),
         ("REDIS_URL", redis_url()),
         ("BIND_ADDR", "127.0.0.1:0".to_string()),
         ("CACHE_PREFIX", unique_name("t")),

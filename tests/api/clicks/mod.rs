@@ -1,17 +1,21 @@
 //! Link clicks: `GET /l/{link_id}` redirects (302, `Location`, `no-store`)
 //! through the cached read of the link, counts each answered redirect once
-//! — across a killed instance, Redis unreachable or restarted, a batch
-//! applied twice — never moves a cached profile off `HIT`, and
-//! `GET /api/v1/users/{id}/clicks` answers the owner's counts and visitors.
+//! — across Redis unreachable or restarted — never moves a cached profile
+//! off `HIT`, and `GET /api/v1/users/{id}/clicks` answers the owner's counts
+//! and visitors. `journal.rs`: the click journal's crash paths (a killed
+//! instance's segment adopted by a sibling or by its restart, a torn tail,
+//! a dead batch still open in PostgreSQL), PostgreSQL cut, a batch applied
+//! twice, the journal's bound. Each test's database has its own journal
+//! directory (`journal_dir_of`), shared by the instances on it.
+
+mod journal;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::future::join_all;
-use linkhub::db::clicks::{DayCount, apply_batch};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -35,6 +39,75 @@ async fn stored_clicks(database_url: &str, link_id: &Value) -> i64 {
     .await[0]
         .parse()
         .expect("a count")
+}
+
+/// The clicks stored for a link once they stop changing short of `expected`
+/// (the applier runs every 250 ms; adoption scans every 2 s): `expected`
+/// as soon as it is reached, else what is stored after 10 s. A count above
+/// `expected` is returned at once.
+async fn settled_clicks(database_url: &str, link_id: &Value, expected: i64) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stored = stored_clicks(database_url, link_id).await;
+        if stored >= expected || Instant::now() >= deadline {
+            return stored;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The click journal segments in the directory of `database_url`.
+fn segments(database_url: &str) -> Vec<std::path::PathBuf> {
+    match std::fs::read_dir(journal_dir_of(database_url)) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "clicks"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Clicks `link_id` on `app` from `width` clients until `run` has passed or
+/// the instance stops answering; answers the `302`s and the requests cut.
+async fn click_until_cut(
+    app: &TestApp,
+    link_id: &Value,
+    width: usize,
+) -> (
+    Arc<AtomicU64>,
+    Arc<AtomicU64>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let answered = Arc::new(AtomicU64::new(0));
+    let cut = Arc::new(AtomicU64::new(0));
+    let workers = (0..width)
+        .map(|_| {
+            let (app, id) = (app.clone(), link_id.clone());
+            let (answered, cut) = (Arc::clone(&answered), Arc::clone(&cut));
+            tokio::spawn(async move {
+                loop {
+                    match app.client.get(app.url(&paths::click(&id))).send().await {
+                        Ok(r) if r.status() == 302 => answered.fetch_add(1, Ordering::SeqCst),
+                        _ => {
+                            cut.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    (answered, cut, workers)
+}
+
+/// The binary's settings for click load: warnings only, since nobody
+/// reads its piped output until it exits, and a full pipe (64 KiB of access
+/// log lines, some 300 requests) would stop it.
+fn quiet_vars(database_url: &str) -> Vec<(&'static str, String)> {
+    let mut vars = base_vars(database_url);
+    vars.push(("RUST_LOG", "warn".to_owned()));
+    vars
 }
 
 /// `n` clicks at once, `width` in flight; answers how many were `302`.
@@ -88,7 +161,7 @@ async fn a_redirect_is_a_302_to_the_url_with_no_store_and_counts_one_click() {
         header(&response, "cache-control").as_deref(),
         Some("no-store")
     );
-    assert_eq!(stored_clicks(&app.database_url, &link["id"]).await, 1);
+    assert_eq!(settled_clicks(&app.database_url, &link["id"], 1).await, 1);
     let row = todays_row(&app, &user, &link["id"])
         .await
         .expect("today's row");
@@ -120,7 +193,7 @@ async fn an_edited_link_redirects_to_its_new_url_at_once() {
         header(&response, "location").as_deref(),
         Some("https://new.example.com/x")
     );
-    assert_eq!(stored_clicks(&app.database_url, &link["id"]).await, 3);
+    assert_eq!(settled_clicks(&app.database_url, &link["id"], 3).await, 3);
 }
 
 #[tokio::test]
@@ -149,7 +222,9 @@ async fn unknown_and_deleted_links_get_the_html_404_page_and_count_nothing() {
         let page = response.text().await.expect("a body");
         assert!(page.contains("No such link"), "{path}: {page}");
     }
-    // The deleted link's counts went with it; nothing else was counted.
+    // The deleted link's counts went with it (or were dropped when applied
+    // after it); nothing else was counted.
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let total = query_strings(
         &app.database_url,
         "SELECT count(*)::text AS value FROM link_clicks",
@@ -226,16 +301,16 @@ async fn a_cached_profile_stays_hit_through_10_000_clicks() {
         .await;
     assert_eq!(bumps_before, bumps_after, "a click bumped a namespace");
     assert_eq!(
-        stored_clicks(&app.database_url, &link["id"]).await,
+        settled_clicks(&app.database_url, &link["id"], CLICKS as i64).await,
         CLICKS as i64
     );
-    // Fewer commits than clicks: the clicks in flight share commits (how
-    // many share one depends on the machine's pace: docs/BENCHMARKS.md).
+    // One transaction per flush (250 ms), whatever the clicks in it: far
+    // fewer than 10 per 1,000 clicks even on a slow machine.
     let commits = app
         .metric_sum("linkhub_click_batches_total", &[("outcome", "committed")])
         .await;
     println!("{CLICKS} clicks, 64 in flight: {commits} commits");
-    assert!((1.0..CLICKS as f64).contains(&commits), "{commits} commits");
+    assert!((1.0..100.0).contains(&commits), "{commits} commits");
 }
 
 #[tokio::test]
@@ -251,7 +326,10 @@ async fn clicks_count_exactly_while_redis_is_unreachable() {
     proxy.cut();
     let answered = clicks_at_once(&app, &link["id"], 200, 8).await;
     assert_eq!(answered, 200);
-    assert_eq!(stored_clicks(&app.database_url, &link["id"]).await, 200);
+    assert_eq!(
+        settled_clicks(&app.database_url, &link["id"], 200).await,
+        200
+    );
     proxy.restore();
 }
 
@@ -274,152 +352,9 @@ async fn clicks_count_exactly_across_redis_restarts() {
     }
     let answered = clicking.await.expect("the clicks ran");
     assert_eq!(answered, 600);
-    assert_eq!(stored_clicks(&app.database_url, &link["id"]).await, 600);
-}
-
-#[tokio::test]
-async fn a_batch_applied_twice_counts_once() {
-    let app = spawn_app().await;
-    let (_, link) = app.user_with_link("Site", "https://example.com/").await;
-    let link_id = link["id"].as_i64().expect("an id");
-    let mut conn = AsyncPgConnection::establish(&app.database_url)
-        .await
-        .expect("connect");
-    let day = Utc::now().date_naive();
-    let batch = [DayCount {
-        link_id,
-        day,
-        clicks: 7,
-    }];
-    assert!(
-        apply_batch(&mut conn, "writer-a", 1, &batch)
-            .await
-            .expect("applied")
-    );
-    assert!(
-        !apply_batch(&mut conn, "writer-a", 1, &batch)
-            .await
-            .expect("a retry")
-    );
-    assert!(
-        !apply_batch(&mut conn, "writer-a", 0, &batch)
-            .await
-            .expect("an older one")
-    );
-    assert_eq!(stored_clicks(&app.database_url, &link["id"]).await, 7);
-    // The next batch of that writer, and another writer's first, count.
-    assert!(
-        apply_batch(&mut conn, "writer-a", 2, &batch)
-            .await
-            .expect("the next")
-    );
-    assert!(
-        apply_batch(&mut conn, "writer-b", 1, &batch)
-            .await
-            .expect("another writer")
-    );
-    assert_eq!(stored_clicks(&app.database_url, &link["id"]).await, 21);
-    // Counts of a link deleted meanwhile are dropped, and the batch is recorded.
-    let gone = [DayCount {
-        link_id: 9_000_000_000,
-        day,
-        clicks: 1,
-    }];
-    assert!(
-        apply_batch(&mut conn, "writer-a", 3, &gone)
-            .await
-            .expect("applied")
-    );
-    assert!(
-        !apply_batch(&mut conn, "writer-a", 3, &gone)
-            .await
-            .expect("a retry")
-    );
-}
-
-#[tokio::test]
-async fn an_instance_killed_mid_batch_counts_nothing_it_did_not_answer() {
-    let truth = spawn_app().await;
-    let (_, link) = truth.user_with_link("Site", "https://example.com/").await;
-    let served = ServedBinary::start(&base_vars(&truth.database_url)).await;
-    // Its batch waits on the lock, mid-transaction, when the process dies.
-    let lock = TableLock::take(&truth.database_url, "link_clicks").await;
-    let pending: Vec<_> = (0..10)
-        .map(|_| {
-            let (app, id) = (served.app.clone(), link["id"].clone());
-            tokio::spawn(async move {
-                app.client
-                    .get(app.url(&paths::click(&id)))
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-            })
-        })
-        .collect();
-    until_sessions_wait_for_a_lock(&truth.database_url, 1).await;
-    served.signal("KILL").await;
-    let answered = join_all(pending)
-        .await
-        .into_iter()
-        .filter(|r| matches!(r, Ok(Ok(302))))
-        .count();
-    assert_eq!(answered, 0, "nothing was answered before the kill");
-    lock.release().await;
-    // A second instance finishes the run.
-    assert_eq!(clicks_at_once(&truth, &link["id"], 40, 4).await, 40);
-    // The killed one's statement ran once the lock went, and was rolled
-    // back for want of a COMMIT: wait until its session is gone.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sessions_waiting_for_a_lock(&truth.database_url).await > 0 {
-        assert!(Instant::now() < deadline, "the killed session still waits");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(stored_clicks(&truth.database_url, &link["id"]).await, 40);
-}
-
-#[tokio::test]
-async fn an_instance_killed_under_load_loses_no_answered_click() {
-    let truth = spawn_app().await;
-    let (_, link) = truth.user_with_link("Site", "https://example.com/").await;
-    let served = ServedBinary::start(&base_vars(&truth.database_url)).await;
-    let answered = Arc::new(AtomicU64::new(0));
-    let cut = Arc::new(AtomicU64::new(0));
-    let workers: Vec<_> = (0..8)
-        .map(|_| {
-            let (app, id) = (served.app.clone(), link["id"].clone());
-            let (answered, cut) = (Arc::clone(&answered), Arc::clone(&cut));
-            tokio::spawn(async move {
-                loop {
-                    match app.client.get(app.url(&paths::click(&id))).send().await {
-                        Ok(r) if r.status() == 302 => answered.fetch_add(1, Ordering::SeqCst),
-                        _ => {
-                            cut.fetch_add(1, Ordering::SeqCst);
-                            return;
-                        }
-                    };
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    served.signal("KILL").await;
-    join_all(workers).await;
-    let answered_by_killed = answered.load(Ordering::SeqCst);
-    assert!(
-        answered_by_killed > 0,
-        "the instance answered before the kill"
-    );
-    assert_eq!(clicks_at_once(&truth, &link["id"], 100, 4).await, 100);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let counted = stored_clicks(&truth.database_url, &link["id"]).await as u64;
-    // Every answered click counted; a request cut by the kill may have been
-    // committed in the instant before it (its client saw no answer).
-    let answered = answered_by_killed + 100;
-    let cut = cut.load(Ordering::SeqCst);
-    assert!(
-        counted >= answered && counted <= answered + cut,
-        "counted {counted}, answered {answered}, cut {cut}"
+    assert_eq!(
+        settled_clicks(&app.database_url, &link["id"], 600).await,
+        600
     );
 }
 
@@ -466,9 +401,17 @@ async fn distinct_visitors_are_counted_within_two_percent() {
     // Visitors are at most a merge interval behind.
     let deadline = Instant::now() + Duration::from_secs(5);
     let (many_row, one_row) = loop {
-        let many_row = todays_row(&app, &user, &many["id"]).await.expect("a row");
-        let one_row = todays_row(&app, &user, &one["id"]).await.expect("a row");
-        if one_row["visitors"] == 1 && many_row["visitors"].as_u64() > Some(0) {
+        let many_row = todays_row(&app, &user, &many["id"])
+            .await
+            .unwrap_or_default();
+        let one_row = todays_row(&app, &user, &one["id"])
+            .await
+            .unwrap_or_default();
+        if one_row["visitors"] == 1
+            && many_row["visitors"].as_u64() > Some(0)
+            && many_row["clicks"] == VISITORS
+            && one_row["clicks"] == 50
+        {
             break (many_row, one_row);
         }
         assert!(
@@ -502,6 +445,11 @@ async fn analytics_are_for_the_owner_or_an_admin_with_valid_days() {
     let admin = app.register_admin().await;
     assert_eq!(click(&app, &link["id"], "a").await.status(), 302);
     assert_eq!(click(&app, &other_link["id"], "a").await.status(), 302);
+    assert_eq!(settled_clicks(&app.database_url, &link["id"], 1).await, 1);
+    assert_eq!(
+        settled_clicks(&app.database_url, &other_link["id"], 1).await,
+        1
+    );
     let path = paths::clicks(owner.id);
 
     expect_error(app.get(&path).await, 401, "unauthorized").await;
