@@ -189,21 +189,44 @@ async fn drop_stale_test_databases() {
     )
     .await;
     let now = unix_now();
+    let mut kept = std::collections::HashSet::new();
     for row in rows {
         let (name, backends) = row.split_once(' ').expect("name and backend count");
-        let created = name
-            .strip_prefix("linkhub_test_")
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|secs| secs.parse::<u64>().ok());
-        let Some(created) = created else { continue };
+        let Some(created) = created_secs(name) else {
+            continue;
+        };
         let age = now.saturating_sub(created);
         if age > STALE_TEST_DB_SECS || (age > IDLE_TEST_DB_SECS && backends == "0") {
             // Ignore failures: someone may be dropping it at the same time.
             let _ = connection
                 .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .await;
+        } else {
+            kept.insert(name.to_owned());
         }
     }
+    // The click journal directories of databases gone (`journal_dir_of`);
+    // one younger than the idle age may belong to a database made since.
+    let journals = super::app::journal_dir_of("linkhub")
+        .parent()
+        .map(Path::to_path_buf);
+    let Some(Ok(entries)) = journals.map(std::fs::read_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let old = created_secs(&name).is_some_and(|c| now.saturating_sub(c) > IDLE_TEST_DB_SECS);
+        if old && !kept.contains(&name) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// When a test database was made, from its name (`linkhub_test_<secs>_…`).
+fn created_secs(name: &str) -> Option<u64> {
+    name.strip_prefix("linkhub_test_")
+        .and_then(|rest| rest.split('_').next())
+        .and_then(|secs| secs.parse::<u64>().ok())
 }
 
 /// A hash of every file under `migrations/` (path and contents), so a changed
