@@ -306,6 +306,24 @@ async fn a_readyz_flood_costs_one_database_check() {
     assert_eq!(checks().await - before, 1.0);
 }
 
+/// The expensive reads' window of [`one_expensive_read_a_minute`].
+const EXPENSIVE_WINDOW: Duration = Duration::from_secs(60);
+
+/// An app behind the proxy that allows one expensive read a minute per
+/// address and holds repeated refusals `delay`.
+async fn one_expensive_read_a_minute(
+    delay: Duration,
+    configure: impl FnOnce(&mut linkhub::config::Settings),
+) -> TestApp {
+    behind_proxy(|s| {
+        s.expensive_reads_per_address = 1;
+        s.expensive_reads_window = EXPENSIVE_WINDOW;
+        s.refusal_delay = delay;
+        configure(s);
+    })
+    .await
+}
+
 /// Two expensive reads from `client` with a limit of one: the second is
 /// its window's first refusal, answered at once.
 async fn fill_the_window(app: &TestApp, client: &str, window: Duration) {
@@ -322,14 +340,8 @@ async fn fill_the_window(app: &TestApp, client: &str, window: Duration) {
 
 #[tokio::test]
 async fn a_client_asking_again_before_its_window_ends_gets_its_refusals_late() {
-    let window = Duration::from_secs(60);
-    let delay = Duration::from_millis(800);
-    let app = behind_proxy(|s| {
-        s.expensive_reads_per_address = 1;
-        s.expensive_reads_window = window;
-        s.refusal_delay = delay;
-    })
-    .await;
+    let (window, delay) = (EXPENSIVE_WINDOW, Duration::from_millis(800));
+    let app = one_expensive_read_a_minute(delay, |_| {}).await;
     let client = "198.51.100.70";
     fill_the_window(&app, client, window).await;
     // Asked again at once: held for the delay, still a clear 429.
@@ -361,15 +373,8 @@ async fn a_client_asking_again_before_its_window_ends_gets_its_refusals_late() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_beyond_the_held_bound_are_answered_at_once_and_close_the_connection() {
-    let window = Duration::from_secs(60);
-    let delay = Duration::from_secs(2);
-    let app = behind_proxy(|s| {
-        s.expensive_reads_per_address = 1;
-        s.expensive_reads_window = window;
-        s.refusal_delay = delay;
-        s.refusals_held_max = 2;
-    })
-    .await;
+    let (window, delay) = (EXPENSIVE_WINDOW, Duration::from_secs(2));
+    let app = one_expensive_read_a_minute(delay, |s| s.refusals_held_max = 2).await;
     let client = "198.51.100.80";
     fill_the_window(&app, client, window).await;
     let path = format!("{}?search=slow9", paths::USERS);
