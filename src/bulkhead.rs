@@ -9,7 +9,8 @@
 //! quarter of `DB_POOL_SIZE`, at most half the cores), so the rest of the pool stays free for every
 //! other read and every write, which never enter it. A load that finds the
 //! bulkhead full waits at most `LIST_LOAD_WAIT_MS`, behind at most
-//! [`WAITERS_PER_PLACE`] others per place, and is answered `503
+//! [`WAITERS_PER_PLACE`] others per place and [`WAITERS_MIN`] in all, and
+//! is answered `503
 //! service_unavailable` with `Retry-After: 1` beyond: a clear, cheap answer
 //! instead of a pool that every request waits on.
 //!
@@ -35,6 +36,11 @@ use crate::metrics::Metrics;
 /// Loads that may wait for each place of a bulkhead. Beyond it a load is
 /// refused at once: were they served, they would wait longer than the wait.
 pub const WAITERS_PER_PLACE: usize = 4;
+
+/// Loads that may wait, whatever the places: a burst of a few ordinary
+/// misses at once (a list load takes a millisecond or two) waits for the
+/// one place of a small machine instead of being refused.
+pub const WAITERS_MIN: usize = 16;
 
 /// What a client refused by a full bulkhead is told to wait.
 const RETRY_AFTER_SECS: u64 = 1;
@@ -69,7 +75,7 @@ impl Bulkhead {
             name,
             places: Arc::new(Semaphore::new(size)),
             waiting: Arc::new(AtomicUsize::new(0)),
-            waiting_max: size * WAITERS_PER_PLACE,
+            waiting_max: (size * WAITERS_PER_PLACE).max(WAITERS_MIN),
             wait_max,
             metrics,
         }
@@ -143,13 +149,15 @@ mod tests {
             Arc::new(Metrics::default()),
         ));
         let held = bulkhead.enter().await.expect("a place");
-        let waiters: Vec<_> = (0..WAITERS_PER_PLACE)
+        let bound = WAITERS_MIN.max(WAITERS_PER_PLACE);
+        assert_eq!(bulkhead.waiting_max, bound);
+        let waiters: Vec<_> = (0..bound)
             .map(|_| {
                 let bulkhead = Arc::clone(&bulkhead);
                 tokio::spawn(async move { bulkhead.enter().await.is_ok() })
             })
             .collect();
-        while bulkhead.waiting.load(Ordering::Acquire) < WAITERS_PER_PLACE {
+        while bulkhead.waiting.load(Ordering::Acquire) < bound {
             tokio::task::yield_now().await;
         }
         assert!(bulkhead.enter().await.is_err(), "one waiter too many");

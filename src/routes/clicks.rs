@@ -50,7 +50,7 @@ pub async fn redirect(
     };
     match clicks::redirect(&state, link_id, visitor).await? {
         Redirect::To(url) => Ok(HttpResponse::Found()
-            .insert_header((header::LOCATION, url))
+            .insert_header((header::LOCATION, &*url))
             .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
             .finish()),
         Redirect::Missing => Ok(missing_link()),

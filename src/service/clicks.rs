@@ -3,11 +3,14 @@
 //! is `crate::clicks`; the redirect's URL is the cached read of the link,
 //! with its read-your-writes, so an edit redirects to the new URL at once.
 
+use std::sync::{Arc, LazyLock};
+
 use chrono::Utc;
 use serde::Deserialize;
 
 use super::{authorize, reads};
 use crate::auth::Caller;
+use crate::cache::Entry;
 use crate::clicks::{ClickError, Visitor};
 use crate::db;
 use crate::domain::clicks::{ClickDay, DayRange, redirect_target};
@@ -18,7 +21,7 @@ use crate::state::AppState;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Redirect {
     /// The link's URL (its click journaled).
-    To(String),
+    To(Arc<str>),
     /// No such link, or one whose URL the redirect does not follow; nothing
     /// is counted.
     Missing,
@@ -35,6 +38,33 @@ struct LinkUrl {
     url: String,
 }
 
+/// Redirect targets by the ETag of the link entry they were read from, at
+/// most this many (a few hundred bytes each).
+const TARGETS_MAX: usize = 10_000;
+
+/// Where a link entry redirects to, remembered by the entry's ETag. The
+/// target is a function of the entry's body alone (its URL, checked against
+/// today's rules), and the ETag is a digest of that body: an edited link is
+/// a new body, so a new key, and is never answered from an older one. The
+/// freshness of the entry itself is the cache read's (read-your-writes).
+/// One map per process, whatever the app: the same body has the same target
+/// everywhere. It spares each redirect parsing the body and the URL twice.
+static TARGETS: LazyLock<quick_cache::sync::Cache<String, Option<Arc<str>>>> =
+    LazyLock::new(|| quick_cache::sync::Cache::new(TARGETS_MAX));
+
+/// The target of a `200` link entry; `None` for a URL the redirect does
+/// not follow.
+fn target_of(entry: &Entry) -> Result<Option<Arc<str>>, ApiError> {
+    if let Some(target) = TARGETS.get(&entry.etag) {
+        return Ok(target);
+    }
+    let cached: CachedLink = serde_json::from_slice(&entry.body)
+        .map_err(|e| ApiError::internal(format!("a cached link does not parse: {e}")))?;
+    let target: Option<Arc<str>> = redirect_target(&cached.data.url).map(Arc::from);
+    TARGETS.insert(entry.etag.clone(), target.clone());
+    Ok(target)
+}
+
 /// Resolves link `link_id` through the cache and counts the click before
 /// answering where to go.
 pub async fn redirect(
@@ -46,9 +76,7 @@ pub async fn redirect(
     if served.entry.status != 200 {
         return Ok(Redirect::Missing);
     }
-    let cached: CachedLink = serde_json::from_slice(&served.entry.body)
-        .map_err(|e| ApiError::internal(format!("a cached link does not parse: {e}")))?;
-    let Some(target) = redirect_target(&cached.data.url) else {
+    let Some(target) = target_of(&served.entry)? else {
         return Ok(Redirect::Missing);
     };
     state.clicks.record(link_id, visitor).await.map_err(|e| {
