@@ -165,10 +165,11 @@ impl Hashing {
     /// scheduler (see [`super::niced`]).
     pub fn new(queue_max: usize, wait_max: Duration, registration_nice: u8) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let mut hashing = Self::with_slots(hashing_slots(cores), queue_max, wait_max);
+        let slots = hashing_slots(cores);
+        let mut hashing = Self::with_slots(slots, queue_max, wait_max);
         match NicedPool::start(
             "hash-registration",
-            hashing_slots(cores),
+            slots,
             i32::from(registration_nice.min(19)),
         ) {
             Ok(pool) => hashing.registrations = Some(pool),
@@ -262,15 +263,13 @@ impl Hashing {
         // The thread logs under the span of the request that hashes.
         let span = tracing::Span::current();
         let work = move || span.in_scope(f);
-        match (&self.registrations, priority) {
-            (Some(pool), Priority::Registration) => pool
-                .run(work)
-                .await
-                .map_err(|e| ApiError::internal(format!("password task failed: {e}")))?,
+        let ran = match (&self.registrations, priority) {
+            (Some(pool), Priority::Registration) => pool.run(work).await.map_err(|e| e.to_string()),
             _ => tokio::task::spawn_blocking(work)
                 .await
-                .map_err(|e| ApiError::internal(format!("password task failed: {e}")))?,
-        }
+                .map_err(|e| e.to_string()),
+        };
+        ran.map_err(|e| ApiError::internal(format!("password task failed: {e}")))?
     }
 }
 
